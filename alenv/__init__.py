@@ -1,0 +1,3 @@
+"""alenv: Gymnasium environments for active learning of machine-learned interatomic potentials."""
+
+__version__ = "0.1.0"
