@@ -1,0 +1,356 @@
+"""Ensemble of Behler-Parrinello atomic neural networks, trained together as one vectorised model.
+
+Energy of a configuration = sum over atoms of a per-element network applied to the atom's descriptor.
+Forces are the exact negative gradient of that energy: ``F = -(dE/dG) . (dG/dR)`` with the descriptor
+Jacobian dG/dR computed once per configuration (see ``alenv.descriptors``) and reused every epoch.
+The M members are stacked along a leading axis of every weight tensor, so one batched matmul evaluates
+all of them; the spread of their predictions is the ensemble's epistemic uncertainty.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from alenv.descriptors.aev import AEV, AEVSpec, build_neighbours
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """Hyper-parameters of the ensemble potential and of its training."""
+
+    n_members: int = 5
+    hidden: tuple[int, ...] = (256, 256)
+    force_weight: float = 100.0  # weight of the force loss relative to the per-atom energy loss
+    lr: float = 1e-3  # learning rate when training from scratch
+    warm_lr: float = 3e-4  # learning rate for warm-started rounds
+    batch_size: int = 32  # frames per minibatch
+    epochs_initial: int = 200  # epochs of the first fit (from scratch)
+    epochs_per_round: int = 8  # epochs of each warm-started refit
+    min_steps_per_round: int = 40  # lower bound on optimiser steps per refit (small data sets)
+    feature_floor: float = 0.01  # floor on a descriptor term's spread, as a fraction of the largest spread
+    weight_decay: float = 0.0
+
+
+class FeaturizedFrames:
+    """Descriptors, and optionally their position Jacobian, of a fixed set of frames.
+
+    All frames must have the same number of atoms (their element order may differ). Descriptors are
+    computed once here and reused by every training epoch and prediction.
+    """
+
+    def __init__(self, frames: Sequence[Atoms], aev: AEV, jacobian: bool = True, chunk: int = 200):
+        if len(frames) == 0:
+            raise ValueError("no frames to featurise")
+        self.n_frames = len(frames)
+        self.n_atoms = len(frames[0])
+        Gs, Js, species = [], [], []
+        for start in range(0, len(frames), chunk):
+            part = frames[start : start + chunk]
+            nb = build_neighbours(part, aev.spec)
+            species.append(nb.species.reshape(len(part), self.n_atoms))
+            if jacobian:
+                G, J = aev.descriptors_and_jacobian(part, nb)
+                Js.append(J.astype(np.float32, copy=False))
+            else:
+                G = aev.descriptors(part, nb)
+            Gs.append(torch.from_numpy(G).float())
+        G = torch.cat(Gs)  # (F, n, D)
+        species_t = torch.from_numpy(np.concatenate(species))  # (F, n) species index
+        # Group atoms of each frame by element so that, when every frame has the same composition,
+        # each element's atoms are one contiguous block (slices instead of gathers on the hot path).
+        order = torch.argsort(species_t, dim=1, stable=True)
+        self.species = torch.gather(species_t, 1, order)
+        rows = (np.arange(self.n_frames)[:, None], order.numpy())  # numpy gathers: torch's are slow here
+        self.G = torch.from_numpy(np.ascontiguousarray(G.numpy()[rows]))
+        self.atom_order = order  # original atom index of each sorted slot
+        self.J = None
+        if jacobian:
+            J = np.concatenate(Js)[rows]  # (F, n, D, n, 3), rows sorted, columns in input atom order
+            self.J = torch.from_numpy(np.ascontiguousarray(J.reshape(self.n_frames, -1, self.n_atoms * 3)))
+        self.blocks: list[tuple[int, int, int]] | None = None  # (element, start, stop) when uniform
+        if bool((self.species == self.species[0]).all()):
+            first = self.species[0].tolist()
+            self.blocks = []
+            for e in sorted(set(first)):
+                lo = first.index(e)
+                self.blocks.append((e, lo, lo + first.count(e)))
+        self.has_jacobian = jacobian
+
+    def take(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Descriptors, species and Jacobian of the frames ``idx`` (numpy gathers: fast for big rows)."""
+        idx = np.asarray(idx)
+        G = torch.from_numpy(self.G.numpy()[idx])
+        J = torch.from_numpy(self.J.numpy()[idx]) if self.J is not None else None
+        return G, self.species[torch.from_numpy(idx)], J
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+
+def _init_layer(gen: torch.Generator, M: int, n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    bound = math.sqrt(6.0 / (n_in + n_out))
+    W = (torch.rand((M, n_in, n_out), generator=gen, dtype=torch.float32) * 2 - 1) * bound
+    b = torch.zeros((M, 1, n_out), dtype=torch.float32)
+    return W.requires_grad_(), b.requires_grad_()
+
+
+class EnsemblePotential:
+    """M per-element atomic networks on invariant descriptors; energies in eV, forces in eV/Angstrom."""
+
+    def __init__(self, spec: AEVSpec, config: EnsembleConfig = EnsembleConfig(), seed: int = 0):
+        self.spec = spec
+        self.config = config
+        self.aev = AEV(spec, dtype=torch.float32)
+        self.gen = torch.Generator().manual_seed(int(seed))
+        M, S, D = config.n_members, spec.n_species, spec.n_features
+        sizes = (D, *config.hidden, 1)
+        self.layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = [
+            [_init_layer(self.gen, M, a, b) for a, b in zip(sizes[:-1], sizes[1:])] for _ in range(S)
+        ]
+        self.feature_mean = torch.zeros((S, D))
+        self.feature_scale = torch.ones((S, D))
+        self.element_energy = torch.zeros(S, dtype=torch.float64)  # eV per atom of each element
+        self.energy_scale = 1.0  # eV; network outputs are multiplied by it
+        self.normalised = False
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.n_updates = 0
+
+    # ----------------------------------------------------------------- parameters and normalisation
+    def parameters(self) -> list[torch.Tensor]:
+        return [p for elem in self.layers for (W, b) in elem for p in (W, b)]
+
+    def set_normalisation(self, sets: Sequence[FeaturizedFrames]) -> None:
+        """Per-element centring and scaling of descriptor terms, from unlabelled frames (e.g. the pool).
+
+        Plain standardisation blows up near-constant terms, so each term's spread is floored at
+        ``feature_floor`` times the largest spread of that element.
+        """
+        S = self.spec.n_species
+        G = torch.cat([s.G.reshape(-1, s.G.shape[-1]) for s in sets])
+        sp = torch.cat([s.species.reshape(-1) for s in sets])
+        for e in range(S):
+            X = G[sp == e]
+            if len(X) == 0:
+                continue
+            mean, std = X.mean(0), X.std(0, unbiased=False)
+            self.feature_mean[e] = mean
+            self.feature_scale[e] = torch.clamp(std, min=self.config.feature_floor * float(std.max()) + 1e-12)
+        self.normalised = True
+
+    def _fit_baseline(self, species: torch.Tensor, energies: torch.Tensor, forces: torch.Tensor) -> None:
+        """Per-element reference energies by least squares on composition (minimum norm).
+
+        For a single molecule every frame has the same composition; the minimum-norm solution then
+        reproduces the mean energy, which is exactly what should be subtracted.
+        """
+        S = self.spec.n_species
+        counts = torch.stack([(species == e).sum(1) for e in range(S)], dim=1).double()  # (F, S)
+        sol = torch.linalg.lstsq(counts, energies.double()[:, None], driver="gelsd").solution[:, 0]
+        self.element_energy = sol
+        rms = float(torch.sqrt((forces.double() ** 2).mean()))
+        self.energy_scale = rms if rms > 0 else 1.0
+
+    # ------------------------------------------------------------------------------------ forward
+    def _element_energy_terms(self, X: torch.Tensor, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network e on normalised inputs X (K, D): outputs (M, K) and first-layer pre-activations."""
+        layers = self.layers[e]
+        z1 = torch.matmul(X, layers[0][0]) + layers[0][1]  # (M, K, H)
+        h = z1
+        for W, b in layers[1:]:
+            h = torch.matmul(torch.nn.functional.silu(h), W) + b
+        return h[..., 0], z1
+
+    def _energy_offset(self, species: torch.Tensor) -> torch.Tensor:
+        """Baseline energy (F,) in eV of frames with species (F, n)."""
+        return self.element_energy[species].sum(1)
+
+    def forward(
+        self, data: FeaturizedFrames, idx: np.ndarray, forces: bool = True, create_graph: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Energies (M, B) without the baseline, in eV, and forces (M, B, n, 3) in eV/Angstrom.
+
+        Descriptor rows are element-sorted inside ``data``, but the Jacobian's columns keep the input atom
+        order, so forces come out in the order of the input frames.
+        """
+        M = self.config.n_members
+        G, species, J = data.take(idx)  # (B, n, D), (B, n), (B, n*D, n*3)
+        B, n, D = G.shape
+        if data.blocks is not None:
+            groups = [(e, slice(lo, hi)) for e, lo, hi in data.blocks]
+            rows = [G[:, sl].reshape(-1, D) for _, sl in groups]
+        else:
+            flat_sp = species.reshape(-1)
+            groups = [(e, torch.nonzero(flat_sp == e).squeeze(1)) for e in range(self.spec.n_species)]
+            groups = [(e, ix) for e, ix in groups if len(ix) > 0]
+            rows = [G.reshape(-1, D)[ix] for _, ix in groups]
+        outs, firsts = [], []
+        with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
+            for (e, _), X in zip(groups, rows):
+                out, z1 = self._element_energy_terms((X - self.feature_mean[e]) / self.feature_scale[e], e)
+                outs.append(out)
+                firsts.append(z1)
+            if data.blocks is not None:
+                atomic = torch.cat([o.reshape(M, B, -1) for o in outs], dim=2)  # (M, B, n)
+                E = atomic.sum(2) * self.energy_scale
+            else:
+                atomic = torch.zeros((M, B * n), dtype=G.dtype)
+                for (_, ix), o in zip(groups, outs):
+                    atomic = atomic.index_copy(1, ix, o)
+                E = atomic.reshape(M, B, n).sum(2) * self.energy_scale
+            if not forces:
+                return E, None
+            if J is None:
+                raise ValueError("forces need the descriptor Jacobian; featurise these frames with jacobian=True")
+            dz = torch.autograd.grad(E.sum(), firsts, create_graph=create_graph)
+        # dE/dG = dE/dz1 . W1^T / scale, per member (members never mix).
+        dG = [
+            torch.matmul(d, self.layers[e][0][0].transpose(1, 2)) / self.feature_scale[e]
+            for (e, _), d in zip(groups, dz)
+        ]
+        if data.blocks is not None:
+            g = torch.cat([d.reshape(M, B, -1, D) for d in dG], dim=2)  # (M, B, n, D)
+        else:
+            g = torch.zeros((M, B * n, D), dtype=G.dtype)
+            for (_, ix), d in zip(groups, dG):
+                g = g.index_copy(1, ix, d)
+        g = g.reshape(M, B, n * D).transpose(0, 1)  # (B, M, n*D)
+        F = -torch.bmm(g, J)  # (B, M, n*3)
+        return E, F.transpose(0, 1).reshape(M, B, n, 3)
+
+    # ------------------------------------------------------------------------------------- training
+    def fit(
+        self,
+        data: FeaturizedFrames,
+        energies: np.ndarray,
+        forces: np.ndarray,
+        rng: np.random.Generator,
+        idx: np.ndarray | None = None,
+        epochs: int | None = None,
+        warm: bool | None = None,
+    ) -> dict[str, float]:
+        """Train all members on labelled frames; warm-starts from the current weights after the first fit.
+
+        ``idx`` selects the labelled frames of ``data`` (default: all); ``energies`` (K,) eV and ``forces``
+        (K, n, 3) eV/Angstrom are their labels, finite. Minibatch order comes from ``rng``, so a seeded
+        generator gives the same weights.
+        """
+        idx = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
+        K = len(idx)
+        if K == 0:
+            raise ValueError("no labelled frames to train on")
+        E = torch.as_tensor(np.asarray(energies), dtype=torch.float64)
+        Fr = torch.as_tensor(np.asarray(forces), dtype=torch.float32)
+        if E.shape != (K,) or Fr.shape != (K, data.n_atoms, 3):
+            raise ValueError(f"label shapes {tuple(E.shape)}, {tuple(Fr.shape)} do not match {K} frames")
+        if not (torch.isfinite(E).all() and torch.isfinite(Fr).all()):
+            raise ValueError("training labels contain NaN or inf; failed labels must be filtered out")
+        if not self.normalised:
+            self.set_normalisation([data])
+        cfg = self.config
+        warm = self.optimizer is not None if warm is None else warm
+        species = data.species[torch.from_numpy(idx)]
+        if not warm or self.optimizer is None:
+            self._fit_baseline(species, E, Fr)
+            self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+            epochs = cfg.epochs_initial if epochs is None else epochs
+            lr = cfg.lr
+        else:
+            self._fit_baseline(species, E, Fr)
+            epochs = cfg.epochs_per_round if epochs is None else epochs
+            lr = cfg.warm_lr
+        n_batches = max(1, math.ceil(K / cfg.batch_size))
+        epochs = max(epochs, math.ceil(cfg.min_steps_per_round / n_batches)) if warm else epochs
+        target_E = ((E - self._energy_offset(species)) / data.n_atoms).float()
+        n = data.n_atoms
+        t0 = time.perf_counter()
+        total_steps = epochs * n_batches
+        step = 0
+        last = {}
+        for _ in range(epochs):
+            order = rng.permutation(K)
+            for b in range(n_batches):
+                pos = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                # cosine decay of the learning rate over this fit
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps))))
+                Ep, Fp = self.forward(data, idx[pos], forces=True, create_graph=True)
+                ti = torch.from_numpy(pos)
+                loss_e = ((Ep / n - target_E[ti]) ** 2).mean()
+                loss_f = ((Fp - Fr[ti]) ** 2).mean()
+                loss = (loss_e + cfg.force_weight * loss_f) / (self.energy_scale**2)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                step += 1
+                last = {"loss_energy": loss_e.item(), "loss_forces": loss_f.item()}
+        self.n_updates += step
+        return {"train_seconds": time.perf_counter() - t0, "epochs": epochs, "steps": step, **last}
+
+    # ----------------------------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def _no_grad_energy(self, data: FeaturizedFrames, idx: torch.Tensor) -> torch.Tensor:
+        E, _ = self.forward(data, idx, forces=False)
+        return E
+
+    def predict(
+        self, data: FeaturizedFrames, forces: bool = True, chunk: int = 1000
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-member energies (M, F) in eV and forces (M, F, n, 3) in eV/Angstrom for every frame."""
+        Es, Fs = [], []
+        for start in range(0, len(data), chunk):
+            idx = np.arange(start, min(start + chunk, len(data)))
+            if forces:
+                E, F = self.forward(data, idx, forces=True)
+                Fs.append(F.detach())
+                E = E.detach()
+            else:
+                E = self._no_grad_energy(data, idx)
+            Es.append(E.double() + self._energy_offset(data.species[torch.from_numpy(idx)]))
+        E_all = torch.cat(Es, dim=1).numpy()
+        F_all = torch.cat(Fs, dim=1).double().numpy() if forces else None
+        return E_all, F_all
+
+    # ------------------------------------------------------------------------------ single structure
+    def evaluate_atoms(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+        """Per-member energy (M,) eV and forces (M, n, 3) eV/Angstrom of one structure, by autograd."""
+        nb = build_neighbours([atoms], self.spec)
+        pos = torch.tensor(atoms.positions, dtype=torch.float32, requires_grad=True)
+        G = self.aev.compute(pos, nb)
+        species = torch.from_numpy(nb.species)
+        E = torch.zeros(self.config.n_members, dtype=G.dtype)
+        for e in range(self.spec.n_species):
+            X = G[species == e]
+            if len(X):
+                out, _ = self._element_energy_terms((X - self.feature_mean[e]) / self.feature_scale[e], e)
+                E = E + out.sum(1) * self.energy_scale
+        M = self.config.n_members
+        grads = torch.autograd.grad(
+            E, pos, grad_outputs=torch.eye(M), is_grads_batched=True
+        )[0]  # (M, n, 3)
+        offset = float(self.element_energy[species].sum())
+        return E.detach().double().numpy() + offset, -grads.detach().double().numpy()
+
+    def as_calculator(self) -> "EnsembleCalculator":
+        """This ensemble as an ASE calculator (mean energy and forces, plus their spreads)."""
+        from alenv.models.calculator import EnsembleCalculator
+
+        return EnsembleCalculator(self)
+
+    # -------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "spec": self.spec,
+            "config": self.config,
+            "layers": [[(W.detach().clone(), b.detach().clone()) for W, b in elem] for elem in self.layers],
+            "feature_mean": self.feature_mean.clone(),
+            "feature_scale": self.feature_scale.clone(),
+            "element_energy": self.element_energy.clone(),
+            "energy_scale": self.energy_scale,
+        }
