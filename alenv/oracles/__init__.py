@@ -1,0 +1,59 @@
+"""Oracles: label configurations with energies (eV) and forces (eV/Angstrom).
+
+``ORACLES`` maps a name to a constructor; :func:`make_oracle` builds one by name. Wrap any oracle in
+:class:`CachedOracle` (persistent SQLite cache) or :class:`NoisyOracle`; adapt any ASE calculator with
+:class:`CalculatorOracle`. Heavy backends (xtb, PySCF) are imported only when first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from alenv.oracles.analytic import EMTOracle, LennardJonesOracle
+from alenv.oracles.base import CacheCorruptError, CalculatorOracle, Oracle, OracleError
+from alenv.oracles.cache import LabelCache
+from alenv.oracles.conformance import check_oracle, conformance_structures
+from alenv.oracles.dft import PySCFCalculator, PySCFOracle, SCFNotConverged
+from alenv.oracles.lookup import LookupOracle
+from alenv.oracles.wrappers import CachedOracle, NoisyOracle
+from alenv.oracles.xtb import XTBOracle
+
+ORACLES: dict[str, Callable[..., Oracle]] = {
+    "xtb": XTBOracle,
+    "dft": PySCFOracle,
+    "emt": EMTOracle,
+    "lj": LennardJonesOracle,
+    "lookup": LookupOracle,
+}
+
+
+def make_oracle(name: str, **kwargs: Any) -> Oracle:
+    """Build a registered oracle by name, e.g. ``make_oracle("xtb", accuracy=0.1)``."""
+    try:
+        factory = ORACLES[name]
+    except KeyError:
+        raise ValueError(f"unknown oracle {name!r}; known oracles: {', '.join(sorted(ORACLES))}") from None
+    return factory(**kwargs)
+
+
+__all__ = [
+    "ORACLES",
+    "CacheCorruptError",
+    "CachedOracle",
+    "CalculatorOracle",
+    "EMTOracle",
+    "LabelCache",
+    "LennardJonesOracle",
+    "LookupOracle",
+    "NoisyOracle",
+    "Oracle",
+    "OracleError",
+    "PySCFCalculator",
+    "PySCFOracle",
+    "SCFNotConverged",
+    "XTBOracle",
+    "check_oracle",
+    "conformance_structures",
+    "make_oracle",
+]

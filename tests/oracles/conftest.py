@@ -1,0 +1,38 @@
+"""Small systems shared by the oracle tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.cluster import Icosahedron
+
+
+def cu_bulk() -> Atoms:
+    """8-atom Cu cell, slightly rattled so forces are non-zero."""
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(0.05, seed=1)
+    return atoms
+
+
+def cu_cluster() -> Atoms:
+    atoms = Icosahedron("Cu", 2)
+    atoms.rattle(0.05, seed=2)
+    return atoms
+
+
+def ar_cluster() -> Atoms:
+    atoms = Icosahedron("Ar", 2, latticeconstant=5.3)
+    atoms.rattle(0.05, seed=3)
+    return atoms
+
+
+@pytest.fixture
+def ethanol() -> Atoms:
+    return molecule("CH3CH2OH")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)

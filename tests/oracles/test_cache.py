@@ -1,0 +1,165 @@
+"""LabelCache: round trip, keys, concurrent writers, corruption."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+
+import numpy as np
+import pytest
+from ase.build import molecule
+
+from alenv.oracles import CacheCorruptError, LabelCache
+from alenv.types import Label
+
+
+def _label(i: int, n: int = 3) -> Label:
+    rng = np.random.default_rng(i)
+    return Label(energy=float(rng.normal()) * 100, forces=rng.normal(size=(n, 3)), seconds=0.1 * i + 1e-3)
+
+
+def test_round_trip_is_bit_exact(tmp_path):
+    cache = LabelCache(tmp_path / "deep" / "dir" / "labels.sqlite")  # parent dirs are created
+    ok = _label(1)
+    failed = Label.failure(3, seconds=2.5, error="SCF not converged after 100 cycles")
+    cache.put_many([("a", ok), ("b", failed)])
+    got = cache.get_many(["a", "b", "missing"])
+    assert set(got) == {"a", "b"}
+    assert got["a"].energy == ok.energy
+    assert got["a"].forces.tobytes() == ok.forces.tobytes()
+    assert got["a"].seconds == ok.seconds and got["a"].error is None and got["a"].cached
+    assert got["b"].failed and got["b"].error == failed.error and got["b"].seconds == 2.5
+    assert np.isnan(got["b"].energy) and np.isnan(got["b"].forces).all() and got["b"].forces.shape == (3, 3)
+    assert len(cache) == 2
+    got["a"].forces[0, 0] = 1e9  # a returned array is the caller's to change
+    assert cache.get("a").forces[0, 0] == ok.forces[0, 0]
+    # a new object (another process would do this) sees the same data
+    assert LabelCache(cache.path).get("b").error == failed.error
+
+
+def test_first_write_wins(tmp_path):
+    cache = LabelCache(tmp_path / "c.sqlite")
+    cache.put_many([("k", _label(1))])
+    cache.put_many([("k", _label(2))])
+    assert cache.get("k").energy == _label(1).energy
+    assert len(cache) == 1
+
+
+def test_key_depends_on_everything_that_changes_the_label():
+    atoms = molecule("H2O")
+    fp = {"method": "GFN2-xTB", "accuracy": 1.0}
+    k = LabelCache.key("xtb", fp, atoms)
+    assert len(k) == 64 and k == LabelCache.key("xtb", dict(reversed(fp.items())), atoms.copy())
+    moved = atoms.copy()
+    moved.positions[0, 0] += 1e-9
+    celled = atoms.copy()
+    celled.cell = [10, 10, 10]
+    periodic = celled.copy()
+    periodic.pbc = [True, False, False]
+    swapped = atoms.copy()
+    swapped.numbers = swapped.numbers[::-1]
+    variants = [
+        LabelCache.key("xtb", fp, moved),
+        LabelCache.key("xtb", fp, celled),
+        LabelCache.key("xtb", fp, periodic),
+        LabelCache.key("xtb", fp, swapped),
+        LabelCache.key("xtb", {**fp, "accuracy": 0.1}, atoms),
+        LabelCache.key("dft", fp, atoms),
+    ]
+    assert len({k, *variants}) == len(variants) + 1
+
+
+def _writer(path: str, start: int) -> None:
+    cache = LabelCache(path)
+    for chunk in range(0, 200, 20):  # several transactions, interleaving with the other writers
+        cache.put_many([(f"key{j}", _label(j)) for j in range(start + chunk, start + chunk + 20)])
+
+
+def test_concurrent_writers(tmp_path):
+    path = str(tmp_path / "shared.sqlite")
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(path, start)) for start in (0, 100, 200, 300)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    cache = LabelCache(path)
+    assert len(cache) == 500  # overlapping ranges 0..499
+    got = cache.get_many([f"key{j}" for j in range(500)])
+    assert len(got) == 500
+    for j in (0, 99, 150, 333, 499):
+        assert got[f"key{j}"].forces.tobytes() == _label(j).forces.tobytes()
+
+
+def test_reconnects_after_fork(tmp_path):
+    """A connection is never shared across processes: the cache reconnects when the pid changes."""
+    cache = LabelCache(tmp_path / "f.sqlite")
+    cache.put_many([("a", _label(1))])
+    cache._pid = -1  # what a forked child sees
+    old = cache._conn
+    assert cache.get("a").energy == _label(1).energy
+    assert cache._conn is not old
+
+
+def test_garbage_file_is_corrupt(tmp_path):
+    path = tmp_path / "garbage.sqlite"
+    path.write_bytes(b"this is not a database at all\x00\xff" * 200)
+    with pytest.raises(CacheCorruptError, match="garbage.sqlite") as info:
+        LabelCache(path).get_many(["x"])
+    assert "move it aside" in str(info.value).lower()
+
+
+def _filled(path, n=400) -> None:
+    cache = LabelCache(path)
+    cache.put_many([(f"key{j}", _label(j, n=20)) for j in range(n)])
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    cache.close()
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_truncated_file_is_corrupt(tmp_path, keep):
+    path = tmp_path / "trunc.sqlite"
+    _filled(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CacheCorruptError, match="trunc.sqlite"):
+        LabelCache(path).get_many([f"key{j}" for j in range(400)])
+
+
+def test_tampered_row_is_corrupt(tmp_path):
+    path = tmp_path / "tamper.sqlite"
+    _filled(path, n=10)
+    forces = np.zeros((20, 3)).tobytes()  # right length, wrong content
+    con = sqlite3.connect(path)
+    con.execute("UPDATE labels SET forces = ? WHERE key = 'key3'", (forces,))
+    con.commit()
+    con.close()
+    cache = LabelCache(path)
+    assert cache.get("key2") is not None  # untouched rows still read
+    with pytest.raises(CacheCorruptError, match="checksum"):
+        cache.get("key3")
+
+
+def test_wrong_blob_length_is_corrupt(tmp_path):
+    path = tmp_path / "short.sqlite"
+    _filled(path, n=10)
+    con = sqlite3.connect(path)
+    con.execute("UPDATE labels SET forces = substr(forces, 1, 100) WHERE key = 'key5'")
+    con.commit()
+    con.close()
+    with pytest.raises(CacheCorruptError, match="short.sqlite"):
+        LabelCache(path).get_many(["key5"])
+
+
+def test_foreign_sqlite_file_is_rejected(tmp_path):
+    path = tmp_path / "other.sqlite"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("INSERT INTO meta VALUES ('format', 'something-else')")
+    con.commit()
+    con.close()
+    with pytest.raises(CacheCorruptError, match="not an alenv label cache"):
+        len(LabelCache(path))

@@ -1,0 +1,65 @@
+"""check_oracle over every registered oracle, on real backends and small systems."""
+
+from __future__ import annotations
+
+import ase.io
+import pytest
+from ase.build import molecule
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from alenv.oracles import ORACLES, EMTOracle, check_oracle, conformance_structures, make_oracle
+from tests.oracles.conftest import ar_cluster, cu_bulk, cu_cluster
+
+
+def _lookup_case(tmp_path):
+    """A lookup oracle over an extxyz of EMT labels for exactly the structures check_oracle asks about."""
+    base = [cu_cluster(), cu_bulk()]
+    frames = conformance_structures(base)
+    for atoms, lab in zip(frames, EMTOracle().label(frames)):
+        atoms.calc = SinglePointCalculator(atoms, energy=lab.energy, forces=lab.forces)
+    path = tmp_path / "labels.extxyz"
+    ase.io.write(path, frames, format="extxyz")
+    return make_oracle("lookup", path_or_frames=path), base, {}
+
+
+CASES = {
+    "emt": lambda tmp_path: (make_oracle("emt"), [cu_bulk(), cu_cluster()], {}),
+    "lj": lambda tmp_path: (make_oracle("lj", sigma=3.4, epsilon=0.0104), [ar_cluster()], {}),
+    "xtb": lambda tmp_path: (make_oracle("xtb"), [molecule("CH3CH2OH"), molecule("H2O")], {}),
+    "lookup": _lookup_case,
+    # PBE/sto-3g on water: ~2 s; grid response keeps the forces consistent with the energy on a coarse grid
+    "dft": lambda tmp_path: (make_oracle("dft", basis="sto-3g", num_threads=1), [molecule("H2O")], {}),
+}
+
+
+def test_every_registered_oracle_has_a_conformance_case():
+    assert set(CASES) == set(ORACLES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_check_oracle(name, tmp_path):
+    oracle, structures, tolerances = CASES[name](tmp_path)
+    check_oracle(oracle, structures, **tolerances)
+
+
+def test_check_oracle_catches_wrong_forces():
+    """The check is not vacuous: an oracle whose forces are off by a sign fails it."""
+
+    class Flipped(EMTOracle):
+        def label(self, structures):
+            labels = super().label(structures)
+            for lab in labels:
+                lab.forces = -lab.forces
+            return labels
+
+    with pytest.raises(AssertionError, match="finite differences"):
+        check_oracle(Flipped(), [cu_bulk()])
+
+
+def test_check_oracle_catches_order_mixups():
+    class Reversed(EMTOracle):
+        def label(self, structures):
+            return super().label(structures)[::-1]
+
+    with pytest.raises(AssertionError):
+        check_oracle(Reversed(), [cu_bulk(), cu_cluster()])
