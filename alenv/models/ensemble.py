@@ -261,8 +261,7 @@ class EnsemblePotential:
             self.optimizer = torch.optim.Adam(self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
             epochs = cfg.epochs_initial if epochs is None else epochs
             lr = cfg.lr
-        else:
-            self._fit_baseline(species, E, Fr)
+        else:  # baseline and scale stay fixed so that warm-started outputs keep their meaning
             epochs = cfg.epochs_per_round if epochs is None else epochs
             lr = cfg.warm_lr
         n_batches = max(1, math.ceil(K / cfg.batch_size))

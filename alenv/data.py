@@ -1,0 +1,126 @@
+"""Labelled configurations: extxyz in and out, and the append-only record of an episode's labels."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import ase.io
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from alenv.types import Label
+
+
+def attach_label(atoms: Atoms, label: Label) -> Atoms:
+    """A copy of ``atoms`` carrying the label as a single-point calculator (eV, eV/Angstrom)."""
+    out = Atoms(atoms.numbers, atoms.positions.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy())
+    out.calc = SinglePointCalculator(out, energy=label.energy, forces=np.array(label.forces))
+    out.info["oracle_seconds"] = float(label.seconds)
+    return out
+
+
+def write_labelled(path: str | os.PathLike, frames: Sequence[Atoms]) -> None:
+    """Write labelled frames to extxyz atomically (a reader never sees a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    ase.io.write(tmp, list(frames), format="extxyz")
+    os.replace(tmp, path)
+
+
+def read_labelled(path: str | os.PathLike) -> tuple[list[Atoms], np.ndarray, np.ndarray, np.ndarray]:
+    """Frames, energies (F,) eV, forces (F, n, 3) eV/Angstrom and oracle seconds (F,) from extxyz.
+
+    Every frame must carry a finite energy and forces, and all frames the same number of atoms;
+    otherwise a ValueError names the file and the frame.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no labelled file at {path}")
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as exc:
+        raise ValueError(f"cannot read {path} as extxyz: {exc}") from exc
+    if not frames:
+        raise ValueError(f"{path} holds no frames")
+    n = len(frames[0])
+    energies, forces, seconds = [], [], []
+    for i, atoms in enumerate(frames):
+        if len(atoms) != n:
+            raise ValueError(f"{path} frame {i} has {len(atoms)} atoms, frame 0 has {n}; mixed sizes are not supported")
+        try:
+            e = atoms.get_potential_energy()
+            f = atoms.get_forces()
+        except Exception:
+            e = atoms.info.get("energy")
+            f = atoms.arrays.get("forces")
+        if e is None or f is None:
+            raise ValueError(f"{path} frame {i} has no energy and forces (eV, eV/Angstrom) to learn from")
+        f = np.asarray(f, dtype=np.float64)
+        if not (np.isfinite(e) and np.all(np.isfinite(f))):
+            raise ValueError(f"{path} frame {i} has a non-finite energy or forces")
+        energies.append(float(e))
+        forces.append(f)
+        seconds.append(float(atoms.info.get("oracle_seconds", 0.0)))
+    return frames, np.array(energies), np.stack(forces), np.array(seconds)
+
+
+@dataclass
+class LabelledSet:
+    """Append-only record of the labels paid for in an episode (failures included, never dropped).
+
+    ``index`` is the pool index of each label (-1 for initial labels from the reserve), so that every
+    label can be traced back to the configuration it belongs to.
+    """
+
+    frames: list[Atoms] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    index: list[int] = field(default_factory=list)
+    round: list[int] = field(default_factory=list)
+
+    def extend(self, frames: Sequence[Atoms], labels: Sequence[Label], index: Sequence[int], round_: int) -> None:
+        if not (len(frames) == len(labels) == len(index)):
+            raise ValueError("frames, labels and index must have the same length")
+        self.frames.extend(frames)
+        self.labels.extend(labels)
+        self.index.extend(int(i) for i in index)
+        self.round.extend([round_] * len(labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def ok(self) -> np.ndarray:
+        """Boolean mask of successful labels."""
+        return np.array([not lab.failed for lab in self.labels], dtype=bool)
+
+    @property
+    def n_failed(self) -> int:
+        return int((~self.ok).sum())
+
+    @property
+    def oracle_seconds(self) -> float:
+        return float(sum(lab.seconds for lab in self.labels))
+
+    def energies_forces(self) -> tuple[np.ndarray, np.ndarray]:
+        """Energies (K,) and forces (K, n, 3) of the successful labels, in order."""
+        good = [lab for lab in self.labels if not lab.failed]
+        if not good:
+            return np.zeros(0), np.zeros((0, 0, 3))
+        return np.array([lab.energy for lab in good]), np.stack([lab.forces for lab in good])
+
+    def write(self, path: str | os.PathLike) -> None:
+        """Save every successful label as extxyz (pool index and round in each frame's info)."""
+        frames = []
+        for atoms, lab, idx, rnd in zip(self.frames, self.labels, self.index, self.round):
+            if lab.failed:
+                continue
+            a = attach_label(atoms, lab)
+            a.info["pool_index"] = idx
+            a.info["round"] = rnd
+            frames.append(a)
+        write_labelled(path, frames)

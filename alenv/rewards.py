@@ -1,0 +1,36 @@
+"""Reward functions: pure functions of the metrics before and after a round, and their registry."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping
+
+RewardFn = Callable[[Mapping[str, float], Mapping[str, float]], float]
+
+
+def log_force_mae(before: Mapping[str, float], after: Mapping[str, float]) -> float:
+    """Decrease of log test force MAE: scale-free, so rounds early and late weigh alike."""
+    return math.log(before["force_mae"]) - math.log(after["force_mae"])
+
+
+def log_energy_mae(before: Mapping[str, float], after: Mapping[str, float]) -> float:
+    """Decrease of log test energy MAE."""
+    return math.log(before["energy_mae"]) - math.log(after["energy_mae"])
+
+
+def force_mae(before: Mapping[str, float], after: Mapping[str, float]) -> float:
+    """Decrease of test force MAE in eV/Angstrom."""
+    return before["force_mae"] - after["force_mae"]
+
+
+REWARDS: dict[str, RewardFn] = {
+    "log_force_mae": log_force_mae,
+    "log_energy_mae": log_energy_mae,
+    "force_mae": force_mae,
+}
+
+
+def get_reward(name: str) -> RewardFn:
+    if name not in REWARDS:
+        raise ValueError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
+    return REWARDS[name]

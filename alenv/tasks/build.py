@@ -1,0 +1,160 @@
+"""Making a task's data once: pool, reserve (initial labels) and test set, cached on disk.
+
+MD tasks run Langevin MD with the oracle at each temperature: the pool and the reserve come from one set
+of trajectories, the test set from independent ones (other random streams). The Dataset task reads the
+user's labelled extxyz files. Building is guarded by a file lock, so parallel jobs of a sweep build a
+task once and the others wait and read it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk, molecule
+from tqdm.auto import tqdm
+
+from alenv.data import attach_label, read_labelled, write_labelled
+from alenv.oracles import make_oracle
+from alenv.samplers.oracle_md import langevin_frames
+from alenv.tasks.spec import TaskSpec
+
+
+def _ethanol() -> Atoms:
+    return molecule("CH3CH2OH")
+
+
+def _cu_vacancy() -> Atoms:
+    atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
+    del atoms[0]
+    return atoms
+
+
+SYSTEMS: dict[str, Callable[[], Atoms]] = {"ethanol": _ethanol, "cu_vacancy": _cu_vacancy}
+
+
+@dataclass
+class TaskData:
+    """Labelled frames of a task (labels in each frame's calculator; ``oracle_seconds`` in info)."""
+
+    pool: list[Atoms]
+    reserve: list[Atoms]
+    test: list[Atoms]
+    directory: Path | None = None
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _split(n: int, parts: int) -> list[int]:
+    base = [n // parts] * parts
+    for i in range(n % parts):
+        base[i] += 1
+    return base
+
+
+def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
+    start = SYSTEMS[spec.system]()
+    oracle = make_oracle(spec.oracle, **spec.oracle_kwargs)
+    calc = oracle.calculator
+    T = spec.temperatures
+    pool_counts = _split(spec.pool_size, len(T))
+    test_counts = _split(spec.test_size, len(T))
+    # The reserve (initial labels) comes from the lowest temperature, as a practitioner's first data would.
+    jobs = [("pool", t, c, 0) for t, c in zip(T, pool_counts)]
+    jobs += [("reserve", min(T), spec.reserve_size, 1)]
+    jobs += [("test", t, c, 2) for t, c in zip(T, test_counts)]
+    total = sum(spec.md.equilibration + c * spec.md.stride for _, _, c, _ in jobs if c > 0)
+    out: dict[str, list[Atoms]] = {"pool": [], "reserve": [], "test": []}
+    bar = tqdm(total=total, desc=f"{spec.name}: oracle MD", unit="step", disable=not progress, leave=False)
+    try:
+        for k, (part, t, count, stream) in enumerate(jobs):
+            rng = np.random.default_rng([spec.pool_seed, stream, k])
+            frames, labels = langevin_frames(start, calc, t, count, spec.md, rng, on_step=bar.update)
+            for f, lab in zip(frames, labels):
+                a = attach_label(f, lab)
+                a.info["temperature"] = float(t)
+                out[part].append(a)
+    finally:
+        bar.close()
+    return TaskData(out["pool"], out["reserve"], out["test"])
+
+
+def _dataset_data(spec: TaskSpec) -> TaskData:
+    if spec.pool_path is None or spec.test_path is None:
+        raise ValueError(
+            "the Dataset task needs labelled extxyz files: gymnasium.make('alenv/Dataset-v0', pool=PATH, test=PATH)"
+        )
+    pool, _, _, _ = read_labelled(spec.pool_path)
+    test, _, _, _ = read_labelled(spec.test_path)
+    if len(pool[0]) != len(test[0]):
+        raise ValueError(f"pool frames have {len(pool[0])} atoms but test frames have {len(test[0])}")
+    need = spec.reserve_size + spec.budget
+    if len(pool) < need:
+        raise ValueError(
+            f"{spec.pool_path} has {len(pool)} frames; reserve_size {spec.reserve_size} + budget {spec.budget} "
+            f"= {need} are needed"
+        )
+    rng = np.random.default_rng(spec.pool_seed)
+    order = rng.permutation(len(pool))
+    reserve = [pool[i] for i in sorted(order[: spec.reserve_size])]
+    rest = sorted(order[spec.reserve_size :])
+    if spec.pool_size and spec.pool_size < len(rest):
+        rest = sorted(rng.choice(rest, size=spec.pool_size, replace=False))
+    test_frames = test if not spec.test_size or spec.test_size >= len(test) else test[: spec.test_size]
+    return TaskData([pool[i] for i in rest], reserve, test_frames)
+
+
+def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> TaskData:
+    """The task's pool, reserve and test set: read from ``cache_dir`` or made once and written there."""
+    if spec.system == "dataset":
+        return _dataset_data(spec)
+    if spec.system not in SYSTEMS:
+        raise ValueError(f"unknown system {spec.system!r}; known: {sorted(SYSTEMS)}")
+    directory = Path(cache_dir) / "tasks" / spec.data_key()
+    files = {p: directory / f"{p}.extxyz" for p in ("pool", "reserve", "test")}
+    done = directory / "meta.json"
+    with _locked(directory.with_suffix(".lock")):
+        if not done.exists():
+            t0 = time.perf_counter()
+            data = _md_data(spec, progress)
+            for part, path in files.items():
+                write_labelled(path, getattr(data, part))
+            meta = {
+                "task": spec.id,
+                "pool_seed": spec.pool_seed,
+                "seconds": time.perf_counter() - t0,
+                "counts": {p: len(getattr(data, p)) for p in files},
+            }
+            done.write_text(json.dumps(meta, indent=1))
+    parts = {}
+    for part, path in files.items():
+        try:
+            frames, _, _, _ = read_labelled(path)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(
+                f"cached task data in {directory} is damaged ({exc}); delete that directory to rebuild it"
+            ) from exc
+        parts[part] = frames
+    expected = {"pool": spec.pool_size, "reserve": spec.reserve_size, "test": spec.test_size}
+    for part, n in expected.items():
+        if len(parts[part]) != n:
+            raise ValueError(
+                f"cached {part} in {directory} has {len(parts[part])} frames, expected {n}; delete it to rebuild"
+            )
+    return TaskData(parts["pool"], parts["reserve"], parts["test"], directory)

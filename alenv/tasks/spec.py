@@ -1,0 +1,101 @@
+"""A task is one row: the system, its oracle, how pool and test set are made, the budget and the model."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alenv.models.ensemble import EnsembleConfig
+from alenv.samplers.oracle_md import MDSettings
+
+
+def default_cache_dir() -> Path:
+    """Where pools, test sets and labels are kept: ``$ALENV_CACHE`` or ``~/.cache/alenv``."""
+    return Path(os.environ.get("ALENV_CACHE", Path.home() / ".cache" / "alenv"))
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything that defines a task. Result-changing edits bump ``version`` (see ``history``).
+
+    Data fields (``system`` ... ``pool_seed``) decide the pool, reserve and test set; they are hashed into
+    the on-disk cache key so an override never reuses data made with other settings.
+    """
+
+    name: str
+    version: int
+    description: str
+    history: tuple[str, ...]
+    # --- data
+    system: str = "ethanol"  # key of alenv.tasks.systems.SYSTEMS; "dataset" reads files
+    oracle: str = "xtb"
+    oracle_kwargs: dict[str, Any] = field(default_factory=dict)
+    temperatures: tuple[float, ...] = (300.0, 600.0, 1000.0)  # K
+    md: MDSettings = MDSettings()
+    pool_size: int = 2000
+    test_size: int = 500
+    reserve_size: int = 50  # frames the initial labels are drawn from (not in the pool)
+    pool_path: str | None = None  # Dataset task: labelled extxyz of candidates
+    test_path: str | None = None  # Dataset task: labelled extxyz of the test set
+    pool_seed: int = 0
+    # --- episode
+    n_initial: int = 10
+    budget: int = 200  # labels the agent may request after the initial ones
+    batch_size: int = 10  # labels per round (k)
+    reward: str = "log_force_mae"
+    reward_per_cost: bool = False
+    # --- model
+    ensemble: EnsembleConfig = EnsembleConfig()
+    descriptor: dict[str, Any] = field(default_factory=dict)  # AEVSpec overrides (cutoffs, shells)
+    embedding_dim: int = 32
+
+    def __post_init__(self) -> None:
+        if self.budget <= 0 or self.batch_size <= 0 or self.n_initial <= 0:
+            raise ValueError("budget, batch_size and n_initial must be positive")
+        if self.budget % self.batch_size:
+            raise ValueError(f"budget {self.budget} must be a multiple of batch_size {self.batch_size}")
+        if self.system != "dataset" and self.pool_size < self.budget:
+            raise ValueError(f"pool_size {self.pool_size} is smaller than the budget {self.budget}")
+        if self.system != "dataset" and self.reserve_size < self.n_initial:
+            raise ValueError(f"reserve_size {self.reserve_size} is smaller than n_initial {self.n_initial}")
+
+    @property
+    def id(self) -> str:
+        return f"alenv/{self.name}-v{self.version}"
+
+    DATA_FIELDS = (
+        "name", "version", "system", "oracle", "oracle_kwargs", "temperatures", "md", "pool_size",
+        "test_size", "reserve_size", "pool_path", "test_path", "pool_seed",
+    )
+
+    def data_key(self) -> str:
+        """Directory name of this task's cached data: name, version, seed and a hash of the data fields."""
+        payload = {}
+        for f in self.DATA_FIELDS:
+            v = getattr(self, f)
+            payload[f] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+        return f"{self.name}-v{self.version}-seed{self.pool_seed}-{digest}"
+
+    def with_overrides(self, **overrides: Any) -> "TaskSpec":
+        """A copy with fields replaced; ``ensemble`` and ``md`` accept dicts of their own fields."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown task setting(s) {unknown}; known: {sorted(known)}")
+        if isinstance(overrides.get("ensemble"), dict):
+            overrides["ensemble"] = dataclasses.replace(self.ensemble, **_tuples(overrides["ensemble"]))
+        if isinstance(overrides.get("md"), dict):
+            overrides["md"] = dataclasses.replace(self.md, **overrides["md"])
+        if "temperatures" in overrides:
+            overrides["temperatures"] = tuple(float(t) for t in overrides["temperatures"])
+        return dataclasses.replace(self, **overrides)
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
