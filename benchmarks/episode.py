@@ -1,0 +1,124 @@
+"""Play one active-learning episode and record it: plain Python, no Hydra (the runner wraps it)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else None
+    return x
+
+
+def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True) -> dict[str, Any]:
+    """Reset ``env`` with ``seed``, let ``agent`` act until the episode ends, return the record.
+
+    The agent's generator is seeded from ``seed`` too (a separate stream from the environment's).
+    """
+    k = int(env.unwrapped.task.batch_size)
+    rng = np.random.default_rng([int(seed), 1])
+    t0 = time.perf_counter()
+    obs, info = env.reset(seed=int(seed))
+    reset_seconds = time.perf_counter() - t0
+    record: dict[str, Any] = {
+        "initial": {"metrics": info["metrics"], "seconds": reset_seconds},
+        "steps": [],
+    }
+    n_rounds = env.unwrapped.task.budget // k
+    if echo:
+        print(_header())
+        print(_row(0, info["metrics"], float("nan"), reset_seconds))
+    bar = tqdm(total=n_rounds, desc="rounds", disable=not progress, leave=False)
+    done = False
+    total_reward = 0.0
+    while not done:
+        ta = time.perf_counter()
+        action = agent.act(obs, info, k, rng)
+        agent_seconds = time.perf_counter() - ta
+        te = time.perf_counter()
+        obs, reward, terminated, truncated, info = env.step(action)
+        env_seconds = time.perf_counter() - te
+        done = terminated or truncated
+        total_reward += reward
+        step = {
+            "round": info["round"],
+            "metrics": info["metrics"],
+            "reward": reward,
+            "chosen": info["chosen"],
+            "failed": info["failed"],
+            "seconds": {"agent": agent_seconds, "env": env_seconds},
+        }
+        record["steps"].append(step)
+        bar.update(1)
+        if echo:
+            tqdm.write(_row(info["round"], info["metrics"], reward, agent_seconds + env_seconds))
+    bar.close()
+    record["summary"] = {
+        "final_metrics": info["metrics"],
+        "return": total_reward,
+        "wall_seconds": time.perf_counter() - t0,
+    }
+    return _jsonable(record)
+
+
+def _header() -> str:
+    return f"{'round':>5} {'labels':>6} {'F MAE meV/A':>12} {'E MAE meV':>10} {'reward':>8} {'train s':>8} {'round s':>8}"
+
+
+def _row(r: int, m: dict, reward: float, seconds: float) -> str:
+    train = m.get("train_seconds", float("nan"))
+    return (
+        f"{r:>5d} {m['n_labels']:>6d} {1000 * m['force_mae']:>12.1f} {1000 * m['energy_mae']:>10.1f} "
+        f"{reward:>8.3f} {train:>8.2f} {seconds:>8.2f}"
+    )
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: a crash never leaves a half-written results file."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def plot_learning_curve(record: dict, path: Path, title: str) -> None:
+    """Test force and energy MAE against labels held, log scale, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [record["initial"]["metrics"]] + [s["metrics"] for s in record["steps"]]
+    n = [m["n_labels"] for m in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    for ax, key, unit, label in (
+        (axes[0], "force_mae", "meV/Å", "test force MAE"),
+        (axes[1], "energy_mae", "meV", "test energy MAE"),
+    ):
+        ax.plot(n, [1000 * m[key] for m in rows], marker="o", ms=3)
+        ax.set_yscale("log")
+        ax.set_xlabel("labels")
+        ax.set_ylabel(f"{label} ({unit})")
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
