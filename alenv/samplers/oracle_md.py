@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
+from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 
@@ -48,6 +49,7 @@ def langevin_frames(
     if n_frames <= 0:
         return [], []
     atoms = start.copy()
+    atoms.set_constraint(FixCom())  # no centre-of-mass drift, without biasing the thermostat
     atoms.calc = calculator
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)
@@ -58,6 +60,7 @@ def langevin_frames(
         timestep=settings.timestep * units.fs,
         temperature_K=temperature,
         friction=settings.friction / units.fs,
+        fixcm=False,
         rng=rng,
     )
     frames: list[Atoms] = []
