@@ -153,6 +153,7 @@ class ActiveLearningEnv(gym.Env):
         self.budget_used = 0
         self.round = 0
         self.train_seconds = 0.0
+        self.timings: dict[str, float] = {}
         t0 = time.perf_counter()
         init = np.sort(rng.choice(len(self.reserve_frames), size=spec.n_initial, replace=False))
         labels = self.oracle.label([self.reserve_frames[i] for i in init])
@@ -178,6 +179,7 @@ class ActiveLearningEnv(gym.Env):
         self.round += 1
         frames = [self.pool_frames[i] for i in chosen]
         labels = self.oracle.label(frames)
+        self.timings = {"label": time.perf_counter() - t0}
         self.labelled.extend(frames, labels, chosen, self.round)
         self.mask[chosen] = 0
         self.budget_used += len(chosen)
@@ -185,15 +187,20 @@ class ActiveLearningEnv(gym.Env):
         self.train_idx += [int(i) for i, lab in zip(chosen, labels) if not lab.failed]
         before = self.metrics
         if len(failed) < len(chosen):
+            t1 = time.perf_counter()
             self._train(self.np_random)
+            t2 = time.perf_counter()
             self.metrics = self._evaluate()
+            self.timings.update(train=t2 - t1, evaluate=time.perf_counter() - t2)
         reward = float(self.reward_fn(before, self.metrics))
         if self.task.reward_per_cost:
             cost = sum(lab.seconds for lab in labels)
             reward = reward / cost if cost > 0 else reward
         terminated = self.budget_used >= self.task.budget
         self._done = terminated
+        t3 = time.perf_counter()
         obs = self._observe()
+        self.timings["observe"] = time.perf_counter() - t3
         info = self._info(chosen, failed, time.perf_counter() - t0)
         return obs, reward, terminated, False, info
 
@@ -267,9 +274,11 @@ class ActiveLearningEnv(gym.Env):
             budget_used=self.budget_used,
             oracle_seconds=self.labelled.oracle_seconds,
         )
+        info = {"metrics": metrics, "round": self.round, "chosen": np.array(chosen, dtype=np.int64), "failed": list(failed)}
         if self.wall_times:
             metrics.update(train_seconds=self.train_seconds, round_seconds=seconds)
-        return {"metrics": metrics, "round": self.round, "chosen": np.array(chosen, dtype=np.int64), "failed": list(failed)}
+            info["timings"] = dict(self.timings)  # this round's wall seconds per stage
+        return info
 
     # ------------------------------------------------------------------------------------- helpers
     def save_labels(self, path: str | Path) -> None:

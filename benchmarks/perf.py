@@ -1,0 +1,114 @@
+"""Speed of the loop: per-round overhead (train + predict + observe) against oracle time.
+
+    python -m benchmarks.perf                      # Ethanol-GFN2 and Cu-EMT, default settings
+    python -m benchmarks.perf --tasks Ethanol-GFN2-tiny --agent random
+
+For each task it reports the one-time costs (pool and test set by oracle MD, descriptors and their
+Jacobians), then plays one episode and reports per round: oracle seconds charged (the original compute
+time of the labels), wall seconds of training, test evaluation and observation (pool prediction), and
+their ratio; plus the time of one prediction over the whole pool. Targets (2 CPU cores): whole default
+Ethanol-GFN2 episode <= 60 s once cached, median overhead per round <= 1.5 s, pool prediction <= 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before xtb/torch load: see DESIGN.md, pitfalls
+
+
+def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dict:
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    import alenv  # noqa: F401
+    from agents import make_agent
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True)
+    make_seconds = time.perf_counter() - t0
+    u = env.unwrapped
+    meta_path = None if u.task.system == "dataset" else u.cache_dir / "tasks" / u.task.data_key() / "meta.json"
+    build_seconds = json.loads(meta_path.read_text())["seconds"] if meta_path and meta_path.exists() else float("nan")
+    agent = make_agent(agent_name)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    obs, info = env.reset(seed=seed)
+    reset_seconds = time.perf_counter() - t0
+    rounds = []
+    done = False
+    oracle_before = info["metrics"]["oracle_seconds"]
+    while not done:
+        a = agent.act(obs, info, u.task.batch_size, rng)
+        obs, r, done, _, info = env.step(a)
+        tm = info["timings"]
+        oracle = info["metrics"]["oracle_seconds"] - oracle_before
+        oracle_before = info["metrics"]["oracle_seconds"]
+        overhead = tm.get("train", 0.0) + tm.get("evaluate", 0.0) + tm["observe"]
+        rounds.append({**tm, "overhead": overhead, "oracle": oracle})
+    episode_seconds = reset_seconds + sum(info_r["label"] + info_r["overhead"] for info_r in rounds)
+    pred = []
+    for _ in range(5):
+        t = time.perf_counter()
+        u.potential.predict(u.candidates)
+        pred.append(time.perf_counter() - t)
+    med = lambda k: statistics.median(r[k] for r in rounds)  # noqa: E731
+    return {
+        "task": task,
+        "pool": u.n_pool,
+        "test": len(u.test_frames),
+        "members": u.task.ensemble.n_members,
+        "build_s": build_seconds,
+        "make_s": make_seconds,
+        "featurize_s": u.featurize_seconds,
+        "reset_s": reset_seconds,
+        "episode_s": episode_seconds,
+        "rounds": len(rounds),
+        "train_med_s": med("train"),
+        "evaluate_med_s": med("evaluate"),
+        "observe_med_s": med("observe"),
+        "overhead_med_s": med("overhead"),
+        "oracle_med_s": med("oracle"),
+        "predict_pool_s": statistics.median(pred),
+        "final_force_mae_meV": 1000 * info["metrics"]["force_mae"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=["Ethanol-GFN2", "Cu-EMT"])
+    p.add_argument("--agent", default="uncertainty")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", default=None)
+    args = p.parse_args()
+    rows = [measure(t, args.agent, args.seed, args.cache_dir) for t in args.tasks]
+    print()
+    print("one-time costs (seconds)")
+    print(f"{'task':<20} {'pool':>5} {'test':>5} {'oracle MD':>10} {'make env':>9} {'descriptors':>12}")
+    for r in rows:
+        print(f"{r['task']:<20} {r['pool']:>5} {r['test']:>5} {r['build_s']:>10.1f} {r['make_s']:>9.1f} {r['featurize_s']:>12.1f}")
+    print()
+    print("per round, median seconds (overhead = train + evaluate + observe; oracle = charged label time)")
+    print(
+        f"{'task':<20} {'train':>6} {'eval':>6} {'observe':>8} {'overhead':>9} {'oracle':>7} {'ratio':>6} "
+        f"{'predict pool':>13} {'episode':>8} {'F MAE':>7}"
+    )
+    for r in rows:
+        ratio = r["overhead_med_s"] / r["oracle_med_s"] if r["oracle_med_s"] > 0 else float("inf")
+        print(
+            f"{r['task']:<20} {r['train_med_s']:>6.2f} {r['evaluate_med_s']:>6.2f} {r['observe_med_s']:>8.2f} "
+            f"{r['overhead_med_s']:>9.2f} {r['oracle_med_s']:>7.3f} {ratio:>6.1f} {r['predict_pool_s']:>13.2f} "
+            f"{r['episode_s']:>8.1f} {r['final_force_mae_meV']:>7.1f}"
+        )
+    print()
+    print("targets: Ethanol-GFN2 episode <= 60 s, overhead <= 1.5 s per round, pool prediction <= 0.5 s")
+
+
+if __name__ == "__main__":
+    main()
