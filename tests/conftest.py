@@ -21,18 +21,6 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 RMD17 = Path("/work/shared/data/rmd17")
 
-# Small overrides so that every registered task, full-size ones included, builds and runs in seconds.
-SMALL_OVERRIDES = dict(
-    pool_size=40,
-    test_size=20,
-    reserve_size=12,
-    n_initial=5,
-    budget=10,
-    batch_size=5,
-    ensemble={"n_members": 2, "hidden": [16, 16], "epochs_initial": 20},
-)
-
-
 @pytest.fixture(scope="session")
 def alenv_cache(tmp_path_factory) -> Path:
     """One fresh cache directory (pools, test sets, labels) for the whole session."""

@@ -7,13 +7,22 @@ import warnings
 import gymnasium
 import numpy as np
 import pytest
-from conftest import SMALL_OVERRIDES
 from gymnasium.utils.env_checker import check_env
 
 import alenv
 from alenv.env import ActiveLearningEnv
 from alenv.tasks import TASKS, get_task, snake_case
 
+# Small overrides so that the full-size tasks build and run in seconds.
+SMALL_OVERRIDES = dict(
+    pool_size=40,
+    test_size=20,
+    reserve_size=12,
+    n_initial=5,
+    budget=10,
+    batch_size=5,
+    ensemble={"n_members": 2, "hidden": [16, 16], "epochs_initial": 20},
+)
 METRIC_KEYS = {"energy_mae", "energy_rmse", "force_mae", "force_rmse", "n_labels", "oracle_seconds"}
 # check_env warns about unbounded Box spaces; the observation's features are unbounded by design.
 ALLOWED_WARNINGS = ("observation space minimum value is -infinity", "observation space maximum value is infinity")
