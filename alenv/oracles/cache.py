@@ -7,6 +7,7 @@ of its payload, verified on every read, so a damaged file is reported, never sil
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -103,25 +104,14 @@ class LabelCache:
         except sqlite3.Error as exc:
             raise OracleError(f"cannot open label cache {self.path}: {exc}") from exc
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            check = conn.execute("PRAGMA quick_check").fetchall()
-            if check != [("ok",)]:
-                raise self._corrupt("integrity check: " + "; ".join(str(r[0]) for r in check[:3]))
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, n_atoms INTEGER NOT NULL, "
-                    "energy BLOB NOT NULL, forces BLOB NOT NULL, seconds REAL NOT NULL, error TEXT, "
-                    "checksum TEXT NOT NULL)"
-                )
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?)", (_FORMAT, _VERSION))
-                meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            # Several processes of a sweep may open a new cache at once: switching to WAL and creating the
+            # tables are done by one of them at a time (SQLite answers "database is locked" otherwise).
+            with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    meta = self._initialise(conn)
+                finally:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
         except CacheCorruptError:
             conn.close()
             raise
@@ -142,6 +132,29 @@ class LabelCache:
             )
         self._conn, self._pid = conn, os.getpid()
         return conn
+
+    def _initialise(self, conn: sqlite3.Connection) -> dict[str, str]:
+        """WAL mode, integrity check and tables; returns the meta table."""
+        conn.execute("PRAGMA journal_mode=WAL")
+        check = conn.execute("PRAGMA quick_check").fetchall()
+        if check != [("ok",)]:
+            raise self._corrupt("integrity check: " + "; ".join(str(r[0]) for r in check[:3]))
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS labels (key TEXT PRIMARY KEY, n_atoms INTEGER NOT NULL, "
+                "energy BLOB NOT NULL, forces BLOB NOT NULL, seconds REAL NOT NULL, error TEXT, "
+                "checksum TEXT NOT NULL)"
+            )
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?), ('version', ?)", (_FORMAT, _VERSION))
+            meta = dict(conn.execute("SELECT name, value FROM meta").fetchall())
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return meta
 
     def close(self) -> None:
         """Close this process's connection (reopened on next use)."""

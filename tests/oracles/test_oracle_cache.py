@@ -92,6 +92,27 @@ def test_concurrent_writers(tmp_path):
         assert got[f"key{j}"].forces.tobytes() == _label(j).forces.tobytes()
 
 
+def test_simultaneous_first_open(tmp_path):
+    """Parallel jobs of a sweep creating the same new cache at once must not fail with 'database is locked'."""
+    ctx = mp.get_context("spawn")
+    for attempt in range(2):
+        path = str(tmp_path / f"new{attempt}.sqlite")
+        barrier = ctx.Barrier(4)
+        procs = [ctx.Process(target=_opener_at_barrier, args=(path, 10 * i, barrier)) for i in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=120)
+        assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+        assert len(LabelCache(path)) == 40
+
+
+def _opener_at_barrier(path: str, start: int, barrier) -> None:
+    barrier.wait(timeout=60)
+    cache = LabelCache(path)
+    cache.put_many([(f"key{j}", _label(j)) for j in range(start, start + 10)])
+
+
 def test_reconnects_after_fork(tmp_path):
     """A connection is never shared across processes: the cache reconnects when the pid changes."""
     cache = LabelCache(tmp_path / "f.sqlite")
