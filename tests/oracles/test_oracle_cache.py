@@ -98,19 +98,20 @@ def test_simultaneous_first_open(tmp_path):
     for attempt in range(2):
         path = str(tmp_path / f"new{attempt}.sqlite")
         barrier = ctx.Barrier(4)
-        procs = [ctx.Process(target=_opener_at_barrier, args=(path, 10 * i, barrier)) for i in range(4)]
+        procs = [ctx.Process(target=_opener_at_barrier, args=(path, 2000 * i, barrier)) for i in range(4)]
         for p in procs:
             p.start()
         for p in procs:
             p.join(timeout=120)
         assert [p.exitcode for p in procs] == [0, 0, 0, 0]
-        assert len(LabelCache(path)) == 40
+        assert len(LabelCache(path)) == 4 * 2000
 
 
 def _opener_at_barrier(path: str, start: int, barrier) -> None:
+    labels = [(f"key{j}", _label(j)) for j in range(start, start + 2000)]
     barrier.wait(timeout=60)
     cache = LabelCache(path)
-    cache.put_many([(f"key{j}", _label(j)) for j in range(start, start + 10)])
+    cache.put_many(labels)  # one long write transaction while the others open the file
 
 
 def test_reconnects_after_fork(tmp_path):
