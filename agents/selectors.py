@@ -43,8 +43,11 @@ def fps_select(
     tiebreak = rng.random(len(X)) * 1e-12
     picks = []
     for _ in range(k):
-        d_fin = np.where(np.isinf(d), np.finfo(np.float64).max / 4, d)
-        value = np.where(free, extra + d_fin + tiebreak, -np.inf)
+        unseen = free & np.isinf(d)
+        if unseen.any():  # nothing labelled or picked yet: the bonus (and the rng) decide among these
+            value = np.where(unseen, extra + tiebreak, -np.inf)
+        else:
+            value = np.where(free, extra + d + tiebreak, -np.inf)
         i = int(np.argmax(value))
         picks.append(i)
         free[i] = False

@@ -19,7 +19,8 @@ import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-RMD17 = Path("/work/shared/data/rmd17")
+# rMD17 reference data lives in shared/ beside the repository (or wherever $ALENV_SHARED points).
+RMD17 = Path(os.environ.get("ALENV_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "rmd17"
 
 @pytest.fixture(scope="session")
 def alenv_cache(tmp_path_factory) -> Path:

@@ -50,6 +50,9 @@ class FeaturizedFrames:
             raise ValueError("no frames to featurise")
         self.n_frames = len(frames)
         self.n_atoms = len(frames[0])
+        sizes = sorted({len(a) for a in frames})
+        if len(sizes) > 1:
+            raise ValueError(f"all frames must have the same number of atoms, got sizes {sizes}")
         Gs, Js, species = [], [], []
         for start in range(0, len(frames), chunk):
             part = frames[start : start + chunk]

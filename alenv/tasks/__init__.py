@@ -12,7 +12,7 @@ from alenv.samplers.oracle_md import MDSettings
 from alenv.tasks.build import SYSTEMS, TaskData, load_task_data
 from alenv.tasks.spec import TaskSpec, default_cache_dir
 
-TINY_ENSEMBLE = EnsembleConfig(n_members=3, hidden=(32, 32), epochs_initial=60, epochs_per_round=4, min_steps_per_round=10)
+TINY_ENSEMBLE = EnsembleConfig(n_members=3, hidden=(32, 32), epochs_initial=200, epochs_per_round=60, min_steps_per_round=10)
 TINY_DESCRIPTOR = {"radial_shells": 8, "angular_shells": 4, "angle_sections": 4}
 
 _BASE = [
@@ -102,12 +102,16 @@ for _spec in _BASE:
 def get_task(name: str) -> TaskSpec:
     """Look up a task by name (``Ethanol-GFN2``), by id (``alenv/Ethanol-GFN2-v0``) or by snake-case name."""
     key = name.split("/", 1)[-1]
-    if key.rsplit("-v", 1)[-1].isdigit() and "-v" in key:
-        key = key.rsplit("-v", 1)[0]
+    version = None
+    if "-v" in key and key.rsplit("-v", 1)[-1].isdigit():
+        key, v = key.rsplit("-v", 1)
+        version = int(v)
     by_snake = {snake_case(k): k for k in TASKS}
     key = by_snake.get(key, key)
     if key not in TASKS:
         raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    if version is not None and version != TASKS[key].version:
+        raise ValueError(f"task {key} is at version {TASKS[key].version}, not {version}: {name!r} is not available")
     return TASKS[key]
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import ase.io
 import numpy as np
 import pytest
@@ -11,7 +14,10 @@ from scipy.spatial.transform import Rotation
 from alenv.descriptors.aev import AEV, AEVSpec, build_neighbours
 from alenv.tasks.build import SYSTEMS
 
-RMD17 = "/work/shared/data/rmd17/ethanol_train_01.extxyz"
+RMD17 = str(
+    Path(os.environ.get("ALENV_SHARED", Path(__file__).resolve().parents[3] / "shared"))
+    / "data" / "rmd17" / "ethanol_train_01.extxyz"
+)
 ETHANOL_SPEC = AEVSpec(species=(1, 6, 8))
 CU_SPEC = AEVSpec(species=(29,))
 

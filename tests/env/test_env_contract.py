@@ -257,10 +257,6 @@ def test_get_task_accepts_name_id_and_snake_case():
     assert alenv.get_task is get_task
 
 
-@pytest.mark.xfail(
-    reason="get_task strips any '-vN' suffix without checking N: 'alenv/Ethanol-GFN2-v7' silently returns v0",
-    strict=True,
-)
 def test_get_task_rejects_unknown_version():
     with pytest.raises(ValueError):
         get_task("alenv/Ethanol-GFN2-v7")

@@ -51,14 +51,8 @@ def test_improvement_comes_from_the_labels(trained_env, seed):
     assert final < 0.95 * control, (control, final)
 
 
-@pytest.mark.xfail(
-    reason="Ethanol-GFN2-tiny as shipped trains too little per round (TINY_ENSEMBLE: epochs_per_round=4, "
-    "min_steps_per_round=10, i.e. 10 optimiser steps at warm_lr): over the episode the force MAE falls only "
-    "6-18% (final/initial 0.83-0.94 on seeds 0-2 over the random, uncertainty, fps and hybrid agents), too "
-    "little to tell "
-    "acquisition strategies apart",
-    strict=True,
-)
 def test_tiny_task_as_shipped_lowers_force_error_clearly(ethanol_tiny_env):
+    """The shipped tiny task: final / initial force MAE measured 0.60-0.78 over seeds 0-5 and all four
+    agents (random, seeds 0-2: 0.64, 0.68, 0.78)."""
     ratios = [np.divide(*_episode(ethanol_tiny_env, "random", seed)[::-1]) for seed in SEEDS]
     assert max(ratios) < 0.8, ratios

@@ -197,12 +197,6 @@ def test_all_pairs_of_agents_registered_names_unique():
     assert not any(a == b for a, b in itertools.combinations(names, 2))
 
 
-@pytest.mark.xfail(
-    reason="fps_select replaces infinite distances by max/4 (~4.5e307) and adds the 1e-12 rng tie-break (and "
-    "any bonus) to it, which float64 absorbs: without initial_distance the first pick is always the lowest "
-    "available index, for every rng, contradicting 'Ties go to rng'",
-    strict=True,
-)
 def test_fps_select_first_pick_tie_goes_to_rng():
     X = np.random.default_rng(0).normal(size=(12, 3))
     mask = np.ones(12, dtype=np.int8)
