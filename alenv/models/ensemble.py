@@ -30,10 +30,10 @@ class EnsembleConfig:
     force_weight: float = 100.0  # weight of the force loss relative to the per-atom energy loss
     lr: float = 1e-3  # learning rate when training from scratch
     warm_lr: float = 3e-4  # learning rate for warm-started rounds
+    lr_final_fraction: float = 0.1  # cosine decay of each fit ends at this fraction of its learning rate
     batch_size: int = 32  # frames per minibatch
     epochs_initial: int = 200  # epochs of the first fit (from scratch)
-    epochs_per_round: int = 8  # epochs of each warm-started refit
-    min_steps_per_round: int = 40  # lower bound on optimiser steps per refit (small data sets)
+    steps_per_round: int = 40  # optimiser steps of each warm-started refit (constant cost per round)
     feature_floor: float = 0.01  # floor on a descriptor term's spread, as a fraction of the largest spread
     weight_decay: float = 0.0
 
@@ -265,23 +265,28 @@ class EnsemblePotential:
             epochs = cfg.epochs_initial if epochs is None else epochs
             lr = cfg.lr
         else:  # baseline and scale stay fixed so that warm-started outputs keep their meaning
-            epochs = cfg.epochs_per_round if epochs is None else epochs
             lr = cfg.warm_lr
         n_batches = max(1, math.ceil(K / cfg.batch_size))
-        epochs = max(epochs, math.ceil(cfg.min_steps_per_round / n_batches)) if warm else epochs
+        if warm and epochs is None:  # a fixed number of steps, over as many shuffled epochs as it takes
+            epochs = math.ceil(cfg.steps_per_round / n_batches)
+            total_steps = cfg.steps_per_round
+        else:
+            total_steps = epochs * n_batches
         target_E = ((E - self._energy_offset(species)) / data.n_atoms).float()
         n = data.n_atoms
         t0 = time.perf_counter()
-        total_steps = epochs * n_batches
         step = 0
         last = {}
         for _ in range(epochs):
             order = rng.permutation(K)
             for b in range(n_batches):
+                if step >= total_steps:
+                    break
                 pos = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 # cosine decay of the learning rate over this fit
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps))))
+                    f = cfg.lr_final_fraction
+                    group["lr"] = lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps))))
                 Ep, Fp = self.forward(data, idx[pos], forces=True, create_graph=True)
                 ti = torch.from_numpy(pos)
                 loss_e = ((Ep / n - target_E[ti]) ** 2).mean()

@@ -12,7 +12,7 @@ from alenv.samplers.oracle_md import MDSettings
 from alenv.tasks.build import SYSTEMS, TaskData, load_task_data
 from alenv.tasks.spec import TaskSpec, default_cache_dir
 
-TINY_ENSEMBLE = EnsembleConfig(n_members=3, hidden=(32, 32), epochs_initial=200, epochs_per_round=60, min_steps_per_round=10)
+TINY_ENSEMBLE = EnsembleConfig(n_members=3, hidden=(32, 32), epochs_initial=200, steps_per_round=60)
 TINY_DESCRIPTOR = {"radial_shells": 8, "angular_shells": 4, "angle_sections": 4}
 
 _BASE = [

@@ -11,7 +11,7 @@ SEEDS = (0, 1, 2)
 # Enough warm-start training per round for new labels to show. Measured on the current task data (seeds 0-7,
 # random agent): final / initial force MAE 0.68-0.83 (seeds 0-2: 0.69-0.81; fps and uncertainty agents on
 # seeds 0-5: 0.63-0.77); the same training without new labels: 0.94-0.98 of the initial error.
-TRAINED = {"ensemble": {"epochs_per_round": 40}}
+TRAINED = {"ensemble": {"steps_per_round": 40}}
 
 
 def _episode(env, agent_name: str, seed: int) -> tuple[float, float]:

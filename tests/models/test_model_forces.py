@@ -22,7 +22,7 @@ RMD17 = str(
     / "data" / "rmd17" / "ethanol_train_01.extxyz"
 )
 SPEC = AEVSpec(species=(1, 6, 8), radial_shells=8, angular_shells=4, angle_sections=4)
-CONFIG = EnsembleConfig(n_members=3, hidden=(16, 16), epochs_initial=30, epochs_per_round=10)
+CONFIG = EnsembleConfig(n_members=3, hidden=(16, 16), epochs_initial=30, steps_per_round=10)
 
 
 def _labels(frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:
