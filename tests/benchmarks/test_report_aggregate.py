@@ -1,0 +1,51 @@
+"""benchmarks.report aggregates runs correctly (checked against numbers computed by hand)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.report import curves, load_runs, markdown, tidy_rows
+
+
+def _metrics(n: int, f: float, e: float) -> dict:
+    return {
+        "n_labels": n, "force_mae": f, "force_rmse": 2 * f, "energy_mae": e, "energy_rmse": 2 * e,
+        "force_max": 5 * f, "oracle_seconds": 0.1 * n, "train_seconds": 1.0,
+    }
+
+
+def _write(root: Path, agent: str, seed: int, forces: list[float], complete: bool = True) -> None:
+    d = root / agent / f"seed{seed}"
+    d.mkdir(parents=True)
+    res = {
+        "task": "alenv/Toy-v0", "agent": agent, "seed": seed, "complete": complete,
+        "initial": {"metrics": _metrics(10, forces[0], 1.0)},
+        "steps": [{"round": i, "metrics": _metrics(10 + 10 * i, f, 1.0 / (i + 1))} for i, f in enumerate(forces[1:], 1)],
+    }
+    (d / "results.json").write_text(json.dumps(res))
+
+
+def test_report_numbers(tmp_path: Path) -> None:
+    _write(tmp_path, "random", 0, [1.0, 0.8, 0.6])
+    _write(tmp_path, "random", 1, [1.0, 0.6, 0.4])
+    _write(tmp_path, "fps", 0, [1.0, 0.5, 0.25])
+    _write(tmp_path, "fps", 1, [1.0, 0.5, 0.35])
+    _write(tmp_path, "fps", 2, [1.0, 0.1, 0.1], complete=False)  # a killed run is skipped
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text("{not json")
+    runs, skipped = load_runs([tmp_path])
+    assert len(runs) == 4 and len(skipped) == 2
+    rows = tidy_rows(runs)
+    assert len(rows) == 4 * 3
+    c = curves(runs, "force_mae")
+    x, mean, se, n = c[("alenv/Toy-v0", "random")]
+    assert list(x) == [10, 20, 30] and n == 2
+    assert mean == pytest.approx([1.0, 0.7, 0.5])
+    assert se[-1] == pytest.approx(0.1)  # std of (0.6, 0.4) with ddof=1 is 0.1414; / sqrt(2) = 0.1
+    md = markdown(runs)
+    # final fps mean 0.3 -> 300.0 meV/A; ratio to random 0.3 / 0.5 = 0.6
+    assert "| fps | 2 | 30 | 300.0 ± 50.0 |" in md
+    assert "| 0.600 |" in md
