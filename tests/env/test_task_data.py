@@ -1,0 +1,45 @@
+"""Task data on disk: made once, reused, and damage reported clearly instead of used."""
+
+from __future__ import annotations
+
+import ase.io
+import pytest
+from ase.build import molecule
+
+from alenv.tasks import get_task, load_task_data
+
+
+def test_cached_task_data_is_reused_and_damage_is_reported(tmp_path):
+    spec = get_task("Cu-EMT-tiny")
+    first = load_task_data(spec, tmp_path, progress=False)
+    assert (len(first.pool), len(first.reserve), len(first.test)) == (60, 12, 30)
+    again = load_task_data(spec, tmp_path, progress=False)
+    assert all((a.positions == b.positions).all() for a, b in zip(first.pool, again.pool))
+    # same labels as the oracle gives for those frames
+    from alenv.oracles import EMTOracle
+
+    lab = EMTOracle().label(first.test[:2])
+    # extxyz keeps positions to 1e-8 Angstrom: energies agree to ~1e-8 eV, far below any error that matters
+    assert lab[0].energy == pytest.approx(first.test[0].get_potential_energy(), abs=1e-6)
+    # truncate the cached pool: the next load says which directory to delete, instead of using it
+    pool_file = first.directory / "pool.extxyz"
+    text = pool_file.read_text()
+    pool_file.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match="delete"):
+        load_task_data(spec, tmp_path, progress=False)
+
+
+def test_another_pool_seed_gives_other_data(tmp_path):
+    a = load_task_data(get_task("Cu-EMT-tiny"), tmp_path, progress=False)
+    b = load_task_data(get_task("Cu-EMT-tiny").with_overrides(pool_seed=1), tmp_path, progress=False)
+    assert a.directory != b.directory
+    assert not (a.pool[0].positions == b.pool[0].positions).all()
+
+
+def test_dataset_file_without_forces_is_rejected(tmp_path):
+    frames = [molecule("H2O") for _ in range(3)]
+    path = tmp_path / "unlabelled.extxyz"
+    ase.io.write(path, frames, format="extxyz")
+    spec = get_task("Dataset-tiny").with_overrides(pool_path=str(path), test_path=str(path))
+    with pytest.raises(ValueError, match="no energy and forces"):
+        load_task_data(spec, tmp_path)
