@@ -36,7 +36,7 @@ class AEVSpec:
     radial_eta: float = 16.0  # 1/Angstrom^2
     radial_start: float = 0.8  # Angstrom
     angular_cutoff: float = 3.5  # Angstrom
-    angular_shells: int = 8
+    angular_shells: int = 4
     angular_eta: float = 8.0  # 1/Angstrom^2
     angular_start: float = 0.8  # Angstrom
     angle_sections: int = 8

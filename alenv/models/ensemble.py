@@ -26,12 +26,12 @@ class EnsembleConfig:
     """Hyper-parameters of the ensemble potential and of its training."""
 
     n_members: int = 5
-    hidden: tuple[int, ...] = (256, 256)
+    hidden: tuple[int, ...] = (128, 128)
     force_weight: float = 100.0  # weight of the force loss relative to the per-atom energy loss
-    lr: float = 1e-3  # learning rate when training from scratch
-    warm_lr: float = 3e-4  # learning rate for warm-started rounds
-    lr_final_fraction: float = 0.1  # cosine decay of each fit ends at this fraction of its learning rate
-    batch_size: int = 32  # frames per minibatch
+    lr: float = 3e-3  # learning rate when training from scratch
+    warm_lr: float = 1e-3  # learning rate for warm-started rounds
+    lr_final_fraction: float = 0.01  # cosine decay of each fit ends at this fraction of its learning rate
+    batch_size: int = 16  # frames per minibatch (more, smaller steps converge faster per second here)
     epochs_initial: int = 200  # epochs of the first fit (from scratch)
     steps_per_round: int = 40  # optimiser steps of each warm-started refit (constant cost per round)
     feature_floor: float = 0.01  # floor on a descriptor term's spread, as a fraction of the largest spread

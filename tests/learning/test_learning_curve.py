@@ -52,7 +52,7 @@ def test_improvement_comes_from_the_labels(trained_env, seed):
 
 
 def test_tiny_task_as_shipped_lowers_force_error_clearly(ethanol_tiny_env):
-    """The shipped tiny task: final / initial force MAE measured 0.60-0.78 over seeds 0-5 and all four
-    agents (random, seeds 0-2: 0.64, 0.68, 0.78)."""
+    """The shipped tiny task: final / initial force MAE measured 0.60-0.74 over seeds 0-5 and all four
+    agents (random, seeds 0-2: 0.64, 0.66, 0.74)."""
     ratios = [np.divide(*_episode(ethanol_tiny_env, "random", seed)[::-1]) for seed in SEEDS]
     assert max(ratios) < 0.8, ratios
