@@ -99,8 +99,39 @@ class Neighbours:
     cells: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 3)))
 
 
+def _periodic_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """All (i, j, cell shift) with |r_j + shift - r_i| < cutoff, vectorised over atoms and images.
+
+    Positions are wrapped into the cell first (the returned shifts are for the positions as given).
+    Returns None when the dense search would be too large (then ASE's neighbour list is used).
+    """
+    cell = atoms.cell.array
+    pbc = atoms.pbc
+    n = len(atoms)
+    reciprocal = np.linalg.norm(np.linalg.inv(cell), axis=0)  # |b_i|: 1 / spacing of lattice planes
+    reps = np.where(pbc, np.ceil(cutoff * reciprocal), 0).astype(int)
+    ranges = [np.arange(-r, r + 1) for r in reps]
+    S = np.stack(np.meshgrid(*ranges, indexing="ij"), axis=-1).reshape(-1, 3)
+    if n * n * len(S) > 4_000_000:
+        return None
+    frac = np.linalg.solve(cell.T, atoms.positions.T).T
+    offset = np.where(pbc, np.floor(frac), 0.0)
+    wrapped = atoms.positions - offset @ cell
+    vec = wrapped[None, :, None, :] + (S @ cell)[None, None, :, :] - wrapped[:, None, None, :]
+    d2 = (vec**2).sum(-1)  # (n, n, nS)
+    close = d2 < cutoff * cutoff
+    zero = np.flatnonzero((S == 0).all(1))[0]
+    close[np.arange(n), np.arange(n), zero] = False
+    i, j, s = np.nonzero(close)  # sorted by centre i
+    shifts = S[s] - offset[j] + offset[i]  # lattice shifts for the unwrapped positions
+    return i, j, shifts @ cell
+
+
 def _frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if atoms.pbc.any():
+        dense = _periodic_pairs(atoms, cutoff)
+        if dense is not None:
+            return dense
         i, j, S = neighbor_list("ijS", atoms, cutoff)
         shift = S @ atoms.cell.array
         order = np.lexsort((j, i))
