@@ -304,13 +304,12 @@ class AEV:
 
         drad = torch.func.vmap(d_radial)(eye).permute(1, 2, 0)  # (P, n_rad, 3)
         rad_slot, ang_slot = self._slots(t)
-        J = torch.zeros((F * n * D * n * 3,), dtype=self.dtype)
-        xyz = torch.arange(3)
+        J = torch.zeros((F * n * D * n, 3), dtype=self.dtype)
 
         def scatter(rows: torch.Tensor, cols: torch.Tensor, atoms: torch.Tensor, values: torch.Tensor) -> None:
-            # rows (K,), cols (K, C), atoms (K,) local atom index, values (K, C, 3)
-            idx = (((rows[:, None] * D + cols) * n + atoms[:, None])[:, :, None] * 3) + xyz
-            J.index_add_(0, idx.reshape(-1), values.reshape(-1))
+            # rows (K,), cols (K, C), atoms (K,) local atom index, values (K, C, 3): add xyz triples at once
+            idx = (rows[:, None] * D + cols) * n + atoms[:, None]
+            J.index_add_(0, idx.reshape(-1), values.reshape(-1, 3))
 
         pi, pj = t["pi"], t["pj"]
         rad_cols = (rad_slot % s.n_species)[:, None] * s.radial_shells + torch.arange(s.radial_shells)
