@@ -15,7 +15,6 @@ from typing import Callable
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
-from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 
@@ -49,7 +48,9 @@ def langevin_frames(
     if n_frames <= 0:
         return [], []
     atoms = start.copy()
-    atoms.set_constraint(FixCom())  # no centre-of-mass drift, without biasing the thermostat
+    # No FixCom constraint: in ASE 3.29 it changes what get_forces() returns (by up to 3 eV/A for ethanol),
+    # which would make the recorded labels wrong. A slow centre-of-mass drift is harmless here.
+    atoms.set_constraint()
     atoms.calc = calculator
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
     Stationary(atoms)
@@ -85,7 +86,7 @@ def langevin_frames(
     for _ in range(n_frames):
         seconds = run(settings.stride)
         energy = atoms.get_potential_energy()
-        forces = atoms.get_forces()
+        forces = atoms.get_forces(apply_constraint=False)
         if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
             raise RuntimeError(f"oracle MD at {temperature} K gave non-finite energy or forces at step {step}")
         frame = Atoms(atoms.numbers, atoms.positions.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy())

@@ -43,3 +43,14 @@ def test_dataset_file_without_forces_is_rejected(tmp_path):
     spec = get_task("Dataset-tiny").with_overrides(pool_path=str(path), test_path=str(path))
     with pytest.raises(ValueError, match="no energy and forces"):
         load_task_data(spec, tmp_path)
+
+
+def test_md_labels_equal_fresh_single_points(make_env):
+    """Labels recorded during oracle MD are the oracle's own answers for those frames (GFN2-xTB)."""
+    from alenv.oracles import XTBOracle
+
+    env = make_env("alenv/Ethanol-GFN2-tiny-v0").unwrapped
+    frames = [env.pool_frames[i] for i in (0, 17, 59)] + [env.test_frames[3]]
+    for frame, lab in zip(frames, XTBOracle().label(frames)):
+        assert lab.energy == pytest.approx(frame.get_potential_energy(), abs=1e-5)
+        assert abs(lab.forces - frame.get_forces()).max() < 1e-3  # eV/A; SCF restarts differ ~1e-5
