@@ -33,7 +33,7 @@ class EnsembleConfig:
     lr_final_fraction: float = 0.01  # cosine decay of each fit ends at this fraction of its learning rate
     batch_size: int = 16  # frames per minibatch (more, smaller steps converge faster per second here)
     epochs_initial: int = 200  # epochs of the first fit (from scratch)
-    steps_per_round: int = 40  # optimiser steps of each warm-started refit (constant cost per round)
+    steps_per_round: int = 60  # optimiser steps of each warm-started refit (constant cost per round)
     feature_floor: float = 0.01  # floor on a descriptor term's spread, as a fraction of the largest spread
     weight_decay: float = 0.0
 
