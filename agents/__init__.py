@@ -6,6 +6,6 @@
 
 from agents.base import AGENTS, Agent, ScoreSelect, make_agent
 from agents.scores import SCORES
-from agents.selectors import SELECTORS, fps_select, topk_select
+from agents.selectors import SELECTORS, fps_select, kmeanspp_select, maxdet_select, topk_select
 
-__all__ = ["AGENTS", "Agent", "SCORES", "SELECTORS", "ScoreSelect", "fps_select", "make_agent", "topk_select"]
+__all__ = ["AGENTS", "Agent", "SCORES", "SELECTORS", "ScoreSelect", "fps_select", "kmeanspp_select", "make_agent", "maxdet_select", "topk_select"]

@@ -6,8 +6,8 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from agents.scores import _unit, feature, feature_score, global_feature
-from agents.selectors import fps_select, topk_select
+from agents.scores import _unit, feature, feature_score, global_feature, information_gain_score
+from agents.selectors import fps_select, kmeanspp_select, maxdet_select, topk_select
 
 
 class Agent(Protocol):
@@ -77,11 +77,93 @@ class HybridAgent:
         return fps_select(obs["embedding"] / (scale / w), k, mask, rng, initial_distance=dist / (scale / w), bonus=unc)
 
 
+class PrefilterAgent:
+    """Uncertainty prefilter, then a diverse batch: keep the ``factor * k`` candidates with the largest
+    ``uncertainty`` feature, and choose k of them with ``selector`` (``fps``, ``kmeans++`` or ``maxdet``)."""
+
+    def __init__(self, uncertainty: str = "force_std_max", selector: str = "fps", factor: int = 5):
+        if selector not in ("fps", "kmeans++", "maxdet"):
+            raise ValueError(f"prefilter selector must be fps, kmeans++ or maxdet, got {selector!r}")
+        if factor < 1:
+            raise ValueError(f"factor must be >= 1, got {factor}")
+        self.uncertainty, self.selector, self.factor = uncertainty, selector, int(factor)
+        self.name = f"prefilter-{selector}"
+
+    def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
+        mask = obs["mask"]
+        keep = topk_select(feature(obs, self.uncertainty), min(self.factor * k, int(mask.sum())), mask, rng)
+        sub = np.zeros_like(mask)
+        sub[keep] = 1
+        return _diverse(self.selector, obs, k, sub, rng)
+
+
+class DiverseAgent:
+    """A batch selector on its own: ``kmeans++`` (distance-weighted sampling) or ``maxdet`` (greedy
+    maximum determinant of a kernel on descriptor embeddings, scaled by the ensemble force spread)."""
+
+    def __init__(self, selector: str = "maxdet"):
+        if selector not in ("kmeans++", "maxdet"):
+            raise ValueError(f"selector must be kmeans++ or maxdet, got {selector!r}")
+        self.selector = selector
+        self.name = selector
+
+    def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
+        return _diverse(self.selector, obs, k, obs["mask"], rng)
+
+
+def _diverse(selector: str, obs: dict, k: int, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    emb = obs["embedding"]
+    dist = feature(obs, "dist_to_train")
+    if selector == "fps":
+        return fps_select(emb, k, mask, rng, initial_distance=dist)
+    if selector == "kmeans++":
+        return kmeanspp_select(emb, k, mask, rng, initial_distance=dist)
+    # maxdet: condition on the labelled pool entries, scale the kernel by the force spread
+    labelled = np.flatnonzero(obs["mask"] == 0)
+    return maxdet_select(emb, k, mask, rng, scale=feature(obs, "force_std_mean"), conditioned=labelled)
+
+
+class TrustWindowAgent:
+    """Label only candidates whose spread lies between ``lower`` and ``upper`` (eV/Angstrom), as on-the-fly
+    codes do: below, the model is trusted; above, the configuration is taken as unphysical.
+
+    Pool mode needs exactly k picks: the largest spreads inside the window first; if the window holds
+    fewer than k, the rest are those closest to the window (below it before above it).
+    """
+
+    def __init__(self, feature: str = "force_std_max", lower: float = 0.05, upper: float = 1.0):
+        if not 0 <= lower < upper:
+            raise ValueError(f"need 0 <= lower < upper, got {lower}, {upper}")
+        self.feature, self.lower, self.upper = feature, float(lower), float(upper)
+        self.name = "trust-window"
+
+    def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
+        x = feature(obs, self.feature)
+        inside = (x >= self.lower) & (x <= self.upper)
+        # inside: rank by spread (2 + x / upper in (2, 3]); outside: closeness to the window, below first
+        below = 1.0 - (self.lower - x) / max(self.lower, 1e-12)
+        above = -(x - self.upper) / self.upper
+        score = np.where(inside, 2.0 + x / self.upper, np.where(x < self.lower, below, above))
+        return topk_select(score, k, obs["mask"], rng)
+
+
 AGENTS: dict[str, Callable[..., Agent]] = {
     "random": RandomAgent,
     "uncertainty": lambda feature="force_std_max": ScoreSelect("uncertainty", feature_score(feature)),
+    "qbc-energy": lambda: ScoreSelect("qbc-energy", feature_score("energy_std")),
+    "qbc-force-mean": lambda: ScoreSelect("qbc-force-mean", feature_score("force_std_mean")),
+    "qbc-force-rel": lambda: ScoreSelect("qbc-force-rel", feature_score("force_std_rel")),
+    "distance": lambda: ScoreSelect("distance", feature_score("dist_to_train")),
+    "information-gain": lambda noise_floor=0.01: ScoreSelect(
+        "information-gain", information_gain_score(noise_floor)
+    ),
     "fps": FPSAgent,
+    "kmeans++": lambda: DiverseAgent("kmeans++"),
+    "maxdet": lambda: DiverseAgent("maxdet"),
     "hybrid": HybridAgent,
+    "prefilter-fps": lambda uncertainty="force_std_max", factor=5: PrefilterAgent(uncertainty, "fps", factor),
+    "prefilter-maxdet": lambda uncertainty="force_std_max", factor=5: PrefilterAgent(uncertainty, "maxdet", factor),
+    "trust-window": TrustWindowAgent,
 }
 
 

@@ -60,6 +60,7 @@ class ActiveLearningEnv(gym.Env):
 
     **Info.** ``metrics``: ``energy_mae``, ``energy_rmse`` (eV per structure), ``force_mae``, ``force_rmse``,
     ``force_max`` (eV/Angstrom per component), ``n_labels``, ``n_failed``, ``budget_used``,
+    ``train_force_rmse`` (force RMSE of the ensemble mean on its own training labels, eV/Angstrom),
     ``oracle_seconds`` (charged cost of all labels so far, the original compute time for cached ones) and,
     when ``wall_times`` is on, ``train_seconds`` and ``round_seconds`` (wall clock). Also ``round``,
     ``chosen`` (pool indices labelled this round) and ``failed`` (those whose calculation failed).
@@ -237,6 +238,9 @@ class ActiveLearningEnv(gym.Env):
         t0 = time.perf_counter()
         self.last_fit = self.potential.fit(self.candidates, E, F, rng, idx=idx)
         self.train_seconds += time.perf_counter() - t0
+        # How well the ensemble mean fits its own labels: an estimate of the noise it cannot learn.
+        _, Fp = self.potential.predict(self.candidates, idx=idx)
+        self.train_force_rmse = float(np.sqrt(((Fp.mean(0) - F) ** 2).mean()))
 
     def _evaluate(self) -> dict[str, float]:
         E, F = self.potential.predict(self.test)
@@ -273,6 +277,7 @@ class ActiveLearningEnv(gym.Env):
             n_failed=self.labelled.n_failed,
             budget_used=self.budget_used,
             oracle_seconds=self.labelled.oracle_seconds,
+            train_force_rmse=self.train_force_rmse,
         )
         info = {"metrics": metrics, "round": self.round, "chosen": np.array(chosen, dtype=np.int64), "failed": list(failed)}
         if self.wall_times:

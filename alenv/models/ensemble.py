@@ -307,12 +307,14 @@ class EnsemblePotential:
         return E
 
     def predict(
-        self, data: FeaturizedFrames, forces: bool = True, chunk: int = 1000
+        self, data: FeaturizedFrames, forces: bool = True, chunk: int = 1000, idx: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per-member energies (M, F) in eV and forces (M, F, n, 3) in eV/Angstrom for every frame."""
+        """Per-member energies (M, F) in eV and forces (M, F, n, 3) in eV/Angstrom of the frames ``idx``
+        of ``data`` (default: every frame)."""
+        frames = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
         Es, Fs = [], []
-        for start in range(0, len(data), chunk):
-            idx = np.arange(start, min(start + chunk, len(data)))
+        for start in range(0, len(frames), chunk):
+            idx = frames[start : start + chunk]
             if forces:
                 E, F = self.forward(data, idx, forces=True)
                 Fs.append(F.detach())

@@ -172,7 +172,7 @@ def test_topk_select_breaks_ties_with_rng():
 def test_selectors_reject_impossible_requests(select):
     fn = SELECTORS[select]
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(6, 2)) if select == "fps" else rng.normal(size=6)
+    x = rng.normal(size=6) if select == "topk" else rng.normal(size=(6, 2))  # scores or features
     mask = np.array([1, 0, 1, 0, 0, 0], dtype=np.int8)
     with pytest.raises(ValueError):
         fn(x, 3, mask, rng)
@@ -202,3 +202,75 @@ def test_fps_select_first_pick_tie_goes_to_rng():
     mask = np.ones(12, dtype=np.int8)
     firsts = {int(fps_select(X, 1, mask, np.random.default_rng(s))[0]) for s in range(20)}
     assert len(firsts) > 1
+
+
+def _maxdet_reference(X, k, mask, scale, conditioned, length):
+    """Greedy max log det, the slow obvious way: try every candidate, keep the best determinant."""
+    K = np.outer(scale, scale) * np.exp(-((X[:, None] - X[None]) ** 2).sum(-1) / (2 * length**2))
+    chosen = list(conditioned)
+    picks = []
+    for _ in range(k):
+        best, best_val = None, -np.inf
+        for i in np.flatnonzero(mask):
+            if i in picks:
+                continue
+            S = chosen + picks + [i]
+            val = np.linalg.slogdet(K[np.ix_(S, S)] + 1e-6 * np.eye(len(S)))[1]
+            if val > best_val:
+                best, best_val = i, val
+        picks.append(int(best))
+    return picks
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_maxdet_select_equals_brute_force(case):
+    from agents import maxdet_select
+
+    rng = np.random.default_rng(100 + case)
+    N, k = 14, 4
+    X = rng.normal(size=(N, 3))
+    scale = rng.uniform(0.5, 2.0, N)
+    mask = np.ones(N, dtype=np.int8)
+    conditioned = list(rng.choice(N, size=case % 3, replace=False))
+    mask[conditioned] = 0
+    got = maxdet_select(X, k, mask, np.random.default_rng(0), scale=scale, conditioned=conditioned, length_scale=1.3)
+    assert got.tolist() == _maxdet_reference(X, k, mask, scale, conditioned, 1.3)
+
+
+def test_kmeanspp_spreads_out_and_follows_rng():
+    """Two tight clusters far apart: k-means++ with k=2 takes one point of each, and a seed fixes it."""
+    from agents import kmeanspp_select
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 0.01, (20, 2)), rng.normal(10, 0.01, (20, 2))])
+    mask = np.ones(40, dtype=np.int8)
+    for seed in range(5):
+        picks = kmeanspp_select(X, 2, mask, np.random.default_rng(seed))
+        assert sorted(p // 20 for p in picks) == [0, 1]
+        again = kmeanspp_select(X, 2, mask, np.random.default_rng(seed))
+        assert picks.tolist() == again.tolist()
+    # with one cluster already labelled (distance 0 there), both picks come from the other
+    d = np.where(np.arange(40) < 20, 0.0, 10.0)
+    picks = kmeanspp_select(X, 2, mask, np.random.default_rng(1), initial_distance=d)
+    assert all(p >= 20 for p in picks)
+
+
+def test_trust_window_prefers_inside_then_nearest():
+    from agents.base import TrustWindowAgent
+
+    spreads = np.array([0.01, 0.2, 0.5, 3.0, 0.04, 1.2], dtype=np.float32)
+    obs = {
+        "candidates": np.zeros((6, 6), dtype=np.float32),
+        "embedding": np.zeros((6, 2), dtype=np.float32),
+        "mask": np.ones(6, dtype=np.int8),
+        "globals": np.zeros(5, dtype=np.float32),
+    }
+    from alenv.observe import CANDIDATE_FEATURES
+
+    obs["candidates"][:, CANDIDATE_FEATURES.index("force_std_max")] = spreads
+    agent = TrustWindowAgent(lower=0.05, upper=1.0)
+    rng = np.random.default_rng(0)
+    assert agent.act(obs, {}, 2, rng).tolist() == [2, 1]  # inside, largest spread first
+    assert agent.act(obs, {}, 3, rng).tolist() == [2, 1, 4]  # then the closest below the window
+    with pytest.raises(ValueError):
+        TrustWindowAgent(lower=1.0, upper=0.5)
