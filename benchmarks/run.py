@@ -5,7 +5,9 @@
 
 Writes into the run's output directory: ``results.json`` (resolved config, the initial metrics, one
 record per round: metrics, reward, chosen indices, timings), ``learning_curve.png`` and ``labels.extxyz``
-(every label paid for).
+(every label paid for). ``results.json`` is written last and atomically: a run whose directory already
+holds a complete one is skipped, so a killed sweep restarted with the same ``hydra.sweep.dir`` only runs
+what is missing (labels already paid for come from the label cache).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def run(cfg: DictConfig, out: Path) -> dict:
     from agents import make_agent
     from benchmarks.episode import plot_learning_curve, run_episode, write_json
 
+    done = _finished(out)
+    if done is not None:  # a restarted sweep skips what already finished (results.json is written last)
+        print(f"{out}: already complete, skipped")
+        return done["summary"]["final_metrics"]
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     out.mkdir(parents=True, exist_ok=True)
@@ -66,6 +72,17 @@ def run(cfg: DictConfig, out: Path) -> dict:
     )
     env.close()
     return final
+
+
+def _finished(out: Path) -> dict | None:
+    """The results of a complete earlier run in ``out``, or None (absent, partial or unreadable)."""
+    import json
+
+    try:
+        res = json.loads((out / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return res if res.get("complete") else None
 
 
 def _container(node) -> dict:

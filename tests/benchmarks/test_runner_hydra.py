@@ -56,6 +56,14 @@ def test_one_episode_writes_results(tmp_path: Path, alenv_cache: Path) -> None:
 
     labelled = ase.io.read(tmp_path / "labels.extxyz", index=":")
     assert len(labelled) == 20
+    # a restarted sweep skips the finished run: same answer, results file untouched
+    stamp = (tmp_path / "results.json").stat().st_mtime_ns
+    assert run(cfg, tmp_path) == final
+    assert (tmp_path / "results.json").stat().st_mtime_ns == stamp
+    # a partial run (no complete results.json) is run again
+    (tmp_path / "results.json").write_text('{"complete": false}')
+    assert run(cfg, tmp_path)["force_mae"] == final["force_mae"]
+    assert json.loads((tmp_path / "results.json").read_text())["complete"] is True
 
 
 def test_multirun_from_the_command_line(tmp_path: Path, alenv_cache: Path) -> None:
