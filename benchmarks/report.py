@@ -107,10 +107,12 @@ def markdown(runs: list[dict]) -> str:
     for task in sorted({t for t, _ in f_curves}):
         lines += [f"## {task}", "", "| agent | seeds | labels | force MAE (meV/Å) | energy MAE (meV) | force MAE / random |", "|---|---|---|---|---|---|"]
         rnd = f_curves.get((task, "random"))
+        cheats = {r["agent"] for r in runs if r.get("cheating")}
         for (t, agent), (x, mean, se, n) in sorted(f_curves.items()):
             if t != task:
                 continue
             _, emean, ese, _ = e_curves[(t, agent)]
+            agent = f"{agent} (cheating reference)" if agent in cheats else agent
             ratio = f"{mean[-1] / rnd[1][min(len(rnd[1]), len(mean)) - 1]:.3f}" if rnd is not None else "n/a"
             lines.append(
                 f"| {agent} | {n} | {x[-1]} | {1000 * mean[-1]:.1f} ± {1000 * se[-1]:.1f} | "

@@ -23,11 +23,12 @@ def _choices(group: str) -> list[str]:
 @pytest.mark.parametrize("agent", _choices("agent"))
 def test_every_config_composes(task: str, agent: str) -> None:
     from agents import AGENTS
+    from agents.reference import REFERENCES
     from alenv.tasks import get_task
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[f"task={task}", f"agent={agent}"])
-    assert cfg.agent.name in AGENTS
+    assert cfg.agent.name in AGENTS or cfg.agent.name in REFERENCES
     spec = get_task(cfg.task.id)
     assert spec.name == cfg.task.name
     assert cfg.task.id == spec.id
@@ -82,3 +83,17 @@ def test_multirun_from_the_command_line(tmp_path: Path, alenv_cache: Path) -> No
     assert agents == {"random", "fps"}
     pids = {json.loads(p.read_text())["pid"] for p in results}
     assert os.getpid() not in pids  # jobs ran in launcher workers, not in this process
+
+
+def test_true_error_reference_runs_and_is_marked(tmp_path: Path, alenv_cache: Path) -> None:
+    """The cheating reference runs through the runner and its results are flagged as cheating."""
+    from benchmarks.run import run
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["task=ethanol_gfn2_tiny", "agent=true_error", "seed=0", f"cache_dir={alenv_cache}", "progress=false"],
+        )
+    run(cfg, tmp_path)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["cheating"] is True and res["agent"] == "true-error"

@@ -274,3 +274,20 @@ def test_trust_window_prefers_inside_then_nearest():
     assert agent.act(obs, {}, 3, rng).tolist() == [2, 1, 4]  # then the closest below the window
     with pytest.raises(ValueError):
         TrustWindowAgent(lower=1.0, upper=0.5)
+
+
+def test_true_error_reference_picks_largest_true_errors(ethanol_tiny_env):
+    from agents.reference import make_reference
+
+    env = ethanol_tiny_env
+    u = env.unwrapped
+    obs, info = env.reset(seed=0)
+    agent = make_reference("true-error", env)
+    assert agent.cheating is True
+    k = u.task.batch_size
+    picks = agent.act(obs, info, k, np.random.default_rng(0))
+    _check_action(picks, k, obs["mask"])
+    _, F = u.potential.predict(u.candidates, idx=np.arange(u.n_pool))
+    _, true_F = u.true_labels()
+    err = np.abs(F.mean(0) - true_F).mean((1, 2))
+    assert set(picks.tolist()) == set(np.argsort(-err)[:k].tolist())
