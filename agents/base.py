@@ -6,7 +6,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from agents.scores import _unit, feature, feature_score, global_feature, information_gain_score
+from agents.scores import _unit, aleatoric_noise, feature, feature_score, global_feature
 from agents.selectors import fps_select, kmeanspp_select, maxdet_select, topk_select
 
 
@@ -123,6 +123,30 @@ def _diverse(selector: str, obs: dict, k: int, mask: np.ndarray, rng: np.random.
     return maxdet_select(emb, k, mask, rng, scale=feature(obs, "force_std_mean"), conditioned=labelled)
 
 
+class InformationGainAgent:
+    """Greedy batch information gain: maximise ``0.5 log det(I + K_B / s_al^2)`` over the batch B, with K a
+    kernel on descriptor embeddings scaled by the ensemble force spread (epistemic), conditioned on the
+    labelled candidates, and ``s_al`` the aleatoric noise level (see ``agents.scores.aleatoric_noise``).
+
+    Each greedy step picks the largest posterior variance given the labelled data and the picks so far,
+    observed with noise ``s_al^2``: where the noise dominates the spread, a label teaches little, and
+    candidates that resemble one another share their gain.
+    """
+
+    name = "information-gain"
+
+    def __init__(self, noise_floor: float = 0.01):
+        self.noise_floor = float(noise_floor)
+
+    def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
+        s_al = aleatoric_noise(info, self.noise_floor)
+        labelled = np.flatnonzero(obs["mask"] == 0)
+        return maxdet_select(
+            obs["embedding"], k, obs["mask"], rng, scale=feature(obs, "force_std_mean"),
+            conditioned=labelled, noise=s_al**2,
+        )
+
+
 class TrustWindowAgent:
     """Label only candidates whose spread lies between ``lower`` and ``upper`` (eV/Angstrom), as on-the-fly
     codes do: below, the model is trusted; above, the configuration is taken as unphysical.
@@ -154,9 +178,7 @@ AGENTS: dict[str, Callable[..., Agent]] = {
     "qbc-force-mean": lambda: ScoreSelect("qbc-force-mean", feature_score("force_std_mean")),
     "qbc-force-rel": lambda: ScoreSelect("qbc-force-rel", feature_score("force_std_rel")),
     "distance": lambda: ScoreSelect("distance", feature_score("dist_to_train")),
-    "information-gain": lambda noise_floor=0.01: ScoreSelect(
-        "information-gain", information_gain_score(noise_floor)
-    ),
+    "information-gain": lambda noise_floor=0.01: InformationGainAgent(noise_floor),
     "fps": FPSAgent,
     "kmeans++": lambda: DiverseAgent("kmeans++"),
     "maxdet": lambda: DiverseAgent("maxdet"),

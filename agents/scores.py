@@ -40,29 +40,16 @@ def _unit(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
-def information_gain_score(noise_floor: float = 0.01) -> ScoreFn:
-    """Expected information gain of labelling a candidate, epistemic against aleatoric:
-    ``0.5 * log(1 + s_ep^2 / s_al^2)`` (per force component; every candidate has the same atoms).
-
-    ``s_ep`` is the ensemble's mean per-atom force spread (obs). ``s_al`` is the aleatoric noise level,
-    estimated as the ensemble mean's force RMSE on its own training labels (``info["metrics"]
-    ["train_force_rmse"]``): what the model cannot fit even where it has data. It is floored at
-    ``noise_floor`` eV/Angstrom, which is also used when the estimate is absent. Candidates whose spread
-    is small against the noise gain little, however far they are from the data.
-    """
-
-    def score(obs: dict, info: dict) -> np.ndarray:
-        metrics = info.get("metrics", {}) if isinstance(info, dict) else {}
-        s_al = max(float(metrics.get("train_force_rmse", noise_floor)), noise_floor)
-        s_ep = feature(obs, "force_std_mean")
-        return 0.5 * np.log1p((s_ep / s_al) ** 2)
-
-    return score
+def aleatoric_noise(info: dict, noise_floor: float) -> float:
+    """Aleatoric noise level (eV/Angstrom): the ensemble mean's force RMSE on its own training labels
+    (``info["metrics"]["train_force_rmse"]``), what the model cannot fit even where it has data; floored
+    at ``noise_floor``, which is also used when the estimate is absent."""
+    metrics = info.get("metrics", {}) if isinstance(info, dict) else {}
+    return max(float(metrics.get("train_force_rmse", noise_floor)), noise_floor)
 
 
 SCORES: dict[str, Callable[..., ScoreFn]] = {
     "feature": feature_score,
-    "information_gain": information_gain_score,
 }
 
 

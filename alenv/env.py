@@ -177,9 +177,9 @@ class ActiveLearningEnv(gym.Env):
             raise RuntimeError("the episode is over (or was never started); call reset()")
         t0 = time.perf_counter()
         chosen = self.validate_action(action)
-        self.round += 1
         frames = [self.pool_frames[i] for i in chosen]
         labels = self.oracle.label(frames)
+        self.round += 1
         self.timings = {"label": time.perf_counter() - t0}
         self.labelled.extend(frames, labels, chosen, self.round)
         self.mask[chosen] = 0
@@ -247,8 +247,7 @@ class ActiveLearningEnv(gym.Env):
         return errors(E.mean(0), F.mean(0), self.test_energy, self.test_forces).as_dict()
 
     def _observe(self) -> dict[str, np.ndarray]:
-        E, F = self.potential.predict(self.candidates)
-        E, F = E[:, : self.n_pool], F[:, : self.n_pool]
+        E, F = self.potential.predict(self.candidates, idx=np.arange(self.n_pool))
         train_rows = np.array(self.train_idx + [int(i) for i in np.flatnonzero(self.mask == 0)], dtype=np.int64)
         dist = nearest_distance(self.embeddings[: self.n_pool], self.embeddings[np.unique(train_rows)])
         cand = np.concatenate([spreads(E, F), dist[:, None]], axis=1)

@@ -58,4 +58,6 @@ class MaskedDiscrete(spaces.Discrete):
     def sample(self, mask: Any | None = None, probability: Any | None = None) -> np.int64:
         if mask is None and probability is None:
             mask = self.available.astype(np.int8)
+            if not mask.any():
+                raise ValueError("no candidate is available to sample")
         return super().sample(mask=mask, probability=probability)

@@ -34,6 +34,8 @@ def load_runs(dirs: list[Path]) -> tuple[list[dict], list[Path]]:
                 skipped.append(path)
                 continue
             res["_path"] = str(path)
+            if res.get("variant"):  # runs with other settings are another line, never averaged in
+                res["agent"] = f"{res['agent']}[{res['variant']}]"
             runs.append(res)
     return runs, skipped
 

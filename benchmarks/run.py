@@ -5,7 +5,7 @@
 
 Writes into the run's output directory: ``results.json`` (resolved config, the initial metrics, one
 record per round: metrics, reward, chosen indices, timings), ``learning_curve.png`` and ``labels.extxyz``
-(every label paid for). ``results.json`` is written last and atomically: a run whose directory already
+(every successful label; failed ones are listed per round in ``results.json``). ``results.json`` is written last and atomically: a run whose directory already
 holds a complete one is skipped, so a killed sweep restarted with the same ``hydra.sweep.dir`` only runs
 what is missing (labels already paid for come from the label cache).
 """
@@ -23,11 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 def main(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
-    out = Path(HydraConfig.get().runtime.output_dir)
-    return run(cfg, out)
+    hc = HydraConfig.get()
+    return run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname)
 
 
-def run(cfg: DictConfig, out: Path) -> dict:
+def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
     """Play the episode described by ``cfg`` and write its results into ``out``."""
     import gymnasium as gym
     import torch
@@ -63,6 +63,7 @@ def run(cfg: DictConfig, out: Path) -> dict:
         "task": cfg.task.id,
         "agent": cfg.agent.name,
         "seed": int(cfg.seed),
+        "variant": variant,  # overrides other than task, agent and seed ("" for the presets as they are)
         "cheating": bool(getattr(agent, "cheating", False)),
         "pid": os.getpid(),
         **record,

@@ -69,8 +69,10 @@ def _split(n: int, parts: int) -> list[int]:
 
 
 def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
-    start = SYSTEMS[spec.system]()
     oracle = make_oracle(spec.oracle, **spec.oracle_kwargs)
+    # the oracle's own preparation (charge, spin) applies to MD too, or its labels would be for another state
+    start = SYSTEMS[spec.system]()
+    start = oracle.prepare(start) if hasattr(oracle, "prepare") else start
     calc = oracle.calculator
     T = spec.temperatures
     pool_counts = _split(spec.pool_size, len(T))
@@ -110,6 +112,11 @@ def _dataset_data(spec: TaskSpec) -> TaskData:
             f"{spec.pool_path} has {len(pool)} frames; reserve_size {spec.reserve_size} + budget {spec.budget} "
             f"= {need} are needed"
         )
+    if spec.reserve_size < spec.n_initial:
+        raise ValueError(f"reserve_size {spec.reserve_size} is smaller than n_initial {spec.n_initial}")
+    n_pool = len(pool) - spec.reserve_size if not spec.pool_size else min(spec.pool_size, len(pool) - spec.reserve_size)
+    if n_pool < spec.budget:
+        raise ValueError(f"the pool would hold {n_pool} candidates, fewer than the budget {spec.budget}")
     rng = np.random.default_rng(spec.pool_seed)
     order = rng.permutation(len(pool))
     reserve = [pool[i] for i in sorted(order[: spec.reserve_size])]

@@ -14,6 +14,11 @@ from alenv.models.ensemble import EnsembleConfig
 from alenv.samplers.oracle_md import MDSettings
 
 
+# Bumped whenever code that makes task data changes its result (samplers, label recording), so that a
+# cache made by older code is never reused. 2: oracle MD records unconstrained forces (no FixCom).
+DATA_FORMAT = 2
+
+
 def default_cache_dir() -> Path:
     """Where pools, test sets and labels are kept: ``$ALENV_CACHE`` or ``~/.cache/alenv``."""
     return Path(os.environ.get("ALENV_CACHE", Path.home() / ".cache" / "alenv"))
@@ -75,7 +80,7 @@ class TaskSpec:
 
     def data_key(self) -> str:
         """Directory name of this task's cached data: name, version, seed and a hash of the data fields."""
-        payload = {}
+        payload = {"data_format": DATA_FORMAT}
         for f in self.DATA_FIELDS:
             v = getattr(self, f)
             payload[f] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
