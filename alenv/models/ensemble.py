@@ -89,6 +89,10 @@ class FeaturizedFrames:
     def take(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Descriptors, species and Jacobian of the frames ``idx`` (numpy gathers: fast for big rows)."""
         idx = np.asarray(idx)
+        if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
+            sl = slice(int(idx[0]), int(idx[-1]) + 1)  # a contiguous run (prediction): views, no copies
+            J = self.J[sl] if self.J is not None else None
+            return self.G[sl], self.species[sl], J
         G = torch.from_numpy(self.G.numpy()[idx])
         J = torch.from_numpy(self.J.numpy()[idx]) if self.J is not None else None
         return G, self.species[torch.from_numpy(idx)], J
