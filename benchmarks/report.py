@@ -5,8 +5,10 @@
 Reads every ``results.json`` below the given directories (runs without ``"complete": true`` are skipped
 and listed), and writes into ``--out`` (default: ``report/`` inside the first directory):
 ``runs.csv`` (one row per run and round), ``curves_<task>.png`` (test force and energy MAE against
-labels: mean over seeds with a band of one standard error, log scale) and ``report.md`` (final errors
-per task and strategy, mean and standard error over seeds, and the ratio to random at equal budget).
+labels: mean over seeds with a band of one standard error, log scale) and ``report.md`` (per task and
+strategy: final errors with standard errors, ratio to random at equal budget, paired test against random,
+mean rank, max force error, area under the learning curve, labels needed to reach a target error, wall and
+oracle seconds).
 """
 
 from __future__ import annotations
@@ -103,25 +105,96 @@ def plot(runs: list[dict], out: Path) -> list[Path]:
     return paths
 
 
-def markdown(runs: list[dict]) -> str:
+def run_stats(r: dict) -> dict:
+    """Per-run numbers: final errors, area under the log learning curve, wall and oracle seconds."""
+    series = [r["initial"]["metrics"]] + [st["metrics"] for st in r["steps"]]
+    x = np.array([m["n_labels"] for m in series], dtype=float)
+    y = np.log10([m["force_mae"] for m in series])
+    auc = float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else float(y[0])
+    return {
+        "force_mae": series[-1]["force_mae"],
+        "energy_mae": series[-1]["energy_mae"],
+        "force_max": series[-1].get("force_max") or float("nan"),
+        "auc_log10_force": auc,
+        "wall_seconds": r.get("summary", {}).get("wall_seconds", float("nan")),
+        "oracle_seconds": series[-1]["oracle_seconds"],
+        "curve": (x, np.array([m["force_mae"] for m in series])),
+    }
+
+
+def labels_to_target(x: np.ndarray, y: np.ndarray, target: float) -> float:
+    """First label count at which the curve ``y`` is at or below ``target`` (NaN if never)."""
+    hit = np.flatnonzero(y <= target)
+    return float(x[hit[0]]) if len(hit) else float("nan")
+
+
+def _paired_p(a: dict[int, float], b: dict[int, float]) -> float:
+    """Two-sided paired t-test on log errors over the seeds both have (NaN with fewer than 2)."""
+    seeds = sorted(set(a) & set(b))
+    if len(seeds) < 2:
+        return float("nan")
+    from scipy.stats import ttest_rel
+
+    d = np.log([a[s] for s in seeds]), np.log([b[s] for s in seeds])
+    if np.allclose(d[0], d[1]):
+        return 1.0
+    return float(ttest_rel(d[0], d[1]).pvalue)
+
+
+def markdown(runs: list[dict], target: float | None = None) -> str:
     f_curves, e_curves = curves(runs, "force_mae"), curves(runs, "energy_mae")
+    cheats = {r["agent"] for r in runs if r.get("cheating")}
     lines = ["# Results", ""]
     for task in sorted({t for t, _ in f_curves}):
-        lines += [f"## {task}", "", "| agent | seeds | labels | force MAE (meV/Å) | energy MAE (meV) | force MAE / random |", "|---|---|---|---|---|---|"]
+        task_runs = [r for r in runs if r["task"] == task]
+        stats: dict[str, dict[int, dict]] = defaultdict(dict)
+        for r in task_runs:
+            stats[r["agent"]][r["seed"]] = run_stats(r)
         rnd = f_curves.get((task, "random"))
-        cheats = {r["agent"] for r in runs if r.get("cheating")}
+        tgt = target if target is not None else (float(rnd[1][-1]) if rnd is not None else None)
+        # rank of each agent among all agents run with a seed, by final force MAE; mean over seeds
+        ranks: dict[str, list[float]] = defaultdict(list)
+        for seed in sorted({r["seed"] for r in task_runs}):
+            have = {a: st[seed]["force_mae"] for a, st in stats.items() if seed in st and a not in cheats}
+            order = sorted(have, key=have.get)
+            for i, a in enumerate(order):
+                ranks[a].append(i + 1)
+        lines += [
+            f"## {task}",
+            "",
+            "| agent | seeds | labels | force MAE (meV/Å) | energy MAE (meV) | force MAE / random | p vs random "
+            "| mean rank | max force error (meV/Å) | AUC log10 force MAE | labels to target | wall s | oracle s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for (t, agent), (x, mean, se, n) in sorted(f_curves.items()):
             if t != task:
                 continue
             _, emean, ese, _ = e_curves[(t, agent)]
-            agent = f"{agent} (cheating reference)" if agent in cheats else agent
+            st = stats[agent]
             ratio = f"{mean[-1] / rnd[1][min(len(rnd[1]), len(mean)) - 1]:.3f}" if rnd is not None else "n/a"
+            p = _paired_p({k: v["force_mae"] for k, v in st.items()}, {k: v["force_mae"] for k, v in stats.get("random", {}).items()})
+            rank = f"{np.mean(ranks[agent]):.2f}" if ranks.get(agent) else "-"
+            to_target = labels_to_target(x, mean, tgt) if tgt is not None else float("nan")
+            mean_of = lambda key: float(np.mean([v[key] for v in st.values()]))  # noqa: E731
+            label = f"{agent} (cheating reference)" if agent in cheats else agent
             lines.append(
-                f"| {agent} | {n} | {x[-1]} | {1000 * mean[-1]:.1f} ± {1000 * se[-1]:.1f} | "
-                f"{1000 * emean[-1]:.1f} ± {1000 * ese[-1]:.1f} | {ratio} |"
+                f"| {label} | {n} | {x[-1]} | {1000 * mean[-1]:.1f} ± {1000 * se[-1]:.1f} | "
+                f"{1000 * emean[-1]:.1f} ± {1000 * ese[-1]:.1f} | {ratio} | "
+                f"{'-' if agent == 'random' or np.isnan(p) else f'{p:.3f}'} | {rank} | "
+                f"{1000 * mean_of('force_max'):.0f} | {mean_of('auc_log10_force'):.3f} | "
+                f"{'-' if np.isnan(to_target) else int(to_target)} | {mean_of('wall_seconds'):.0f} | "
+                f"{mean_of('oracle_seconds'):.1f} |"
             )
         lines.append("")
-    lines.append("Mean ± standard error over seeds, at the end of the budget.")
+        if tgt is not None:
+            lines.append(f"Target for 'labels to target': {1000 * tgt:.1f} meV/Å (the final mean force MAE of random unless --target is given).")
+        lines.append("")
+    lines += [
+        "Mean ± standard error over seeds, at the end of the budget. p: two-sided paired t-test of log final",
+        "force MAE against random over common seeds. Rank: by final force MAE among the strategies run with",
+        "that seed (cheating references excluded), averaged over seeds. AUC: mean of log10 force MAE (eV/Å) over",
+        "the labels axis (lower is better).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -129,6 +202,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dirs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--target", type=float, default=None, help="force MAE target in meV/A for 'labels to target'")
     args = p.parse_args()
     runs, skipped = load_runs(args.dirs)
     if not runs:
@@ -141,7 +215,7 @@ def main() -> None:
         w.writeheader()
         w.writerows(rows)
     plot(runs, out)
-    md = markdown(runs)
+    md = markdown(runs, None if args.target is None else args.target / 1000)
     (out / "report.md").write_text(md)
     print(md)
     if skipped:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.report import curves, load_runs, markdown, tidy_rows
@@ -49,3 +50,32 @@ def test_report_numbers(tmp_path: Path) -> None:
     # final fps mean 0.3 -> 300.0 meV/A; ratio to random 0.3 / 0.5 = 0.6
     assert "| fps | 2 | 30 | 300.0 ± 50.0 |" in md
     assert "| 0.600 |" in md
+
+
+def test_report_statistics(tmp_path: Path) -> None:
+    """AUC, labels to target, ranks and the paired test, against hand-computed values."""
+    from benchmarks.report import labels_to_target, run_stats
+
+    _write(tmp_path, "random", 0, [1.0, 0.8, 0.6])
+    _write(tmp_path, "random", 1, [1.0, 0.6, 0.4])
+    _write(tmp_path, "fps", 0, [1.0, 0.5, 0.25])
+    _write(tmp_path, "fps", 1, [1.0, 0.5, 0.35])
+    runs, _ = load_runs([tmp_path])
+    fps0 = next(r for r in runs if r["agent"] == "fps" and r["seed"] == 0)
+    st = run_stats(fps0)
+    # trapezoid of log10 (1, 0.5, 0.25) over labels (10, 20, 30), divided by the 20-label span
+    y = np.log10([1.0, 0.5, 0.25])
+    assert st["auc_log10_force"] == pytest.approx(((y[0] + y[1]) / 2 * 10 + (y[1] + y[2]) / 2 * 10) / 20)
+    assert st["force_max"] == pytest.approx(5 * 0.25) and st["oracle_seconds"] == pytest.approx(3.0)
+    assert labels_to_target(np.array([10, 20, 30]), np.array([1.0, 0.5, 0.3]), 0.5) == 20
+    assert np.isnan(labels_to_target(np.array([10, 20]), np.array([1.0, 0.9]), 0.5))
+    md = markdown(runs)
+    row = next(line for line in md.splitlines() if line.startswith("| fps |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[7] == "1.00"  # fps beats random on both seeds: rank 1
+    # paired t-test on log final errors: differences log(0.25/0.6), log(0.35/0.4)
+    from scipy.stats import ttest_rel
+
+    p = ttest_rel(np.log([0.25, 0.35]), np.log([0.6, 0.4])).pvalue
+    assert cells[6] == f"{p:.3f}"
+    assert cells[10] == "20"  # target = random's final mean 0.5; fps's mean curve (1.0, 0.5, 0.3) hits it at 20
