@@ -15,6 +15,8 @@ from alenv.tasks.spec import TaskSpec, default_cache_dir
 TINY_ENSEMBLE = EnsembleConfig(n_members=3, hidden=(32, 32), epochs_initial=200, steps_per_round=60)
 TINY_DESCRIPTOR = {"radial_shells": 8, "angular_shells": 4, "angle_sections": 4}
 
+# Episode settings not given in a row are TaskSpec's defaults: pool 2,000, test 500, reserve 50,
+# 10 initial labels, then 20 rounds of 10 (budget 200).
 _BASE = [
     TaskSpec(
         name="Ethanol-GFN2",
@@ -28,12 +30,6 @@ _BASE = [
         oracle="xtb",
         temperatures=(300.0, 600.0, 1000.0),
         md=MDSettings(timestep=0.5, friction=0.01, stride=20, equilibration=200),
-        pool_size=2000,
-        test_size=500,
-        reserve_size=50,
-        n_initial=10,
-        budget=200,
-        batch_size=10,
     ),
     TaskSpec(
         name="Cu-EMT",
@@ -47,12 +43,6 @@ _BASE = [
         oracle="emt",
         temperatures=(300.0, 800.0, 1500.0),
         md=MDSettings(timestep=2.0, friction=0.01, stride=10, equilibration=100),
-        pool_size=2000,
-        test_size=500,
-        reserve_size=50,
-        n_initial=10,
-        budget=200,
-        batch_size=10,
     ),
     TaskSpec(
         name="Dataset",
@@ -66,10 +56,6 @@ _BASE = [
         oracle="lookup",
         pool_size=0,  # 0: every frame of the file that is not in the reserve
         test_size=0,  # 0: every frame of the test file
-        reserve_size=50,
-        n_initial=10,
-        budget=200,
-        batch_size=10,
     ),
 ]
 
