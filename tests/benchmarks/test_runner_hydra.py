@@ -97,3 +97,32 @@ def test_true_error_reference_runs_and_is_marked(tmp_path: Path, alenv_cache: Pa
     run(cfg, tmp_path)
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["cheating"] is True and res["agent"] == "true-error"
+
+
+def test_multirun_through_submitit_local(tmp_path: Path, alenv_cache: Path) -> None:
+    """The cluster launcher path (Hydra's submitit plugin) with its local executor: one job per process."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    env = {**os.environ, "ALENV_CACHE": str(alenv_cache)}
+    cmd = [
+        sys.executable, "-m", "benchmarks.run", "--multirun", "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=10", "task=cu_emt_tiny", "agent=random,fps", "seed=0", "progress=false",
+        f"hydra.sweep.dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted(tmp_path.rglob("results.json"))
+    assert {json.loads(p.read_text())["agent"] for p in results} == {"random", "fps"}
+    assert all(json.loads(p.read_text())["complete"] for p in results)
+
+
+@pytest.mark.parametrize("experiment", _choices("experiment"))
+def test_experiment_presets_compose(experiment: str) -> None:
+    """Each preset composes and its sweep names only existing task and agent configs."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert "seed" in params
+    for group in ("task", "agent"):
+        if group in params:
+            for name in str(params[group]).split(","):
+                assert (CONF / group / f"{name.strip()}.yaml").exists(), (group, name)
