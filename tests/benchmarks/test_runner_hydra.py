@@ -126,3 +126,22 @@ def test_experiment_presets_compose(experiment: str) -> None:
         if group in params:
             for name in str(params[group]).split(","):
                 assert (CONF / group / f"{name.strip()}.yaml").exists(), (group, name)
+
+
+def test_jobs_with_other_settings_get_their_own_folders(tmp_path: Path, alenv_cache: Path) -> None:
+    """Two jobs that differ only in an agent setting must not overwrite each other, nor be averaged."""
+    env = {**os.environ, "ALENV_CACHE": str(alenv_cache)}
+    cmd = [
+        sys.executable, "-m", "benchmarks.run", "--multirun", "task=cu_emt_tiny", "agent=uncertainty",
+        "agent.kwargs.feature=energy_std,force_std_max", "seed=0", "progress=false", f"hydra.sweep.dir={tmp_path}",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted(tmp_path.rglob("results.json"))
+    assert len(results) == 2
+    variants = {json.loads(p.read_text())["variant"] for p in results}
+    assert variants == {"agent.kwargs.feature=energy_std", "agent.kwargs.feature=force_std_max"}
+    from benchmarks.report import load_runs
+
+    runs, _ = load_runs([tmp_path])
+    assert len({r["agent"] for r in runs}) == 2  # two report lines, not one average
