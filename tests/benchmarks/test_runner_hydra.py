@@ -15,6 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CONF = ROOT / "conf"
 
 
+def _multirun(tmp_path: Path, cache: Path, *overrides: str) -> list[Path]:
+    """Run ``python -m benchmarks.run --multirun`` from the repository root; the results files it wrote."""
+    env = {**os.environ, "ALENV_CACHE": str(cache)}
+    cmd = [sys.executable, "-m", "benchmarks.run", "--multirun", *overrides, "progress=false", f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return sorted(tmp_path.rglob("results.json"))
+
+
 def _choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
@@ -69,15 +78,7 @@ def test_one_episode_writes_results(tmp_path: Path, alenv_cache: Path) -> None:
 
 def test_multirun_from_the_command_line(tmp_path: Path, alenv_cache: Path) -> None:
     """``python -m benchmarks.run --multirun`` finds conf/ and runs jobs through the joblib launcher."""
-    env = {**os.environ, "ALENV_CACHE": str(alenv_cache)}
-    cmd = [
-        sys.executable, "-m", "benchmarks.run", "--multirun",
-        "task=ethanol_gfn2_tiny", "agent=random,fps", "seed=0", "progress=false",
-        f"hydra.sweep.dir={tmp_path}",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = sorted(tmp_path.rglob("results.json"))
+    results = _multirun(tmp_path, alenv_cache, "task=ethanol_gfn2_tiny", "agent=random,fps", "seed=0")
     assert len(results) == 2
     agents = {json.loads(p.read_text())["agent"] for p in results}
     assert agents == {"random", "fps"}
@@ -102,15 +103,10 @@ def test_true_error_reference_runs_and_is_marked(tmp_path: Path, alenv_cache: Pa
 def test_multirun_through_submitit_local(tmp_path: Path, alenv_cache: Path) -> None:
     """The cluster launcher path (Hydra's submitit plugin) with its local executor: one job per process."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
-    env = {**os.environ, "ALENV_CACHE": str(alenv_cache)}
-    cmd = [
-        sys.executable, "-m", "benchmarks.run", "--multirun", "hydra/launcher=submitit_local",
-        "hydra.launcher.timeout_min=10", "task=cu_emt_tiny", "agent=random,fps", "seed=0", "progress=false",
-        f"hydra.sweep.dir={tmp_path}",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = sorted(tmp_path.rglob("results.json"))
+    results = _multirun(
+        tmp_path, alenv_cache, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+        "task=cu_emt_tiny", "agent=random,fps", "seed=0",
+    )
     assert {json.loads(p.read_text())["agent"] for p in results} == {"random", "fps"}
     assert all(json.loads(p.read_text())["complete"] for p in results)
 
@@ -130,14 +126,10 @@ def test_experiment_presets_compose(experiment: str) -> None:
 
 def test_jobs_with_other_settings_get_their_own_folders(tmp_path: Path, alenv_cache: Path) -> None:
     """Two jobs that differ only in an agent setting must not overwrite each other, nor be averaged."""
-    env = {**os.environ, "ALENV_CACHE": str(alenv_cache)}
-    cmd = [
-        sys.executable, "-m", "benchmarks.run", "--multirun", "task=cu_emt_tiny", "agent=uncertainty",
-        "agent.kwargs.feature=energy_std,force_std_max", "seed=0", "progress=false", f"hydra.sweep.dir={tmp_path}",
-    ]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = sorted(tmp_path.rglob("results.json"))
+    results = _multirun(
+        tmp_path, alenv_cache, "task=cu_emt_tiny", "agent=uncertainty", "agent.kwargs.feature=energy_std,force_std_max",
+        "seed=0",
+    )
     assert len(results) == 2
     variants = {json.loads(p.read_text())["variant"] for p in results}
     assert variants == {"agent.kwargs.feature=energy_std", "agent.kwargs.feature=force_std_max"}
