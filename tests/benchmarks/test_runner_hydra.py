@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
@@ -137,3 +138,37 @@ def test_jobs_with_other_settings_get_their_own_folders(tmp_path: Path, alenv_ca
 
     runs, _ = load_runs([tmp_path])
     assert len({r["agent"] for r in runs}) == 2  # two report lines, not one average
+
+
+def test_multirun_through_ray_local(tmp_path: Path, alenv_cache: Path) -> None:
+    """The Ray launcher path (Hydra's Ray plugin) on a local Ray instance started by the launcher."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    results = _multirun(tmp_path, alenv_cache, "hydra/launcher=ray_local", "task=cu_emt_tiny", "agent=random,fps", "seed=0")
+    runs = [json.loads(p.read_text()) for p in results]
+    assert {r["agent"] for r in runs} == {"random", "fps"}
+    assert all(r["complete"] for r in runs)
+    assert os.getpid() not in {r["pid"] for r in runs}
+
+
+def test_tiny_multirun_through_the_report(tmp_path: Path, alenv_cache: Path) -> None:
+    """2 strategies x 2 seeds, swept from the command line, then aggregated by ``python -m benchmarks.report``."""
+    sweep = tmp_path / "sweep"
+    results = _multirun(sweep, alenv_cache, "task=ethanol_gfn2_tiny", "agent=random,uncertainty", "seed=0,1")
+    assert len(results) == 4
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.report", str(sweep), "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import csv
+
+    rows = list(csv.DictReader(open(out / "runs.csv")))
+    assert len(rows) == 4 * 4  # 4 runs x (initial + 3 rounds)
+    assert {r["agent"] for r in rows} == {"random", "uncertainty"}
+    md = (out / "report.md").read_text()
+    # the report's final force MAE of each strategy is the mean over seeds of what the runs wrote
+    for agent in ("random", "uncertainty"):
+        finals = [json.loads(p.read_text())["steps"][-1]["metrics"]["force_mae"] for p in results if f"/{agent}/" in str(p)]
+        assert f"| {agent} | 2 | 20 | {1000 * np.mean(finals):.1f} ± " in md, md
+    assert (out / "curves_Ethanol-GFN2-tiny-v0.png").stat().st_size > 1000
