@@ -152,7 +152,9 @@ class TrustWindowAgent:
     codes do: below, the model is trusted; above, the configuration is taken as unphysical.
 
     Pool mode needs exactly k picks: the largest spreads inside the window first; if the window holds
-    fewer than k, the rest are those closest to the window (below it before above it).
+    fewer than k, the rest are those closest to the window (below it before above it). Where the
+    environment allows any subset (``info["any_subset"]``, on-the-fly mode), only candidates inside the
+    window are labelled, largest spreads first, up to k; none if the window is empty.
     """
 
     def __init__(self, feature: str = "force_std_max", lower: float = 0.05, upper: float = 1.0):
@@ -168,6 +170,11 @@ class TrustWindowAgent:
         below = 1.0 - (self.lower - x) / max(self.lower, 1e-12)
         above = -(x - self.upper) / self.upper
         score = np.where(inside, 2.0 + x / self.upper, np.where(x < self.lower, below, above))
+        if info.get("any_subset"):
+            window = (inside & (obs["mask"] == 1)).astype(np.int8)
+            if not window.any():
+                return np.zeros(0, dtype=np.int64)
+            return topk_select(score, min(k, int(window.sum())), window, rng)
         return topk_select(score, k, obs["mask"], rng)
 
 

@@ -32,6 +32,11 @@ class TrueErrorAgent:
 
 def _true_error(env: Any) -> TrueErrorAgent:
     u = env.unwrapped
+    if not hasattr(u, "true_labels"):
+        raise ValueError(
+            f"the true-error reference needs the labels of every candidate in advance, which only pool mode "
+            f"has; {u.task.id} makes new candidates by MD every round"
+        )
     _, forces = u.true_labels()
 
     def predict() -> np.ndarray:

@@ -25,15 +25,23 @@ GLOBAL_FEATURES: tuple[str, ...] = (
 )
 
 
-def observation_space(n_candidates: int, embedding_dim: int) -> spaces.Dict:
-    """Fixed-shape Dict space of the pool-mode observation."""
+# Global features of on-the-fly mode: those of pool mode, then the state of the model-driven MD.
+OTF_GLOBAL_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + (
+    "md_budget_used",  # fraction of the MD-step budget spent [1]
+    "md_failure_rate",  # failures in the last MD round per walker [1]
+    "md_survived",  # fraction of the last round's MD steps run before each walker's first failure [1]
+)
+
+
+def observation_space(n_candidates: int, embedding_dim: int, n_globals: int = len(GLOBAL_FEATURES)) -> spaces.Dict:
+    """Fixed-shape Dict space of the observation (both modes; on-the-fly mode has more globals)."""
     inf = np.float32(np.inf)
     return spaces.Dict(
         {
             "candidates": spaces.Box(-inf, inf, (n_candidates, len(CANDIDATE_FEATURES)), np.float32),
             "embedding": spaces.Box(-inf, inf, (n_candidates, embedding_dim), np.float32),
             "mask": spaces.MultiBinary(n_candidates),
-            "globals": spaces.Box(-inf, inf, (len(GLOBAL_FEATURES),), np.float32),
+            "globals": spaces.Box(-inf, inf, (n_globals,), np.float32),
         }
     )
 

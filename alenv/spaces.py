@@ -61,3 +61,37 @@ class MaskedDiscrete(spaces.Discrete):
             if not mask.any():
                 raise ValueError("no candidate is available to sample")
         return super().sample(mask=mask, probability=probability)
+
+
+class LabelMask(spaces.MultiBinary):
+    """On-the-fly mode's action: a 0/1 vector over the n offered candidates, 1 = send to the oracle.
+
+    Any subset is allowed, the empty one included, as long as it holds at most ``limit`` candidates (``k``
+    unless the environment lowers it, e.g. when few labels are left) and only available ones
+    (``available``: the live mask). ``sample()`` draws a random number of picks between 0 and the largest
+    allowed, then that many distinct available candidates.
+    """
+
+    def __init__(self, n: int, k: int, seed: int | np.random.Generator | None = None):
+        if not 1 <= k:
+            raise ValueError(f"need k >= 1, got {k}")
+        super().__init__(n, seed=seed)
+        self.k = self.limit = int(k)
+        self.available = np.ones(n, dtype=np.int8)
+
+    def sample(self, mask: Any | None = None, probability: Any | None = None) -> np.ndarray:
+        avail = np.flatnonzero(self.available if mask is None else np.asarray(mask))
+        m = int(self.np_random.integers(0, min(self.limit, len(avail)) + 1))
+        out = np.zeros(self.n, dtype=np.int8)
+        out[self.np_random.choice(avail, size=m, replace=False)] = 1
+        return out
+
+    def contains(self, x: Any) -> bool:
+        x = np.asarray(x)
+        return super().contains(x) and int(x.sum()) <= self.limit
+
+    def __repr__(self) -> str:
+        return f"LabelMask(n={self.n}, k={self.k})"
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, LabelMask) and (self.n, self.k) == (other.n, other.k)

@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from alenv.spaces import MaskedDiscrete
+from alenv.spaces import LabelMask, MaskedDiscrete
 
 
 class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -20,14 +20,20 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
     candidates masked, reward 0 and ``info["pending"]``; the k-th pick sends the batch to the wrapped
     environment and returns its observation, reward, termination and info. An invalid pick (masked,
     already pending, out of range) raises ``ValueError``.
+
+    On-the-fly environments (any subset may be labelled) get ``Discrete(N + 1)``: action ``N`` means "stop"
+    and sends the picks made so far, none included; once the round's limit is reached only "stop" is
+    allowed. ``action_masks()`` then has N + 1 entries.
     """
 
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
         self.k = int(env.unwrapped.task.batch_size)
-        self.n = int(env.unwrapped.n_pool)
-        self.action_space = MaskedDiscrete(self.n)
+        # On-the-fly mode labels any subset: one more action, ``n`` ("stop"), sends the picks made so far.
+        self.any_subset = isinstance(env.unwrapped.action_space, LabelMask)
+        self.n = int(env.unwrapped.n_candidates if self.any_subset else env.unwrapped.n_pool)
+        self.action_space = MaskedDiscrete(self.n + 1 if self.any_subset else self.n)
         self.pending: list[int] = []
         self._obs: dict[str, np.ndarray] | None = None
         self._info: dict[str, Any] = {}
@@ -35,13 +41,20 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _view(self) -> dict[str, np.ndarray]:
         obs = {key: value.copy() for key, value in self._obs.items()}
         obs["mask"][self.pending] = 0
-        self.action_space.available = obs["mask"].copy()
+        self.action_space.available = self.action_masks().astype(np.int8)
         return obs
 
+    def _limit(self) -> int:
+        return self.env.unwrapped.action_space.limit if self.any_subset else self.k
+
     def action_masks(self) -> np.ndarray:
-        """Boolean (N,): True where a candidate may be picked now."""
+        """Boolean (N,) (on-the-fly: (N + 1,), the last entry "stop"): True where a pick is allowed now."""
         mask = self._obs["mask"].astype(bool)
         mask[self.pending] = False
+        if self.any_subset:
+            if len(self.pending) >= self._limit():
+                mask[:] = False
+            mask = np.append(mask, True)
         return mask
 
     def reset(self, **kwargs: Any) -> tuple[dict, dict]:
@@ -57,15 +70,22 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if a.size != 1 or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"a single-pick action is one integer index, got {action!r}")
         i = int(a.reshape(-1)[0])
-        if not 0 <= i < self.n:
-            raise ValueError(f"candidate {i} is out of range [0, {self.n})")
+        n_actions = self.n + 1 if self.any_subset else self.n
+        if not 0 <= i < n_actions:
+            raise ValueError(f"candidate {i} is out of range [0, {n_actions})")
         if not self.action_masks()[i]:
             raise ValueError(f"candidate {i} is masked (labelled or already picked this round)")
-        self.pending.append(i)
-        if len(self.pending) < self.k:
+        stop = self.any_subset and i == self.n
+        if not stop:
+            self.pending.append(i)
+        if not stop and len(self.pending) < (self.k if not self.any_subset else n_actions):
             info = deepcopy(self._info)  # fresh objects on every call: callers keep what they are given
             return self._view(), 0.0, False, False, dict(info, pending=list(self.pending))
-        batch = np.array(self.pending, dtype=np.int64)
+        if self.any_subset:
+            batch = np.zeros(self.n, dtype=np.int8)
+            batch[self.pending] = 1
+        else:
+            batch = np.array(self.pending, dtype=np.int64)
         self.pending = []
         obs, reward, terminated, truncated, info = self.env.step(batch)
         self._obs, self._info = obs, deepcopy(info)

@@ -32,7 +32,13 @@ def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True)
     """Reset ``env`` with ``seed``, let ``agent`` act until the episode ends, return the record.
 
     The agent's generator is seeded from ``seed`` too (a separate stream from the environment's).
+    In on-the-fly mode (a ``LabelMask`` action space) the agent is asked for up to the round's limit
+    of picks (batch size, labels left, unmasked candidates), and its indices become the 0/1 action.
     """
+    from alenv.spaces import LabelMask
+
+    space = env.unwrapped.action_space
+    any_subset = isinstance(space, LabelMask)
     k = int(env.unwrapped.task.batch_size)
     rng = np.random.default_rng([int(seed), 1])
     t0 = time.perf_counter()
@@ -42,16 +48,22 @@ def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True)
         "initial": {"metrics": info["metrics"], "seconds": reset_seconds},
         "steps": [],
     }
-    n_rounds = env.unwrapped.task.budget // k
+    n_rounds = None if any_subset else env.unwrapped.task.budget // k
     if echo:
-        print(_header())
+        print(_header(any_subset))
         print(_row(0, info["metrics"], float("nan"), reset_seconds))
     bar = tqdm(total=n_rounds, desc="rounds", disable=not progress, leave=False)
     done = False
     total_reward = 0.0
     while not done:
         ta = time.perf_counter()
-        action = agent.act(obs, info, k, rng)
+        if any_subset:
+            limit = min(int(space.limit), int(obs["mask"].sum()))
+            picks = agent.act(obs, info, limit, rng) if limit > 0 else np.zeros(0, dtype=np.int64)
+            action = np.zeros(len(obs["mask"]), dtype=np.int8)
+            action[np.asarray(picks, dtype=np.int64)] = 1
+        else:
+            action = agent.act(obs, info, k, rng)
         agent_seconds = time.perf_counter() - ta
         te = time.perf_counter()
         obs, reward, terminated, truncated, info = env.step(action)
@@ -79,16 +91,20 @@ def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True)
     return _jsonable(record)
 
 
-def _header() -> str:
-    return f"{'round':>5} {'labels':>6} {'F MAE meV/A':>12} {'E MAE meV':>10} {'reward':>8} {'train s':>8} {'round s':>8}"
+def _header(otf: bool = False) -> str:
+    head = f"{'round':>5} {'labels':>6} {'F MAE meV/A':>12} {'E MAE meV':>10} {'reward':>8} {'train s':>8} {'round s':>8}"
+    return head + (f" {'MD steps':>9} {'failures':>8} {'stable':>7}" if otf else "")
 
 
 def _row(r: int, m: dict, reward: float, seconds: float) -> str:
     train = m.get("train_seconds", float("nan"))
-    return (
+    row = (
         f"{r:>5d} {m['n_labels']:>6d} {1000 * m['force_mae']:>12.1f} {1000 * m['energy_mae']:>10.1f} "
         f"{reward:>8.3f} {train:>8.2f} {seconds:>8.2f}"
     )
+    if "md_steps" in m:  # on-the-fly mode: model-MD steps so far, this round's failures, stability test
+        row += f" {m['md_steps']:>9d} {m['md_failures']:>8d} {m.get('stability_steps', float('nan')):>7.0f}"
+    return row
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -100,6 +100,22 @@ class FeaturizedFrames:
     def __len__(self) -> int:
         return self.n_frames
 
+    def extend(self, other: "FeaturizedFrames") -> None:
+        """Append the frames of ``other`` (same atom count, both with or both without Jacobians).
+
+        On-the-fly mode grows its training set this way: each new label is featurised once.
+        """
+        if other.n_atoms != self.n_atoms or other.has_jacobian != self.has_jacobian:
+            raise ValueError("can only extend with frames of the same size, featurised the same way")
+        self.G = torch.cat([self.G, other.G])
+        self.species = torch.cat([self.species, other.species])
+        self.atom_order = torch.cat([self.atom_order, other.atom_order])
+        if self.J is not None:
+            self.J = torch.cat([self.J, other.J])
+        if self.blocks != other.blocks:
+            self.blocks = None  # compositions or element orders differ: fall back to per-atom gathers
+        self.n_frames += other.n_frames
+
 
 def _init_layer(gen: torch.Generator, M: int, n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
     bound = math.sqrt(6.0 / (n_in + n_out))

@@ -6,8 +6,10 @@ Version history of each task is in its ``history`` field (and in ``TASKS[name].h
 from __future__ import annotations
 
 import dataclasses
+import re
 
 from alenv.models.ensemble import EnsembleConfig
+from alenv.samplers.model_md import OTFSettings
 from alenv.samplers.oracle_md import MDSettings
 from alenv.tasks.build import SYSTEMS, TaskData, load_task_data
 from alenv.tasks.spec import TaskSpec, default_cache_dir
@@ -60,6 +62,53 @@ _BASE = [
 ]
 
 
+# On-the-fly tasks: candidates from MD driven by the model (OnTheFlyEnv). No pool; reserve and test set
+# from oracle MD as in pool mode.
+_OTF = [
+    TaskSpec(
+        name="Ethanol-GFN2-OTF",
+        version=0,
+        description=(
+            "Ethanol with GFN2-xTB, on the fly: 4 walkers of model-driven Langevin MD at 300, 600, 1000 and "
+            "300 K, 200 steps of 0.5 fs per round, 5 candidates per walker; 200 labels, at most 10 per round, "
+            "40,000 MD steps. Test set: 500 frames of oracle MD at the same temperatures."
+        ),
+        history=("v0: first release.",),
+        mode="otf",
+        system="ethanol",
+        oracle="xtb",
+        temperatures=(300.0, 600.0, 1000.0),
+        md=MDSettings(timestep=0.5, friction=0.01, stride=20, equilibration=200),
+        pool_size=0,
+    ),
+    TaskSpec(
+        name="AlanineDipeptide-GFN2-OTF",
+        version=0,
+        description=(
+            "Alanine dipeptide (Ace-Ala-NMe, 22 atoms) with GFN2-xTB, on the fly: an exploration task. The "
+            "initial labels come from oracle MD at 300 K in the extended basin where it starts; walkers run "
+            "model MD at 300, 600 and 900 K; the test set (300 frames) is oracle MD at those temperatures, "
+            "whose hotter runs visit other backbone basins. Coverage of the (phi, psi) plane is reported."
+        ),
+        history=("v0: first release.",),
+        mode="otf",
+        system="alanine_dipeptide",
+        oracle="xtb",
+        temperatures=(300.0, 600.0, 900.0),
+        md=MDSettings(timestep=0.5, friction=0.01, stride=40, equilibration=200),
+        pool_size=0,
+        test_size=300,
+        otf=OTFSettings(walkers=3, steps_per_round=200, candidates_per_walker=5, md_step_budget=30_000),
+    ),
+]
+
+# Tiny on-the-fly settings: 2 walkers, 40 steps and 4 candidates each per round, short stability runs.
+TINY_OTF = OTFSettings(
+    walkers=2, steps_per_round=40, candidates_per_walker=4, md_step_budget=2_000, stability_starts=2,
+    stability_steps=200, stability_every=0,
+)
+
+
 def _tiny(spec: TaskSpec) -> TaskSpec:
     changes = dict(
         name=f"{spec.name}-tiny",
@@ -72,7 +121,9 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
         embedding_dim=8,
         description=f"Small, fast variant of {spec.name} for tests and quick looks. " + spec.description,
     )
-    if spec.system != "dataset":
+    if spec.mode == "otf":
+        changes.update(test_size=30, otf=TINY_OTF, md=dataclasses.replace(spec.md, equilibration=50))
+    elif spec.system != "dataset":
         changes.update(pool_size=60, test_size=30, md=dataclasses.replace(spec.md, equilibration=50))
     else:
         changes.update(pool_size=60, test_size=30)
@@ -80,7 +131,7 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {}
-for _spec in _BASE:
+for _spec in _BASE + _OTF:
     TASKS[_spec.name] = _spec
     TASKS[f"{_spec.name}-tiny"] = _tiny(_spec)
 
@@ -102,8 +153,9 @@ def get_task(name: str) -> TaskSpec:
 
 
 def snake_case(name: str) -> str:
-    """``Ethanol-GFN2-tiny`` -> ``ethanol_gfn2_tiny`` (Hydra config names)."""
-    return name.replace("-", "_").lower()
+    """``Ethanol-GFN2-tiny`` -> ``ethanol_gfn2_tiny``, ``AlanineDipeptide`` -> ``alanine_dipeptide``
+    (Hydra config names)."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).replace("-", "_").lower()
 
 
 def register_all() -> None:
@@ -114,7 +166,8 @@ def register_all() -> None:
         env_id = spec.id
         if env_id in gymnasium.registry:
             continue
-        gymnasium.register(id=env_id, entry_point="alenv.env:ActiveLearningEnv", kwargs={"task": name})
+        entry = "alenv.otf:OnTheFlyEnv" if spec.mode == "otf" else "alenv.env:ActiveLearningEnv"
+        gymnasium.register(id=env_id, entry_point=entry, kwargs={"task": name})
 
 
 __all__ = ["SYSTEMS", "TASKS", "TaskData", "TaskSpec", "default_cache_dir", "get_task", "load_task_data", "register_all", "snake_case"]

@@ -37,7 +37,51 @@ def _cu_vacancy() -> Atoms:
     return atoms
 
 
-SYSTEMS: dict[str, Callable[[], Atoms]] = {"ethanol": _ethanol, "cu_vacancy": _cu_vacancy}
+# Ace-Ala-NMe (22 atoms) in an extended backbone; oracle MD at the lowest temperature keeps it in one basin.
+_ALANINE_DIPEPTIDE = """
+H -2.060 0.018 0.016
+C -1.506 -0.034 0.964
+H -1.834 0.778 1.609
+H -1.774 -0.979 1.458
+C 0.000 0.000 0.692
+O 0.627 -0.959 0.253
+N 0.527 1.120 1.199
+H -0.016 1.915 1.515
+C 1.955 1.244 1.354
+H 2.412 0.485 0.715
+C 2.270 0.955 2.824
+H 1.825 1.714 3.469
+H 3.350 0.948 2.965
+H 1.869 -0.022 3.102
+C 2.468 2.632 0.949
+O 1.694 3.586 0.826
+N 3.771 2.755 0.730
+H 4.366 1.944 0.817
+C 4.343 4.057 0.369
+H 5.352 3.897 0.003
+H 3.741 4.532 -0.410
+H 4.379 4.719 1.238
+"""
+
+
+def _alanine_dipeptide() -> Atoms:
+    rows = [line.split() for line in _ALANINE_DIPEPTIDE.strip().splitlines()]
+    pos = np.array([[float(x) for x in r[1:]] for r in rows])
+    pos[:, 0] *= -1.0  # the table holds the D enantiomer; its mirror image is L-alanine (phi -138, psi 163)
+    return Atoms([r[0] for r in rows], positions=pos)
+
+
+SYSTEMS: dict[str, Callable[[], Atoms]] = {
+    "ethanol": _ethanol,
+    "cu_vacancy": _cu_vacancy,
+    "alanine_dipeptide": _alanine_dipeptide,
+}
+
+# Torsions that describe each molecule's conformations (atom indices a-b-c-d), for coverage metrics.
+TORSIONS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
+    "ethanol": ((3, 2, 1, 0), (6, 0, 1, 2)),  # hydroxyl H-O-C-C, methyl H-C-C-O
+    "alanine_dipeptide": ((4, 6, 8, 14), (6, 8, 14, 16)),  # backbone phi (C-N-CA-C), psi (N-CA-C-N)
+}
 
 
 @dataclass
@@ -141,7 +185,8 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
             t0 = time.perf_counter()
             data = _md_data(spec, progress)
             for part, path in files.items():
-                write_labelled(path, getattr(data, part))
+                if getattr(data, part):  # on-the-fly tasks have no pool
+                    write_labelled(path, getattr(data, part))
             meta = {
                 "task": spec.id,
                 "pool_seed": spec.pool_seed,
@@ -150,7 +195,11 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
             }
             done.write_text(json.dumps(meta, indent=1))
     parts = {}
+    expected = {"pool": spec.pool_size, "reserve": spec.reserve_size, "test": spec.test_size}
     for part, path in files.items():
+        if expected[part] == 0:
+            parts[part] = []
+            continue
         try:
             frames, _, _, _ = read_labelled(path)
         except (ValueError, FileNotFoundError) as exc:
@@ -158,7 +207,6 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
                 f"cached task data in {directory} is damaged ({exc}); delete that directory to rebuild it"
             ) from exc
         parts[part] = frames
-    expected = {"pool": spec.pool_size, "reserve": spec.reserve_size, "test": spec.test_size}
     for part, n in expected.items():
         if len(parts[part]) != n:
             raise ValueError(

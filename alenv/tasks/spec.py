@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alenv.models.ensemble import EnsembleConfig
+from alenv.samplers.model_md import OTFSettings
 from alenv.samplers.oracle_md import MDSettings
 
 
@@ -36,6 +37,7 @@ class TaskSpec:
     version: int
     description: str
     history: tuple[str, ...]
+    mode: str = "pool"  # "pool": candidates from a fixed pool; "otf": from MD driven by the current model
     # --- data
     system: str = "ethanol"  # key of alenv.tasks.systems.SYSTEMS; "dataset" reads files
     oracle: str = "xtb"
@@ -58,10 +60,22 @@ class TaskSpec:
     ensemble: EnsembleConfig = EnsembleConfig()
     descriptor: dict[str, Any] = field(default_factory=dict)  # AEVSpec overrides (cutoffs, shells)
     embedding_dim: int = 32
+    # --- on-the-fly mode (mode="otf"): walkers, MD budget, failure checks, stability test
+    otf: OTFSettings = OTFSettings()
 
     def __post_init__(self) -> None:
         if self.budget <= 0 or self.batch_size <= 0 or self.n_initial <= 0:
             raise ValueError("budget, batch_size and n_initial must be positive")
+        if self.mode not in ("pool", "otf"):
+            raise ValueError(f"mode must be 'pool' or 'otf', got {self.mode!r}")
+        if self.mode == "otf":
+            if self.system == "dataset":
+                raise ValueError("on-the-fly mode needs an oracle that can label new structures, not a dataset")
+            if self.pool_size:
+                raise ValueError("on-the-fly tasks make their candidates by MD; set pool_size=0")
+            if self.reserve_size < self.n_initial:
+                raise ValueError(f"reserve_size {self.reserve_size} is smaller than n_initial {self.n_initial}")
+            return
         if self.budget % self.batch_size:
             raise ValueError(f"budget {self.budget} must be a multiple of batch_size {self.batch_size}")
         if self.system != "dataset" and self.pool_size < self.budget:
@@ -95,6 +109,11 @@ class TaskSpec:
             raise ValueError(f"unknown task setting(s) {unknown}; known: {sorted(known)}")
         if isinstance(overrides.get("ensemble"), dict):
             overrides["ensemble"] = dataclasses.replace(self.ensemble, **_tuples(overrides["ensemble"]))
+        if isinstance(overrides.get("otf"), dict):
+            otf = dict(overrides["otf"])
+            if isinstance(otf.get("checks"), dict):
+                otf["checks"] = dataclasses.replace(self.otf.checks, **otf["checks"])
+            overrides["otf"] = dataclasses.replace(self.otf, **otf)
         if isinstance(overrides.get("md"), dict):
             overrides["md"] = dataclasses.replace(self.md, **overrides["md"])
         if "temperatures" in overrides:

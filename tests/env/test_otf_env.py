@@ -1,0 +1,257 @@
+"""On-the-fly mode (OnTheFlyEnv): the Gymnasium contract on every on-the-fly task, actions of any size,
+failures and restarts that keep every label, the MD-step budget, the single-pick wrapper, the biased
+calculator, and a model that becomes more stable as an uncertainty strategy labels what MD finds."""
+
+from __future__ import annotations
+
+import sqlite3
+import warnings
+
+import ase.io
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from alenv.models.calculator import UncertaintyBiasedCalculator
+from alenv.samplers.failures import check_structure
+from alenv.tasks import TASKS
+from alenv.wrappers import SinglePick
+
+ALLOWED_WARNINGS = ("observation space minimum value is -infinity", "observation space maximum value is infinity")
+OTF_TASKS = sorted(n for n, s in TASKS.items() if s.mode == "otf")
+# Small overrides so that the full-size on-the-fly tasks build and run in seconds.
+SMALL = dict(
+    test_size=12, reserve_size=8, n_initial=4, budget=6, batch_size=3,
+    ensemble={"n_members": 2, "hidden": [16, 16], "epochs_initial": 20},
+    otf={"walkers": 2, "steps_per_round": 20, "candidates_per_walker": 2, "stability_starts": 1, "stability_steps": 20},
+    md={"equilibration": 20, "stride": 10},
+)
+
+
+@pytest.fixture(scope="module")
+def otf_env(make_env):
+    """Ethanol-GFN2-OTF-tiny, built once here. Reset it before use."""
+    return make_env("alenv/Ethanol-GFN2-OTF-tiny-v0")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "AlanineDipeptide-GFN2-OTF" else n for n in OTF_TASKS]
+)
+def test_check_env_every_otf_task(name, make_env):
+    env = make_env(TASKS[name].id, **({} if name.endswith("-tiny") else SMALL))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    unexpected = [
+        str(w.message) for w in caught if "gymnasium" in w.filename and not any(a in str(w.message) for a in ALLOWED_WARNINGS)
+    ]
+    assert not unexpected, unexpected
+    u = env.unwrapped
+    obs, info = env.reset(seed=3)
+    terminated = False
+    while not terminated:
+        assert u.observation_space.contains(obs)
+        obs, reward, terminated, truncated, info = env.step(u.action_space.sample())
+        assert not truncated and np.isfinite(reward)
+        m = info["metrics"]
+        assert m["n_labels"] == u.task.n_initial + m["budget_used"]
+    o = u.task.otf
+    assert m["budget_used"] == u.task.budget or m["md_steps"] + o.walkers * o.steps_per_round > o.md_step_budget
+    assert obs["mask"].sum() == 0  # nothing left to pick once the episode is over
+
+
+def test_same_seed_same_episode(otf_env):
+    def rollout(seed):
+        obs, info = otf_env.reset(seed=seed)
+        trace = [obs]
+        rng = np.random.default_rng(0)
+        for _ in range(2):
+            a = np.zeros(len(obs["mask"]), dtype=np.int8)
+            a[rng.choice(np.flatnonzero(obs["mask"]), size=2, replace=False)] = 1
+            obs, reward, *_ , info = otf_env.step(a)
+            trace += [obs, reward, info["metrics"]["md_steps"], info["metrics"]["force_mae"]]
+        return trace
+
+    a, b, c = rollout(4), rollout(4), rollout(5)
+    for x, y in zip(a, b):
+        if isinstance(x, dict):
+            for key in x:
+                assert np.array_equal(x[key], y[key]), key
+        else:
+            assert x == y
+    assert not np.array_equal(a[0]["candidates"], c[0]["candidates"])
+
+
+def test_any_subset_action_and_clear_errors(otf_env):
+    u = otf_env.unwrapped
+    obs, info = otf_env.reset(seed=0)
+    assert info["any_subset"] is True
+    C = u.n_candidates
+    assert obs["candidates"].shape == (C, len(u.candidate_features))
+    assert obs["globals"].shape == (len(u.global_features),)
+    # label nothing: no label is paid for, MD goes on, the model is unchanged
+    before = info["metrics"]
+    obs, reward, terminated, _, info = otf_env.step(np.zeros(C, dtype=np.int8))
+    m = info["metrics"]
+    assert m["n_labels"] == before["n_labels"] and m["budget_used"] == 0
+    assert m["md_steps"] == before["md_steps"] + u.task.otf.walkers * u.task.otf.steps_per_round
+    assert m["force_mae"] == before["force_mae"] and reward == 0.0 and not terminated
+    with pytest.raises(ValueError, match="shape"):
+        otf_env.step(np.array([0, 1, 2]))  # indices are not the action
+    with pytest.raises(ValueError, match="0 or 1"):
+        otf_env.step(np.full(C, 2))
+    with pytest.raises(ValueError, match="at most"):
+        otf_env.step(np.ones(C, dtype=np.int8))  # more than batch_size
+    u.mask[0] = 0  # as for an empty slot
+    a = np.zeros(C, dtype=np.int8)
+    a[0] = 1
+    with pytest.raises(ValueError, match="masked"):
+        otf_env.step(a)
+    # a valid action still works after the errors
+    a = np.zeros(C, dtype=np.int8)
+    a[np.flatnonzero(obs["mask"][1:])[:2] + 1] = 1
+    _, _, _, _, info = otf_env.step(a)
+    assert info["metrics"]["n_labels"] == before["n_labels"] + 2
+
+
+def test_failures_restart_and_every_label_is_kept(make_env, tmp_path, alenv_cache):
+    """A tight spread ceiling makes walkers fail often; labels are never lost and restarts are sound."""
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={**_tiny_otf(), "checks": {"max_force_std": 0.4}})
+    u = env.unwrapped
+    obs, info = env.reset(seed=1)
+    failures = info["metrics"]["md_failures"]
+    chosen_frames = []
+    terminated = False
+    while not terminated:
+        a = np.zeros(len(obs["mask"]), dtype=np.int8)
+        avail = np.flatnonzero(obs["mask"])
+        picks = avail[: min(2, len(avail), u.action_space.limit)]
+        a[picks] = 1
+        chosen_frames += [u.offered[i].positions.copy() for i in picks]
+        obs, _, terminated, _, info = env.step(a)
+        failures += info["metrics"]["md_failures"]
+    assert failures > 0 and info["metrics"]["md_failures_total"] == failures
+    m = info["metrics"]
+    assert m["n_labels"] == u.task.n_initial + len(chosen_frames)
+    # every label paid for is in the episode's set, in order, and on disk
+    labelled = [f.positions for f in u.labelled.frames[u.task.n_initial :]]
+    assert all(np.array_equal(x, y) for x, y in zip(labelled, chosen_frames))
+    env.unwrapped.save_labels(tmp_path / "labels.extxyz")
+    assert len(ase.io.read(tmp_path / "labels.extxyz", index=":")) == m["n_labels"] - m["n_failed"]
+    with sqlite3.connect(alenv_cache / "labels" / "xtb.sqlite") as db:
+        n_cached = db.execute("select count(*) from labels").fetchone()[0]
+    assert n_cached >= m["n_labels"]
+    # restarts start from structures that passed the checks
+    assert u.safe_starts and all(check_structure(s, u.task.otf.checks, 1) is None for s in u.safe_starts)
+
+
+def _tiny_otf() -> dict:
+    import dataclasses
+
+    return {f.name: getattr(TASKS["Ethanol-GFN2-OTF-tiny"].otf, f.name) for f in dataclasses.fields(TASKS["Ethanol-GFN2-OTF-tiny"].otf) if f.name != "checks"}
+
+
+def test_md_step_budget_ends_the_episode(make_env):
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"md_step_budget": 240})
+    obs, info = env.reset(seed=0)
+    per_round = 2 * 40
+    assert info["metrics"]["md_steps"] == per_round
+    steps = 0
+    terminated = False
+    while not terminated:
+        obs, _, terminated, _, info = env.step(np.zeros(len(obs["mask"]), dtype=np.int8))
+        steps += 1
+    assert steps == 3 and info["metrics"]["md_steps"] == 240 and info["metrics"]["budget_used"] == 0
+    assert "stability_steps" in info["metrics"]  # the stability test runs at the end
+
+
+def test_single_pick_wrapper_in_otf_mode(make_env):
+    env = SinglePick(make_env("alenv/Ethanol-GFN2-OTF-tiny-v0"))
+    obs, info = env.reset(seed=0)
+    C = env.unwrapped.n_candidates
+    assert env.action_space.n == C + 1
+    masks = env.action_masks()
+    assert masks.shape == (C + 1,) and masks[-1]
+    first = int(np.flatnonzero(masks[:-1])[0])
+    obs, reward, terminated, _, info = env.step(first)
+    assert reward == 0.0 and info["pending"] == [first] and not env.action_masks()[first]
+    obs, reward, terminated, _, info = env.step(C)  # stop: the one pick goes to the oracle
+    assert info["metrics"]["budget_used"] == 1 and info["pending"] == []
+    obs, reward, terminated, _, info = env.step(C)  # stop with no picks: an empty round
+    assert info["metrics"]["budget_used"] == 1
+    for _ in range(env.unwrapped.task.batch_size):
+        env.step(int(np.flatnonzero(env.action_masks()[:-1])[0]))
+    assert not env.action_masks()[:-1].any()  # the round's limit is reached: only "stop" is left
+    with pytest.raises(ValueError, match="masked"):
+        env.step(int(np.flatnonzero(obs["mask"])[0]))
+
+
+def test_biased_calculator_forces_are_its_gradient(otf_env):
+    otf_env.reset(seed=0)
+    u = otf_env.unwrapped
+    atoms = u.reserve_frames[0].copy()
+    calc = UncertaintyBiasedCalculator(u.potential, height=0.5, width=0.01)
+    atoms.calc = calc
+    f = atoms.get_forces()
+    assert calc.results["bias_energy"] <= 0 and calc.results["bias_energy"] >= -0.5
+    assert not np.allclose(f, calc.results["forces_unbiased"])  # the bias acts
+    h = 1e-3
+    for i, j in ((0, 0), (3, 1), (8, 2)):
+        plus, minus = atoms.copy(), atoms.copy()
+        plus.positions[i, j] += h
+        minus.positions[i, j] -= h
+        plus.calc = UncertaintyBiasedCalculator(u.potential, height=0.5, width=0.01)
+        minus.calc = UncertaintyBiasedCalculator(u.potential, height=0.5, width=0.01)
+        fd = -(plus.get_potential_energy() - minus.get_potential_energy()) / (2 * h)
+        assert fd == pytest.approx(f[i, j], abs=2e-2 + 2e-2 * abs(f[i, j]))
+
+
+def test_biased_md_runs_as_a_sampler_variant(make_env):
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"bias": 0.5, "bias_width": 0.02})
+    assert isinstance(env.unwrapped.calculator(), type(None)) is False
+    obs, info = env.reset(seed=0)
+    assert isinstance(env.unwrapped.calculator(), UncertaintyBiasedCalculator)
+    assert obs["mask"].any()
+
+
+def test_uncertainty_strategy_makes_the_model_more_stable(make_env):
+    """Labelling the frames MD finds most uncertain makes MD with the model survive longer."""
+    from agents import make_agent
+    from benchmarks.episode import run_episode
+
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0")
+    record = run_episode(env, make_agent("uncertainty"), seed=0, progress=False, echo=False)
+    start = record["initial"]["metrics"]
+    end = record["summary"]["final_metrics"]
+    assert end["stability_steps"] > start["stability_steps"]
+    assert end["force_mae"] < start["force_mae"]
+    assert 0 < end["torsion_coverage"] <= 1 and 0 < end["label_torsion_coverage"] <= 1
+
+
+def test_alanine_dipeptide_starts_in_one_basin(make_env):
+    """The exploration task: its initial labels sit in the extended basin where the molecule starts."""
+    from alenv.metrics import dihedrals
+    from alenv.tasks.build import TORSIONS
+
+    from alenv.tasks.build import SYSTEMS
+
+    u = make_env("alenv/AlanineDipeptide-GFN2-OTF-tiny-v0").unwrapped
+    assert len(u.reserve_frames[0]) == 22
+    quads = TORSIONS["alanine_dipeptide"]
+    start = dihedrals([SYSTEMS["alanine_dipeptide"]()], quads)[0]  # (-138, 163): extended, L-alanine
+    assert start[0] < -90 and start[1] > 90
+    dev = np.abs(dihedrals(u.reserve_frames, quads) - start) % 360
+    assert np.minimum(dev, 360 - dev).max() < 60  # every initial label within 60 degrees of the start
+    obs, info = u.reset(seed=0)
+    assert 0 < info["metrics"]["torsion_coverage"] <= 1
+
+
+def test_pool_task_rejected_by_otf_env(alenv_cache):
+    from alenv.otf import OnTheFlyEnv
+
+    with pytest.raises(ValueError, match="pool-mode"):
+        OnTheFlyEnv("Ethanol-GFN2-tiny", cache_dir=alenv_cache)
+    with pytest.raises(ValueError, match="pool_size=0"):
+        OnTheFlyEnv("Ethanol-GFN2-OTF-tiny", cache_dir=alenv_cache, pool_size=10)
+    assert gymnasium.spec("alenv/Ethanol-GFN2-OTF-v0").entry_point == "alenv.otf:OnTheFlyEnv"
