@@ -67,10 +67,18 @@ def curves(runs: list[dict], key: str) -> dict[tuple[str, str], tuple[np.ndarray
     out = {}
     for k, rs in groups.items():
         series = [[r["initial"]["metrics"]] + [s["metrics"] for s in r["steps"]] for r in rs]
-        n = min(len(s) for s in series)
-        labels = np.array([m["n_labels"] for m in series[0][:n]])
-        vals = np.array([[m[key] for m in s[:n]] for s in series])
-        se = vals.std(0, ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else np.zeros(n)
+        xs = [np.array([m["n_labels"] for m in s]) for s in series]
+        ys = [np.array([m[key] for m in s], dtype=float) for s in series]
+        n = min(len(x) for x in xs)
+        if all(np.array_equal(x[:n], xs[0][:n]) for x in xs):  # pool mode: the same labels every round
+            labels = xs[0][:n]
+            vals = np.stack([y[:n] for y in ys])
+        else:  # on-the-fly mode: rounds label different numbers; compare at equal labels
+            labels = np.unique(np.concatenate(xs))
+            labels = labels[labels <= min(x[-1] for x in xs)]
+            # the error after the last round that held at most that many labels
+            vals = np.stack([y[np.searchsorted(x, labels, side="right") - 1] for x, y in zip(xs, ys)])
+        se = vals.std(0, ddof=1) / np.sqrt(len(vals)) if len(vals) > 1 else np.zeros(len(labels))
         out[k] = (labels, vals.mean(0), se, len(vals))
     return out
 
@@ -110,7 +118,7 @@ def run_stats(r: dict) -> dict:
     series = [r["initial"]["metrics"]] + [st["metrics"] for st in r["steps"]]
     x = np.array([m["n_labels"] for m in series], dtype=float)
     y = np.log10([m["force_mae"] for m in series])
-    auc = float(np.trapezoid(y, x) / (x[-1] - x[0])) if len(x) > 1 else float(y[0])
+    auc = float(np.trapezoid(y, x) / (x[-1] - x[0])) if x[-1] > x[0] else float(y[-1])
     return {
         "force_mae": series[-1]["force_mae"],
         "energy_mae": series[-1]["energy_mae"],
@@ -139,6 +147,48 @@ def _paired_p(a: dict[int, float], b: dict[int, float]) -> float:
     if np.allclose(d[0], d[1]):
         return 1.0
     return float(ttest_rel(d[0], d[1]).pvalue)
+
+
+def _final(r: dict) -> dict:
+    return r["steps"][-1]["metrics"] if r["steps"] else r["initial"]["metrics"]
+
+
+def _otf_section(runs: list[dict]) -> list[str]:
+    """On-the-fly runs: stability of model MD, failures and torsion coverage, per task and strategy."""
+    otf = [r for r in runs if "md_steps" in r["initial"]["metrics"]]
+    if not otf:
+        return []
+    lines = [
+        "## On-the-fly mode",
+        "",
+        "| task | agent | seeds | labels | stable MD steps, start → end | MD failures | MD steps "
+        "| torsion coverage (MD) | torsion coverage (labels) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in otf:
+        groups[(r["task"], r["agent"])].append(r)
+
+    def mean(rs: list[dict], key: str, where: str = "final") -> str:
+        ms = [(r["initial"]["metrics"] if where == "initial" else _final(r)) for r in rs]
+        v = [m[key] for m in ms if m.get(key) is not None]
+        return f"{np.mean(v):.{0 if 'steps' in key or 'failures' in key or key == 'n_labels' else 2}f}" if v else "-"
+
+    for (task, agent), rs in sorted(groups.items()):
+        lines.append(
+            f"| {task} | {agent} | {len(rs)} | {mean(rs, 'n_labels')} | {mean(rs, 'stability_steps', 'initial')} → "
+            f"{mean(rs, 'stability_steps')} | {mean(rs, 'md_failures_total')} | {mean(rs, 'md_steps')} | "
+            f"{mean(rs, 'torsion_coverage')} | {mean(rs, 'label_torsion_coverage')} |"
+        )
+    lines += [
+        "",
+        "Stable MD steps: steps that MD with the model survives from fresh test-set starting points before a",
+        "failure (mean over starts; capped by the task's stability test length), after the initial labels and at",
+        "the end. Torsion coverage: share of the torsion-space cells that the test set's oracle MD visits which",
+        "model MD (or the labelled frames) visited during the episode.",
+        "",
+    ]
+    return lines
 
 
 def markdown(runs: list[dict], target: float | None = None) -> str:
@@ -189,6 +239,7 @@ def markdown(runs: list[dict], target: float | None = None) -> str:
         if tgt is not None:
             lines.append(f"Target for 'labels to target': {1000 * tgt:.1f} meV/Å (the final mean force MAE of random unless --target is given).")
         lines.append("")
+    lines += _otf_section(runs)
     lines += [
         "Mean ± standard error over seeds, at the end of the budget. p: two-sided paired t-test of log final",
         "force MAE against random over common seeds. Rank: by final force MAE among the strategies run with",

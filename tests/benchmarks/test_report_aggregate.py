@@ -79,3 +79,31 @@ def test_report_statistics(tmp_path: Path) -> None:
     p = ttest_rel(np.log([0.25, 0.35]), np.log([0.6, 0.4])).pvalue
     assert cells[6] == f"{p:.3f}"
     assert cells[10] == "20"  # target = random's final mean 0.5; fps's mean curve (1.0, 0.5, 0.3) hits it at 20
+
+
+def test_report_compares_on_the_fly_runs_at_equal_labels(tmp_path: Path) -> None:
+    """On-the-fly rounds label different numbers: curves are compared at equal label counts (the error
+    after the last round holding at most that many labels), and the on-the-fly table appears."""
+    def otf(seed: int, labels: list[int], forces: list[float], stab: tuple[float, float]) -> None:
+        d = tmp_path / "trust" / f"seed{seed}"
+        d.mkdir(parents=True)
+        ms = [dict(_metrics(n, f, 1.0), md_steps=80 * (i + 1), md_failures_total=i, stability_steps=stab[0],
+                   torsion_coverage=0.5, label_torsion_coverage=0.25) for i, (n, f) in enumerate(zip(labels, forces))]
+        ms[-1]["stability_steps"] = stab[1]
+        res = {
+            "task": "alenv/Toy-OTF-v0", "agent": "trust", "seed": seed, "complete": True,
+            "initial": {"metrics": ms[0]}, "steps": [{"round": i, "metrics": m} for i, m in enumerate(ms[1:], 1)],
+            "summary": {"final_metrics": ms[-1], "wall_seconds": 1.0},
+        }
+        (d / "results.json").write_text(json.dumps(res))
+
+    otf(0, [5, 5, 8, 10], [1.0, 0.9, 0.6, 0.5], (10, 50))
+    otf(1, [5, 7, 10, 12], [1.0, 0.8, 0.4, 0.3], (20, 70))
+    runs, _ = load_runs([tmp_path])
+    x, mean, se, n = curves(runs, "force_mae")[("alenv/Toy-OTF-v0", "trust")]
+    assert list(x) == [5, 7, 8, 10] and n == 2
+    # seed 0 at 5, 7, 8, 10 labels: 0.9, 0.9, 0.6, 0.5; seed 1: 1.0, 0.8, 0.8, 0.4
+    assert mean == pytest.approx([0.95, 0.85, 0.7, 0.45])
+    md = markdown(runs)
+    assert "## On-the-fly mode" in md
+    assert "| alenv/Toy-OTF-v0 | trust | 2 | 11 | 15 → 60 | 3 | 320 | 0.50 | 0.25 |" in md, md

@@ -172,3 +172,30 @@ def test_tiny_multirun_through_the_report(tmp_path: Path, alenv_cache: Path) -> 
         finals = [json.loads(p.read_text())["steps"][-1]["metrics"]["force_mae"] for p in results if f"/{agent}/" in str(p)]
         assert f"| {agent} | 2 | 20 | {1000 * np.mean(finals):.1f} ± " in md, md
     assert (out / "curves_Ethanol-GFN2-tiny-v0.png").stat().st_size > 1000
+
+
+def test_on_the_fly_episode_through_the_runner_and_report(tmp_path: Path, alenv_cache: Path) -> None:
+    """An on-the-fly task runs through the runner (trust window: any subset) and the report's OTF table."""
+    from benchmarks.report import load_runs, markdown
+    from benchmarks.run import run
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["task=ethanol_gfn2_otf_tiny", "agent=trust_window", "seed=0", f"cache_dir={alenv_cache}", "progress=false"],
+        )
+    final = run(cfg, tmp_path / "run")
+    res = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert res["complete"] and res["task"] == "alenv/Ethanol-GFN2-OTF-tiny-v0"
+    assert all("md_steps" in s["metrics"] and "md_failures" in s["metrics"] for s in res["steps"])
+    assert "stability_steps" in final and "torsion_coverage" in final
+    runs, _ = load_runs([tmp_path])
+    assert "## On-the-fly mode" in markdown(runs)
+    # the cheating reference needs a fixed pool: a clear error, not a crash inside the episode
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["task=ethanol_gfn2_otf_tiny", "agent=true_error", f"cache_dir={alenv_cache}", "progress=false"],
+        )
+    with pytest.raises(ValueError, match="pool mode"):
+        run(cfg, tmp_path / "cheat")

@@ -291,3 +291,41 @@ def test_true_error_reference_picks_largest_true_errors(ethanol_tiny_env):
     _, true_F = u.true_labels()
     err = np.abs(F.mean(0) - true_F).mean((1, 2))
     assert set(picks.tolist()) == set(np.argsort(-err)[:k].tolist())
+
+
+@pytest.fixture(scope="module")
+def otf_first_round(make_env):
+    """The first observation of Ethanol-GFN2-OTF-tiny and its environment."""
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0")
+    obs, info = env.reset(seed=0)
+    return env, obs, info
+
+
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_agent_conformance_on_the_fly(name, otf_first_round):
+    """Every strategy works in on-the-fly mode: distinct unmasked picks, at most the round's limit, the
+    env accepts them; only the trust window may label fewer (it labels only inside its window)."""
+    env, obs, info = otf_first_round
+    u = env.unwrapped
+    rng = np.random.default_rng(3)
+    sparse = dict(obs, mask=obs["mask"].copy())
+    sparse["mask"][::2] = 0  # as when a walker gave up and left empty slots
+    for o in (obs, sparse):
+        k = min(u.action_space.limit, int(o["mask"].sum()))
+        picks = make_agent(name).act(o, info, k, rng)
+        assert picks.dtype == np.int64 and len(np.unique(picks)) == len(picks)
+        assert np.all(o["mask"][picks] == 1)
+        if name == "trust-window":
+            assert len(picks) <= k
+            x = o["candidates"][:, list(u.candidate_features).index("force_std_max")]
+            assert np.all((x[picks] >= 0.05) & (x[picks] <= 1.0))
+        else:
+            assert len(picks) == k
+        action = np.zeros(u.n_candidates, dtype=np.int8)
+        action[picks] = 1
+        saved = u.mask.copy()
+        u.mask = o["mask"].copy()
+        try:
+            assert np.array_equal(np.sort(u.validate_action(action)), np.sort(picks))
+        finally:
+            u.mask = saved
