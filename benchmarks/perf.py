@@ -2,12 +2,16 @@
 
     python -m benchmarks.perf                      # Ethanol-GFN2 and Cu-EMT, default settings
     python -m benchmarks.perf --tasks Ethanol-GFN2-tiny --agent random
+    python -m benchmarks.perf --tasks --md-tasks Ethanol-GFN2-OTF   # only MD speed, ensemble vs oracle
 
 For each task it reports the one-time costs (pool and test set by oracle MD, descriptors and their
 Jacobians), then plays one episode and reports per round: oracle seconds charged (the original compute
 time of the labels), wall seconds of training, test evaluation and observation (pool prediction), and
 their ratio; plus the time of one prediction over the whole pool. Targets (2 CPU cores): whole default
 Ethanol-GFN2 episode <= 60 s once cached, median overhead per round <= 1.5 s, pool prediction <= 0.5 s.
+
+For on-the-fly tasks it reports MD steps per second with the ensemble calculator (plain, with the
+failure checks of every step, and uncertainty-biased) next to the same MD with the oracle.
 """
 
 from __future__ import annotations
@@ -80,13 +84,81 @@ def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dic
     }
 
 
+def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
+    """MD steps per second with the ensemble (plain, with the failure checks, uncertainty-biased) and with
+    the task's oracle, from the same starting structure at the task's highest temperature."""
+    import dataclasses
+
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from ase import units
+    from ase.md.langevin import Langevin
+
+    import alenv  # noqa: F401
+    from alenv.models.calculator import UncertaintyBiasedCalculator
+    from alenv.samplers.failures import FailureChecks
+    from alenv.samplers.model_md import ModelMD, Walker, thermalise
+
+    torch.set_num_threads(2)
+    env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True)
+    u = env.unwrapped
+    u.reset(seed=seed)
+    start, T = u.reserve_frames[0], max(u.task.temperatures)
+    md = u.task.md
+
+    def plain(calc) -> float:
+        rng = np.random.default_rng(seed)
+        atoms = thermalise(start, T, rng)
+        atoms.calc = calc
+        dyn = Langevin(atoms, timestep=md.timestep * units.fs, temperature_K=T, friction=md.friction / units.fs,
+                       fixcm=False, rng=rng)
+        dyn.run(2)  # warm-up (first calls build caches)
+        t = time.perf_counter()
+        dyn.run(n_steps)
+        return n_steps / (time.perf_counter() - t)
+
+    def checked() -> float:
+        lax = dataclasses.replace(u.task.otf, checks=FailureChecks(max_energy_change=1e9, max_force_std=1e9))
+        sampler = ModelMD(md, lax)
+        rng = np.random.default_rng(seed)
+        walker = Walker(thermalise(start, T, rng), T)
+        t = time.perf_counter()
+        n, _ = sampler.run_steps(walker, u.potential.as_calculator(), n_steps, rng, u.energy_window, u.n_fragments_ref)
+        return n / (time.perf_counter() - t)
+
+    oracle = u.oracle.oracle.calculator  # the cached wrapper holds the task's oracle
+    return {
+        "task": task,
+        "atoms": len(start),
+        "members": u.task.ensemble.n_members,
+        "ensemble": plain(u.potential.as_calculator()),
+        "ensemble_checked": checked(),
+        "biased": plain(UncertaintyBiasedCalculator(u.potential, 0.5, 0.02)),
+        "oracle": plain(oracle),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tasks", nargs="+", default=["Ethanol-GFN2", "Cu-EMT"])
+    p.add_argument("--tasks", nargs="*", default=["Ethanol-GFN2", "Cu-EMT"])
     p.add_argument("--agent", default="uncertainty")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None)
+    p.add_argument("--md-tasks", nargs="*", default=["Ethanol-GFN2-OTF", "AlanineDipeptide-GFN2-OTF"],
+                   help="on-the-fly tasks whose MD speed to measure (none: skip)")
+    p.add_argument("--md-steps", type=int, default=300)
     args = p.parse_args()
+    md_rows = [md_speed(t, args.md_steps, args.seed, args.cache_dir) for t in args.md_tasks]
+    if md_rows:
+        print()
+        print(f"MD steps per second ({args.md_steps} Langevin steps at the task's highest temperature)")
+        print(f"{'task':<28} {'atoms':>5} {'ensemble':>9} {'+checks':>8} {'biased':>7} {'oracle':>7} {'ens/oracle':>10}")
+        for r in md_rows:
+            print(
+                f"{r['task']:<28} {r['atoms']:>5} {r['ensemble']:>9.0f} {r['ensemble_checked']:>8.0f} "
+                f"{r['biased']:>7.0f} {r['oracle']:>7.0f} {r['ensemble'] / r['oracle']:>10.2f}"
+            )
     rows = [measure(t, args.agent, args.seed, args.cache_dir) for t in args.tasks]
     print()
     print("one-time costs (seconds)")

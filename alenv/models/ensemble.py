@@ -351,18 +351,21 @@ class EnsemblePotential:
         """Per-member energy (M,) eV and forces (M, n, 3) eV/Angstrom of one structure, by autograd."""
         nb = build_neighbours([atoms], self.spec)
         pos = torch.tensor(atoms.positions, dtype=torch.float32, requires_grad=True)
-        G = self.aev.compute(pos, nb)
+        G = self.aev.compute(pos, nb)  # (n, D)
         species = torch.from_numpy(nb.species)
-        E = torch.zeros(self.config.n_members, dtype=G.dtype)
-        for e in range(self.spec.n_species):
-            X = G[species == e]
-            if len(X):
-                out, _ = self._element_energy_terms((X - self.feature_mean[e]) / self.feature_scale[e], e)
-                E = E + out.sum(1) * self.energy_scale
         M = self.config.n_members
-        grads = torch.autograd.grad(
-            E, pos, grad_outputs=torch.eye(M), is_grads_batched=True
-        )[0]  # (M, n, 3)
+        # One backward pass through all members' networks gives each member's dE_m/dG (members never mix);
+        # only the cheap descriptor part is then differentiated once per member. MD calls this every step.
+        Gm = G.detach().expand(M, *G.shape).clone().requires_grad_(True)  # (M, n, D)
+        E = torch.zeros(M, dtype=G.dtype)
+        for e in range(self.spec.n_species):
+            sel = species == e
+            if bool(sel.any()):
+                X = (Gm[:, sel] - self.feature_mean[e]) / self.feature_scale[e]  # (M, k, D)
+                out, _ = self._element_energy_terms(X, e)
+                E = E + out.sum(1) * self.energy_scale
+        (dG,) = torch.autograd.grad(E.sum(), Gm)  # (M, n, D)
+        grads = torch.autograd.grad(G, pos, grad_outputs=dG, is_grads_batched=True)[0]  # (M, n, 3)
         offset = float(self.element_energy[species].sum())
         return E.detach().double().numpy() + offset, -grads.detach().double().numpy()
 
