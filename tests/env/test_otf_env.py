@@ -255,3 +255,20 @@ def test_pool_task_rejected_by_otf_env(alenv_cache):
     with pytest.raises(ValueError, match="pool_size=0"):
         OnTheFlyEnv("Ethanol-GFN2-OTF-tiny", cache_dir=alenv_cache, pool_size=10)
     assert gymnasium.spec("alenv/Ethanol-GFN2-OTF-v0").entry_point == "alenv.otf:OnTheFlyEnv"
+
+
+def test_label_mask_space_samples_within_its_limits():
+    from alenv.spaces import LabelMask
+
+    space = LabelMask(8, 3, seed=0)
+    space.available = np.array([1, 0, 1, 1, 0, 1, 1, 1], dtype=np.int8)
+    sizes = set()
+    for _ in range(200):
+        a = space.sample()
+        assert space.contains(a) and np.all(space.available[a == 1] == 1)
+        sizes.add(int(a.sum()))
+    assert sizes == {0, 1, 2, 3}  # the empty action is a valid, sampled choice
+    space.limit = 1
+    assert all(space.sample().sum() <= 1 for _ in range(50))
+    assert not space.contains(np.array([1, 0, 1, 0, 0, 0, 0, 0]))
+    assert not space.contains(np.array([2, 0, 0, 0, 0, 0, 0, 0]))
