@@ -82,6 +82,23 @@ _OTF = [
         pool_size=0,
     ),
     TaskSpec(
+        name="Cu-EMT-OTF",
+        version=0,
+        description=(
+            "Periodic fcc Cu with a vacancy (31 atoms) and EMT, on the fly: 3 walkers of model-driven Langevin MD "
+            "at 300, 800 and 1500 K, 100 steps of 2 fs per round, 5 candidates per walker; 200 labels, at most 10 "
+            "per round, 30,000 MD steps. Test set: 500 frames of oracle MD at the same temperatures."
+        ),
+        history=("v0: first release.",),
+        mode="otf",
+        system="cu_vacancy",
+        oracle="emt",
+        temperatures=(300.0, 800.0, 1500.0),
+        md=MDSettings(timestep=2.0, friction=0.01, stride=10, equilibration=100),
+        pool_size=0,
+        otf=OTFSettings(walkers=3, steps_per_round=100, candidates_per_walker=5, md_step_budget=30_000),
+    ),
+    TaskSpec(
         name="AlanineDipeptide-GFN2-OTF",
         version=0,
         description=(
