@@ -94,16 +94,18 @@ def plot(runs: list[dict], out: Path) -> list[Path]:
     for task in sorted({t for t, _ in f_curves}):
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
         for ax, cv, unit, name in ((axes[0], f_curves, "meV/Å", "test force MAE"), (axes[1], e_curves, "meV", "test energy MAE")):
-            for (t, agent), (x, mean, se, n) in sorted(cv.items()):
-                if t != task:
-                    continue
-                ax.plot(x, 1000 * mean, marker="o", ms=2.5, label=f"{agent} (n={n})")
-                ax.fill_between(x, 1000 * (mean - se), 1000 * (mean + se), alpha=0.2)
+            items = [(agent, v) for (t, agent), v in sorted(cv.items()) if t == task]
+            for i, (agent, (x, mean, se, n)) in enumerate(items):
+                # 20 distinct colours, and a line style per block of ten, so that many strategies stay apart
+                color = plt.cm.tab20(i % 20)
+                style = ("-", "--", ":")[(i // 10) % 3]
+                ax.plot(x, 1000 * mean, marker="o", ms=2.5, color=color, ls=style, label=f"{agent} (n={n})")
+                ax.fill_between(x, 1000 * (mean - se), 1000 * (mean + se), color=color, alpha=0.15)
             ax.set_yscale("log")
             ax.set_xlabel("labels")
             ax.set_ylabel(f"{name} ({unit})")
             ax.grid(True, which="both", alpha=0.3)
-        axes[0].legend(fontsize=8)
+        axes[0].legend(fontsize=7, ncol=2 if len(items) > 8 else 1)
         fig.suptitle(task)
         fig.tight_layout()
         path = out / f"curves_{task.split('/')[-1]}.png"
