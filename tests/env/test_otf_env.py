@@ -117,7 +117,7 @@ def test_any_subset_action_and_clear_errors(otf_env):
 
 def test_failures_restart_and_every_label_is_kept(make_env, tmp_path, alenv_cache):
     """A tight spread ceiling makes walkers fail often; labels are never lost and restarts are sound."""
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={**_tiny_otf(), "checks": {"max_force_std": 0.4}})
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"checks": {"max_force_std": 0.4}})
     u = env.unwrapped
     obs, info = env.reset(seed=1)
     failures = info["metrics"]["md_failures"]
@@ -144,12 +144,6 @@ def test_failures_restart_and_every_label_is_kept(make_env, tmp_path, alenv_cach
     assert n_cached >= m["n_labels"]
     # restarts start from structures that passed the checks
     assert u.safe_starts and all(check_structure(s, u.task.otf.checks, 1) is None for s in u.safe_starts)
-
-
-def _tiny_otf() -> dict:
-    import dataclasses
-
-    return {f.name: getattr(TASKS["Ethanol-GFN2-OTF-tiny"].otf, f.name) for f in dataclasses.fields(TASKS["Ethanol-GFN2-OTF-tiny"].otf) if f.name != "checks"}
 
 
 def test_md_step_budget_ends_the_episode(make_env):
@@ -209,10 +203,14 @@ def test_biased_calculator_forces_are_its_gradient(otf_env):
 
 def test_biased_md_runs_as_a_sampler_variant(make_env):
     env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"bias": 0.5, "bias_width": 0.02})
-    assert isinstance(env.unwrapped.calculator(), type(None)) is False
     obs, info = env.reset(seed=0)
     assert isinstance(env.unwrapped.calculator(), UncertaintyBiasedCalculator)
     assert obs["mask"].any()
+    # the recorded candidates carry the energy spread the biased walkers saw, and the bias stays bounded
+    frame = next(f for f in env.unwrapped.offered if f is not None)
+    assert np.isfinite(frame.info["energy_std"])
+    with pytest.raises(ValueError, match="bias height"):
+        UncertaintyBiasedCalculator(env.unwrapped.potential, height=-1.0, width=0.02)
 
 
 def test_uncertainty_strategy_makes_the_model_more_stable(make_env):
