@@ -23,7 +23,7 @@ from alenv.observe import (
     spreads,
 )
 from alenv.oracles import CachedOracle, LabelCache, LookupOracle, make_oracle
-from alenv.rewards import get_reward
+from alenv.rewards import get_reward, round_reward
 from alenv.spaces import CandidateSubset, MaskedDiscrete
 from alenv.tasks import default_cache_dir, get_task, load_task_data
 from alenv.types import Label
@@ -193,10 +193,8 @@ class ActiveLearningEnv(gym.Env):
             t2 = time.perf_counter()
             self.metrics = self._evaluate()
             self.timings.update(train=t2 - t1, evaluate=time.perf_counter() - t2)
-        reward = float(self.reward_fn(before, self.metrics))
-        if self.task.reward_per_cost:
-            cost = sum(lab.seconds for lab in labels)
-            reward = reward / cost if cost > 0 else reward
+        cost = sum(lab.seconds for lab in labels)
+        reward = round_reward(self.reward_fn, before, self.metrics, cost, self.task.reward_per_cost)
         terminated = self.budget_used >= self.task.budget
         self._done = terminated
         t3 = time.perf_counter()

@@ -27,7 +27,7 @@ from alenv.observe import (
     spreads,
 )
 from alenv.oracles import CachedOracle, LabelCache, make_oracle
-from alenv.rewards import get_reward
+from alenv.rewards import get_reward, round_reward
 from alenv.samplers.failures import check_structure, n_fragments
 from alenv.samplers.model_md import ModelMD, RoundResult, Walker, thermalise
 from alenv.spaces import LabelMask
@@ -201,10 +201,8 @@ class OnTheFlyEnv(gym.Env):
             t2 = time.perf_counter()
             self.metrics = self._evaluate()
             self.timings.update(train=t2 - t1, evaluate=time.perf_counter() - t2)
-        reward = float(self.reward_fn(before, self.metrics))
-        if spec.reward_per_cost:
-            cost = sum(lab.seconds for lab in labels)
-            reward = reward / cost if cost > 0 else reward
+        cost = sum(lab.seconds for lab in labels)
+        reward = round_reward(self.reward_fn, before, self.metrics, cost, spec.reward_per_cost)
         o = spec.otf
         terminated = self.budget_used >= spec.budget or self.md_steps + o.walkers * o.steps_per_round > o.md_step_budget
         if terminated or (o.stability_every and self.round % o.stability_every == 0):

@@ -23,6 +23,15 @@ def force_mae(before: Mapping[str, float], after: Mapping[str, float]) -> float:
     return before["force_mae"] - after["force_mae"]
 
 
+def round_reward(
+    fn: RewardFn, before: Mapping[str, float], after: Mapping[str, float], cost_seconds: float, per_cost: bool
+) -> float:
+    """The reward of one round: ``fn(before, after)``, divided by the round's oracle seconds when
+    ``per_cost`` (and the round cost anything). Both environment modes use it."""
+    reward = float(fn(before, after))
+    return reward / cost_seconds if per_cost and cost_seconds > 0 else reward
+
+
 REWARDS: dict[str, RewardFn] = {
     "log_force_mae": log_force_mae,
     "log_energy_mae": log_energy_mae,

@@ -72,3 +72,28 @@ def rmd17_ethanol(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# check_env warns about unbounded Box spaces; the observation's features are unbounded by design.
+ALLOWED_WARNINGS = ("observation space minimum value is -infinity", "observation space maximum value is infinity")
+
+
+def _check_env_clean(env) -> None:
+    """Gymnasium's check_env on ``env``, failing on any of its warnings but the allowed ones."""
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    unexpected = [
+        str(w.message) for w in caught if "gymnasium" in w.filename and not any(a in str(w.message) for a in ALLOWED_WARNINGS)
+    ]
+    assert not unexpected, unexpected
+
+
+@pytest.fixture(scope="session")
+def check_env_clean():
+    """``check_env_clean(env)``: Gymnasium's check_env, failing on unexpected warnings."""
+    return _check_env_clean

@@ -5,20 +5,17 @@ calculator, and a model that becomes more stable as an uncertainty strategy labe
 from __future__ import annotations
 
 import sqlite3
-import warnings
 
 import ase.io
 import gymnasium
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 
 from alenv.models.calculator import UncertaintyBiasedCalculator
 from alenv.samplers.failures import check_structure
 from alenv.tasks import TASKS
 from alenv.wrappers import SinglePick
 
-ALLOWED_WARNINGS = ("observation space minimum value is -infinity", "observation space maximum value is infinity")
 OTF_TASKS = sorted(n for n, s in TASKS.items() if s.mode == "otf")
 # Small overrides so that the full-size on-the-fly tasks build and run in seconds.
 SMALL = dict(
@@ -38,15 +35,9 @@ def otf_env(make_env):
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n == "AlanineDipeptide-GFN2-OTF" else n for n in OTF_TASKS]
 )
-def test_check_env_every_otf_task(name, make_env):
+def test_check_env_every_otf_task(name, make_env, check_env_clean):
     env = make_env(TASKS[name].id, **({} if name.endswith("-tiny") else SMALL))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        check_env(env.unwrapped, skip_render_check=True)
-    unexpected = [
-        str(w.message) for w in caught if "gymnasium" in w.filename and not any(a in str(w.message) for a in ALLOWED_WARNINGS)
-    ]
-    assert not unexpected, unexpected
+    check_env_clean(env)
     u = env.unwrapped
     obs, info = env.reset(seed=3)
     terminated = False
@@ -270,3 +261,28 @@ def test_label_mask_space_samples_within_its_limits():
     assert all(space.sample().sum() <= 1 for _ in range(50))
     assert not space.contains(np.array([1, 0, 1, 0, 0, 0, 0, 0]))
     assert not space.contains(np.array([2, 0, 0, 0, 0, 0, 0, 0]))
+
+
+def test_round_reward_per_cost():
+    """Both modes share one reward rule: log improvement, divided by oracle seconds when asked (not by 0)."""
+    import math
+
+    from alenv.rewards import get_reward, round_reward
+
+    fn = get_reward("log_force_mae")
+    before, after = {"force_mae": 0.2}, {"force_mae": 0.1}
+    assert round_reward(fn, before, after, 4.0, False) == pytest.approx(math.log(2))
+    assert round_reward(fn, before, after, 4.0, True) == pytest.approx(math.log(2) / 4)
+    assert round_reward(fn, before, after, 0.0, True) == pytest.approx(math.log(2))  # a round that cost nothing
+
+
+def test_reward_per_cost_in_an_otf_episode(make_env):
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", reward_per_cost=True)
+    obs, info = env.reset(seed=0)
+    a = np.zeros(len(obs["mask"]), dtype=np.int8)
+    a[np.flatnonzero(obs["mask"])[:2]] = 1
+    before = info["metrics"]
+    _, reward, _, _, info = env.step(a)
+    cost = info["metrics"]["oracle_seconds"] - before["oracle_seconds"]
+    plain = np.log(before["force_mae"]) - np.log(info["metrics"]["force_mae"])
+    assert cost > 0 and reward == pytest.approx(plain / cost, rel=1e-6)
