@@ -276,7 +276,14 @@ class ActiveLearningEnv(gym.Env):
             oracle_seconds=self.labelled.oracle_seconds,
             train_force_rmse=self.train_force_rmse,
         )
-        info = {"metrics": metrics, "round": self.round, "chosen": np.array(chosen, dtype=np.int64), "failed": list(failed)}
+        info = {
+            "metrics": metrics,
+            "round": self.round,
+            "chosen": np.array(chosen, dtype=np.int64),
+            "failed": list(failed),
+            "max_picks": 0 if self._done else int(self.task.batch_size),
+            "any_subset": False,
+        }
         if self.wall_times:
             metrics.update(train_seconds=self.train_seconds, round_seconds=seconds)
             info["timings"] = dict(self.timings)  # this round's wall seconds per stage
@@ -286,6 +293,10 @@ class ActiveLearningEnv(gym.Env):
     def save_labels(self, path: str | Path) -> None:
         """Write every successful label of this episode to extxyz (pool index and round in info)."""
         self.labelled.write(path)
+
+    def predict_candidates(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current potential's member predictions on the pool: energies (M, N) eV, forces (M, N, n, 3)."""
+        return self.potential.predict(self.candidates, idx=np.arange(self.n_pool))
 
     def true_labels(self) -> tuple[np.ndarray, np.ndarray]:
         """Reference energies (N,) and forces (N, n, 3) of the pool, where the task data holds them.

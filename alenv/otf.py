@@ -383,6 +383,7 @@ class OnTheFlyEnv(gym.Env):
             "failed": list(failed),
             "md_failure_kinds": dict(Counter(kind for _, _, kind in res.failures)),
             "any_subset": True,
+            "max_picks": 0 if self._done else self.max_picks(),
         }
         if self.wall_times:
             metrics.update(train_seconds=self.train_seconds, round_seconds=seconds)

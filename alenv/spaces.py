@@ -95,3 +95,18 @@ class LabelMask(spaces.MultiBinary):
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, LabelMask) and (self.n, self.k) == (other.n, other.k)
+
+
+def picks_to_action(picks: Any, obs: dict, info: dict) -> np.ndarray:
+    """Turn candidate indices into a valid action for either action space.
+
+    Pool mode (``info["any_subset"]`` false): the int64 array of indices itself. On-the-fly mode (any
+    subset may be labelled): a 0/1 int8 vector over ``obs["mask"]`` with the picks set to 1. Callers
+    learn how many picks a round takes from ``info["max_picks"]``, never from the environment.
+    """
+    idx = np.asarray(picks, dtype=np.int64).reshape(-1)
+    if not info.get("any_subset", False):
+        return idx
+    action = np.zeros(len(obs["mask"]), dtype=np.int8)
+    action[idx] = 1
+    return action
