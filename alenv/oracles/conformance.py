@@ -1,9 +1,10 @@
 """A small conformance check for oracles, run over every registered oracle in the tests.
 
-``check_oracle`` asserts the contract (one Label per structure in order, shapes, finite values on sane
-structures, inputs not mutated, a JSON-serialisable stable fingerprint) and the physics invariants
-(forces = -dE/dx by central finite differences, translation invariance). The exact structures it sends to
-the oracle are given by :func:`conformance_structures`, so a lookup oracle can be prepared to answer them.
+``check_oracle`` asserts the contract (one Label per structure, in order: each one equals the label of the
+structure asked alone; shapes, finite values on sane structures, inputs not mutated, a JSON-serialisable
+stable fingerprint) and the physics invariants (forces = -dE/dx by central finite differences, translation
+invariance). The exact structures it sends to the oracle are given by :func:`conformance_structures`, so a
+lookup oracle can be prepared to answer them.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def check_oracle(
     force_rtol: float = 1e-3,
     energy_atol: float = 1e-5,
 ) -> None:
-    """Assert that ``oracle`` honours the Oracle contract on ``structures`` (sane, unique structures).
+    """Assert that ``oracle`` honours the Oracle contract on ``structures`` (sane, unique structures;
+    give at least two of clearly different energy, so that answers in the wrong order are caught).
 
     Args:
         step: finite-difference step, Angstrom.
@@ -98,7 +100,19 @@ def check_oracle(
     for j, (atoms, lab) in enumerate(zip(structures, labels)):
         _assert_label(lab, len(atoms), f"{who}, structure {j}")
 
-    if len(structures) > 1:  # the order of the answers follows the order of the questions
+    if len(structures) > 1:
+        # The answers follow the order of the questions: each structure, labelled alone, gets the label it
+        # got in the batch (a batch answered in any other order, reversed for one, fails here as soon as
+        # two of its structures differ in energy by more than energy_atol).
+        for j, (atoms, lab) in enumerate(zip(structures, labels)):
+            alone = oracle.label([atoms])
+            assert len(alone) == 1, f"{who}: {len(alone)} labels for 1 structure"
+            _assert_label(alone[0], len(atoms), f"{who}, structure {j} alone")
+            assert abs(alone[0].energy - lab.energy) <= energy_atol, (
+                f"{who}: structure {j} labelled {alone[0].energy} eV alone but {lab.energy} eV as item {j} of a "
+                "batch: answers are not in the order of the structures"
+            )
+        # ... and do not depend on what was labelled before them in the same call.
         rev = oracle.label(structures[::-1])[::-1]
         for j, (a, b) in enumerate(zip(labels, rev)):
             assert abs(a.energy - b.energy) <= energy_atol, (

@@ -56,10 +56,25 @@ def test_check_oracle_catches_wrong_forces():
         check_oracle(Flipped(), [cu_bulk()])
 
 
-def test_check_oracle_catches_order_mixups():
-    class Reversed(EMTOracle):
-        def label(self, structures):
-            return super().label(structures)[::-1]
+def _two_cu_cells() -> list:
+    """Two 8-atom Cu cells of the same shape, rattled differently: only their energies tell them apart."""
+    a, b = cu_bulk(), cu_bulk()
+    b.rattle(0.08, seed=7)
+    return [a, b]
 
-    with pytest.raises(AssertionError):
-        check_oracle(Reversed(), [cu_bulk(), cu_cluster()])
+
+class Reversed(EMTOracle):
+    """EMT that answers a batch in reversed order (a real oracle with a bookkeeping bug)."""
+
+    def label(self, structures):
+        return super().label(structures)[::-1]
+
+
+def test_check_oracle_catches_answers_in_reversed_order():
+    """Same-size structures, so shapes cannot give the reversal away: the order check itself must."""
+    structures = _two_cu_cells()
+    energies = [lab.energy for lab in EMTOracle().label(structures)]
+    assert abs(energies[0] - energies[1]) > 0.01  # clearly different: a swap is visible
+    check_oracle(EMTOracle(), structures)  # the correct oracle passes on the same structures
+    with pytest.raises(AssertionError, match="not in the order"):
+        check_oracle(Reversed(), structures)
