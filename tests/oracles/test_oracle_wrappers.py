@@ -9,6 +9,7 @@ from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from alenv.oracles import CachedOracle, EMTOracle, LabelCache, LookupOracle, NoisyOracle, XTBOracle
+from alenv.oracles.lookup import structure_key
 from alenv.types import Label
 from tests.oracles.conftest import cu_bulk, cu_cluster
 
@@ -119,10 +120,14 @@ def test_lookup_oracle_answers_from_file(tmp_path):
     assert labels[0].energy == pytest.approx(frames[1].get_potential_energy(), abs=1e-9)
     np.testing.assert_allclose(labels[1].forces, frames[0].get_forces(), atol=1e-8)
     assert all(lab.seconds == 0.0 and not lab.failed for lab in labels)
-    # within 1e-6 A is the same structure, even across a rounding boundary
+    # within 1e-6 A is the same structure, even across a rounding boundary of the exact-match hash
     near = cu_bulk()
     near.positions[0, 0] = np.round(near.positions[0, 0], 6) + 0.5e-6 + 1e-12
-    LookupOracle([_with_label(near, 1.0)]).label([_shift(near, -2e-12)])
+    query = _shift(near, -2e-12)
+    assert structure_key(query) != structure_key(near)  # the hash misses: only the tolerant scan can answer
+    other = _shift(near, 0.1)  # same atoms, another geometry and label: the scan must pick the match
+    (lab,) = LookupOracle([_with_label(near, 1.0), _with_label(other, 2.0)]).label([query])
+    assert lab.energy == 1.0 and np.array_equal(lab.forces, np.zeros((len(near), 3))) and not lab.failed
 
 
 def _with_label(atoms, energy):
