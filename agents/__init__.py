@@ -1,11 +1,58 @@
-"""Acquisition strategies: a score per candidate, composed with a batch selector.
+"""Acquisition strategies as compositions: a score per candidate, a batch selector, and optionally a
+prefilter and a schedule (``agents.strategy``).
 
-``AGENTS`` maps a name to a factory; ``make_agent(name, **kwargs)`` builds one. Every agent has
-``act(obs, info, k, rng) -> (k,) int64``: k distinct unmasked candidate indices.
+``STRATEGIES`` (alias ``AGENTS``) maps a name to its composition; ``make_agent(name, **kwargs)`` builds
+one. Every agent has ``act(obs, info, k, rng) -> int64 indices`` with ``k = info["max_picks"]``: k
+distinct candidates with obs["mask"] == 1 (at most k where ``info["any_subset"]``). Selectors share one
+signature, ``select(obs, info, scores, k, mask, rng) -> (k,) int64`` (``agents.selectors``). Agents see
+only obs, info and an rng; reference points that read the environment live in ``benchmarks.references``.
 """
 
-from agents.base import AGENTS, Agent, ScoreSelect, make_agent
-from agents.scores import SCORES
-from agents.selectors import SELECTORS, fps_select, kmeanspp_select, maxdet_select, topk_select
+from agents.algorithms import fps_select, kmeanspp_select, maxdet_select, topk_select
+from agents.learned import PolicyAgent, greedy_policy
+from agents.registry import AGENTS, ALIASES, STRATEGIES, make_agent, resolve_name
+from agents.scores import aleatoric_noise, feature, feature_score, global_feature, unit_score, window_score
+from agents.selectors import (
+    SELECTORS,
+    FarthestPoint,
+    InformationGain,
+    KMeansPP,
+    MaxDet,
+    RandomSubset,
+    Selector,
+    TopK,
+)
+from agents.strategy import Agent, Linear, MostUncertain, Strategy, TrustWindow
 
-__all__ = ["AGENTS", "Agent", "SCORES", "SELECTORS", "ScoreSelect", "fps_select", "kmeanspp_select", "make_agent", "maxdet_select", "topk_select"]
+__all__ = [
+    "AGENTS",
+    "ALIASES",
+    "Agent",
+    "FarthestPoint",
+    "InformationGain",
+    "KMeansPP",
+    "Linear",
+    "MaxDet",
+    "MostUncertain",
+    "PolicyAgent",
+    "RandomSubset",
+    "SELECTORS",
+    "STRATEGIES",
+    "Selector",
+    "Strategy",
+    "TopK",
+    "TrustWindow",
+    "aleatoric_noise",
+    "feature",
+    "feature_score",
+    "fps_select",
+    "global_feature",
+    "greedy_policy",
+    "kmeanspp_select",
+    "make_agent",
+    "maxdet_select",
+    "resolve_name",
+    "topk_select",
+    "unit_score",
+    "window_score",
+]

@@ -1,8 +1,13 @@
-"""Score functions: ``score(obs, info) -> (N,)``, higher means more worth labelling."""
+"""Scores: ``score(obs, info) -> (N,)`` float64, one value per candidate, higher = more worth labelling.
+
+Scores read only the observation (``alenv.observe.CANDIDATE_FEATURES``, ``GLOBAL_FEATURES``) and the info
+dict; what a strategy does with them (top-k, a bonus on top of a distance, a kernel amplitude) is up to
+its selector (``agents.selectors``).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -17,27 +22,66 @@ def feature(obs: dict, name: str) -> np.ndarray:
 
 
 def global_feature(obs: dict, name: str) -> float:
+    """One named entry of obs["globals"]."""
     return float(obs["globals"][GLOBAL_FEATURES.index(name)])
+
+
+def _known(name: str) -> str:
+    if name not in CANDIDATE_FEATURES:
+        raise ValueError(f"unknown candidate feature {name!r}; known: {CANDIDATE_FEATURES}")
+    return name
 
 
 def feature_score(name: str) -> ScoreFn:
     """Score = one candidate feature (e.g. ``force_std_max`` for query by committee)."""
-    if name not in CANDIDATE_FEATURES:
-        raise ValueError(f"unknown candidate feature {name!r}; known: {CANDIDATE_FEATURES}")
+    _known(name)
 
     def score(obs: dict, info: dict) -> np.ndarray:
         return feature(obs, name)
 
+    score.__qualname__ = f"feature_score({name!r})"
     return score
 
 
-def _unit(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Scale to [0, 1] over the available candidates (so differently scaled scores can be added)."""
+def unit_interval(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Scale to [0, 1] over the available candidates (so differently scaled scores can be added);
+    all zeros where the available values are all equal or none is available."""
     avail = x[mask.astype(bool)]
     if len(avail) == 0:
         return np.zeros_like(x)
     lo, hi = avail.min(), avail.max()
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def unit_score(score: ScoreFn) -> ScoreFn:
+    """``score`` scaled to [0, 1] over the candidates with obs["mask"] == 1 (see ``unit_interval``)."""
+
+    def scaled(obs: dict, info: dict) -> np.ndarray:
+        return unit_interval(score(obs, info), obs["mask"])
+
+    return scaled
+
+
+def window_score(name: str, lower: float, upper: float) -> ScoreFn:
+    """Rank for a trust window ``lower <= x <= upper`` on feature ``name`` (eV/Angstrom for spreads).
+
+    Inside the window: ``2 + x / upper`` in (2, 3], largest spread first. Below: ``1 - (lower - x) /
+    lower`` in [0, 1), closest to the window first. Above: ``-(x - upper) / upper`` < 0, closest first.
+    So every candidate inside beats every one below, which beats every one above.
+    """
+    _known(name)
+    if not 0 <= lower < upper:
+        raise ValueError(f"need 0 <= lower < upper, got {lower}, {upper}")
+    lower, upper = float(lower), float(upper)
+
+    def score(obs: dict, info: dict) -> np.ndarray:
+        x = feature(obs, name)
+        inside = (x >= lower) & (x <= upper)
+        below = 1.0 - (lower - x) / max(lower, 1e-12)
+        above = -(x - upper) / upper
+        return np.where(inside, 2.0 + x / upper, np.where(x < lower, below, above))
+
+    return score
 
 
 def aleatoric_noise(info: dict, noise_floor: float) -> float:
@@ -46,14 +90,3 @@ def aleatoric_noise(info: dict, noise_floor: float) -> float:
     at ``noise_floor``, which is also used when the estimate is absent."""
     metrics = info.get("metrics", {}) if isinstance(info, dict) else {}
     return max(float(metrics.get("train_force_rmse", noise_floor)), noise_floor)
-
-
-SCORES: dict[str, Callable[..., ScoreFn]] = {
-    "feature": feature_score,
-}
-
-
-def make_score(name: str, **kwargs: Any) -> ScoreFn:
-    if name not in SCORES:
-        raise ValueError(f"unknown score {name!r}; known: {', '.join(sorted(SCORES))}")
-    return SCORES[name](**kwargs)

@@ -1,155 +1,140 @@
-"""Batch selectors: ``select(..., k, mask, rng) -> (k,)`` distinct indices where mask is 1."""
+"""Selectors: how a strategy turns the round's scores into a batch, all with one signature
+
+    select(obs, info, scores, k, mask, rng) -> (k,) int64
+
+``obs`` and ``info`` are what the environment returned; ``scores`` is the strategy's score per candidate
+(``(N,)`` float64, or None for strategies without one); ``mask`` (``(N,)`` 0/1) marks the candidates the
+selector may pick, which is ``obs["mask"]`` or a prefilter's subset of it; ``rng`` is the only source of
+randomness. The result holds k distinct indices with ``mask == 1``, in the order picked; an impossible
+request (k < 1 or more than the mask offers) raises ValueError.
+
+A selector reads from ``obs`` what it needs: the descriptor embedding (``obs["embedding"]``), the distance
+to the labelled set (feature ``dist_to_train``) and the labelled candidates (``obs["mask"] == 0``). The
+scores mean what the selector says: the ranking (``TopK``), a bonus added to the distance
+(``FarthestPoint``), sampling weights (``KMeansPP``) or the kernel amplitude, e.g. the ensemble force
+spread (``MaxDet``, ``InformationGain``).
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Protocol
+
 import numpy as np
 
-
-def _check(k: int, mask: np.ndarray) -> np.ndarray:
-    avail = np.flatnonzero(np.asarray(mask).astype(bool))
-    if k < 1 or k > len(avail):
-        raise ValueError(f"cannot select {k} of {len(avail)} available candidates")
-    return avail
+from agents.algorithms import _check, fps_select, kmeanspp_select, maxdet_select, topk_select
+from agents.scores import aleatoric_noise, feature
 
 
-def topk_select(scores: np.ndarray, k: int, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The k highest-scoring available candidates; ties broken at random (by ``rng``)."""
-    avail = _check(k, mask)
-    shuffled = rng.permutation(avail)
-    order = np.argsort(-scores[shuffled], kind="stable")
-    return shuffled[order[:k]].astype(np.int64)
+Scores = np.ndarray | None
+Generator = np.random.Generator
 
 
-def fps_select(
-    embedding: np.ndarray,
-    k: int,
-    mask: np.ndarray,
-    rng: np.random.Generator,
-    initial_distance: np.ndarray | None = None,
-    bonus: np.ndarray | None = None,
-) -> np.ndarray:
-    """Greedy farthest point sampling in embedding space.
+class Selector(Protocol):
+    """``select(obs, info, scores, k, mask, rng) -> (k,) int64``: see the module docstring."""
 
-    Each pick is the available candidate farthest from everything labelled (``initial_distance``, the
-    distance to the labelled set; infinite if None) and from the picks so far. With ``bonus`` the pick
-    maximises ``bonus + distance`` instead (uncertainty plus a diversity term). Ties go to ``rng``.
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        ...
+
+
+def _need(scores: np.ndarray | None, who: str) -> np.ndarray:
+    if scores is None:
+        raise ValueError(f"the {who} selector needs scores")
+    return scores
+
+
+@dataclass(frozen=True)
+class TopK:
+    """The k highest scores; ties broken by ``rng``."""
+
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        return topk_select(_need(scores, "top-k"), k, mask, rng)
+
+
+@dataclass(frozen=True)
+class RandomSubset:
+    """k distinct candidates uniformly at random, in increasing index order; ignores the scores."""
+
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        avail = _check(k, mask)
+        return np.sort(rng.choice(avail, size=k, replace=False)).astype(np.int64)
+
+
+def _finite_max(x: np.ndarray, mask: np.ndarray) -> float:
+    """Largest available value of ``x`` if it is finite and positive, else 1.0."""
+    avail = x[mask.astype(bool)]
+    return float(avail.max()) if len(avail) and np.isfinite(avail.max()) and avail.max() > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class FarthestPoint:
+    """Greedy farthest point sampling in embedding space, from the labelled set and the picks so far.
+
+    Without scores each pick is the farthest available candidate. With scores, each pick maximises
+    ``scores + weight * d / d_max``, d the distance to the labelled set and the picks so far and d_max the
+    largest finite ``dist_to_train`` of the available candidates; ``weight <= 0`` is the top-k of the
+    scores. A strategy's schedule may set ``weight`` every round.
     """
-    avail = _check(k, mask)
-    X = embedding.astype(np.float64)
-    d = np.full(len(X), np.inf) if initial_distance is None else initial_distance.astype(np.float64).copy()
-    extra = np.zeros(len(X)) if bonus is None else bonus.astype(np.float64)
-    free = np.zeros(len(X), dtype=bool)
-    free[avail] = True
-    tiebreak = rng.random(len(X)) * 1e-12
-    picks = []
-    for _ in range(k):
-        unseen = free & np.isinf(d)
-        if unseen.any():  # nothing labelled or picked yet: the bonus (and the rng) decide among these
-            value = np.where(unseen, extra + tiebreak, -np.inf)
-        else:
-            value = np.where(free, extra + d + tiebreak, -np.inf)
-        i = int(np.argmax(value))
-        picks.append(i)
-        free[i] = False
-        d = np.minimum(d, np.linalg.norm(X - X[i], axis=1))
-    return np.array(picks, dtype=np.int64)
+
+    weight: float = 1.0
+
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        dist = feature(obs, "dist_to_train")
+        if scores is None:
+            return fps_select(obs["embedding"], k, mask, rng, initial_distance=dist)
+        if self.weight <= 0:
+            return topk_select(scores, k, mask, rng)
+        # fps_select maximises bonus + distance; dividing the distance by d_max / weight weights it so.
+        s = _finite_max(dist, mask) / self.weight
+        return fps_select(obs["embedding"] / s, k, mask, rng, initial_distance=dist / s, bonus=scores)
 
 
+@dataclass(frozen=True)
+class KMeansPP:
+    """k-means++ seeding: each pick drawn with probability proportional to ``D^2`` (times the scores,
+    if given, as weights), D the distance to the labelled set and to the picks so far."""
+
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        dist = feature(obs, "dist_to_train")
+        return kmeanspp_select(obs["embedding"], k, mask, rng, initial_distance=dist, weights=scores)
 
 
-def kmeanspp_select(
-    embedding: np.ndarray,
-    k: int,
-    mask: np.ndarray,
-    rng: np.random.Generator,
-    initial_distance: np.ndarray | None = None,
-    weights: np.ndarray | None = None,
-) -> np.ndarray:
-    """Diverse batch by k-means++ seeding: each pick drawn with probability proportional to
-    ``weight * D^2``, D the distance to the labelled set (``initial_distance``) and to the picks so far.
-
-    Unlike FPS it does not always take the extreme point, so outliers are less over-sampled.
-    """
-    avail = _check(k, mask)
-    X = embedding.astype(np.float64)
-    d = np.full(len(X), np.inf) if initial_distance is None else initial_distance.astype(np.float64).copy()
-    w = np.ones(len(X)) if weights is None else np.clip(weights.astype(np.float64), 0.0, None)
-    free = np.zeros(len(X), dtype=bool)
-    free[avail] = True
-    picks = []
-    for _ in range(k):
-        cand = np.flatnonzero(free)
-        if np.isinf(d[cand]).any():  # nothing to measure from yet: weights alone
-            p = w[cand] * np.isinf(d[cand])
-        else:
-            p = w[cand] * d[cand] ** 2
-        if not np.isfinite(p).all() or p.sum() <= 0:
-            p = np.ones(len(cand))
-        i = int(rng.choice(cand, p=p / p.sum()))
-        picks.append(i)
-        free[i] = False
-        d = np.minimum(d, np.linalg.norm(X - X[i], axis=1))
-    return np.array(picks, dtype=np.int64)
+def _maxdet(obs: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator, noise: float) -> np.ndarray:
+    labelled = np.flatnonzero(obs["mask"] == 0)
+    return maxdet_select(obs["embedding"], k, mask, rng, scale=scores, conditioned=labelled, noise=noise)
 
 
-def maxdet_select(
-    features: np.ndarray,
-    k: int,
-    mask: np.ndarray,
-    rng: np.random.Generator,
-    scale: np.ndarray | None = None,
-    conditioned: np.ndarray | None = None,
-    length_scale: float | None = None,
-    noise: float = 1e-6,
-) -> np.ndarray:
-    """Greedy maximum-determinant batch (in the spirit of MaxDet / LCMD): each pick maximises the posterior
-    variance of a Gaussian-process kernel given the labelled points (``conditioned``, rows of ``features``)
-    and the picks so far, which greedily maximises log det of the batch's kernel matrix.
+@dataclass(frozen=True)
+class MaxDet:
+    """Greedy maximum determinant of an RBF kernel on the embeddings, scaled by the scores
+    (``s_i s_j exp(-|x_i - x_j|^2 / 2 l^2)``, l the median pairwise distance of the available
+    candidates), conditioned on the labelled candidates (``obs["mask"] == 0``) with noise variance
+    ``noise`` (eV/Angstrom)^2 when the scores are force spreads."""
 
-    Kernel: ``s_i s_j exp(-|x_i - x_j|^2 / (2 l^2))`` with ``s = scale`` (e.g. ensemble spread, so
-    uncertain and mutually different candidates win) and ``l`` the median pairwise distance by default.
-    Ties are broken by ``rng``.
-    """
-    avail = _check(k, mask)
-    X = features.astype(np.float64)
-    s = np.ones(len(X)) if scale is None else scale.astype(np.float64)
-    if length_scale is None:
-        sub = X[avail[: min(len(avail), 500)]]
-        pd = np.sqrt(((sub[:, None] - sub[None]) ** 2).sum(-1))
-        med = float(np.median(pd[np.triu_indices(len(sub), 1)])) if len(sub) > 1 else 1.0
-        length_scale = med if med > 0 else 1.0
+    noise: float = 1e-6
 
-    def kernel_col(j: int) -> np.ndarray:
-        return s * s[j] * np.exp(-((X - X[j]) ** 2).sum(1) / (2 * length_scale**2))
-
-    var = s**2 + noise
-    # Incremental pivoted Cholesky: after conditioning on rows c_1..c_m, var = diag of the posterior.
-    basis: list[np.ndarray] = []
-
-    def condition_on(j: int) -> None:
-        nonlocal var
-        col = kernel_col(j)
-        for b in basis:
-            col = col - b * b[j]
-        pivot = col[j] + noise
-        if pivot <= noise:
-            return
-        b = col / np.sqrt(pivot)
-        basis.append(b)
-        var = np.maximum(var - b**2, 0.0)
-
-    for j in ([] if conditioned is None else np.asarray(conditioned, dtype=np.int64)):
-        condition_on(int(j))
-    free = np.zeros(len(X), dtype=bool)
-    free[avail] = True
-    tiebreak = rng.random(len(X)) * 1e-12
-    picks = []
-    for _ in range(k):
-        i = int(np.argmax(np.where(free, var + tiebreak, -np.inf)))
-        picks.append(i)
-        free[i] = False
-        condition_on(i)
-    return np.array(picks, dtype=np.int64)
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        return _maxdet(obs, scores, k, mask, rng, self.noise)
 
 
-SELECTORS = {"topk": topk_select, "fps": fps_select, "kmeans++": kmeanspp_select, "maxdet": maxdet_select}
+@dataclass(frozen=True)
+class InformationGain:
+    """Greedy batch information gain ``0.5 log det(I + K_B / s_al^2)``: ``MaxDet`` with the noise
+    variance ``s_al^2`` of the aleatoric noise estimate ``agents.scores.aleatoric_noise(info,
+    noise_floor)`` (eV/Angstrom). Where the noise dominates the spread a label teaches little, and
+    candidates that resemble one another share their gain."""
+
+    noise_floor: float = 0.01
+
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        return _maxdet(obs, scores, k, mask, rng, aleatoric_noise(info, self.noise_floor) ** 2)
+
+
+SELECTORS: dict[str, Selector] = {
+    "topk": TopK(),
+    "random": RandomSubset(),
+    "fps": FarthestPoint(),
+    "kmeans++": KMeansPP(),
+    "maxdet": MaxDet(),
+    "information-gain": InformationGain(),
+}

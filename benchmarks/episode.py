@@ -31,15 +31,13 @@ def _jsonable(x: Any) -> Any:
 def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True) -> dict[str, Any]:
     """Reset ``env`` with ``seed``, let ``agent`` act until the episode ends, return the record.
 
-    The agent's generator is seeded from ``seed`` too (a separate stream from the environment's).
-    In on-the-fly mode (a ``LabelMask`` action space) the agent is asked for up to the round's limit
-    of picks (batch size, labels left, unmasked candidates), and its indices become the 0/1 action.
+    The agent's generator is seeded from ``seed`` too (a separate stream from the environment's). Each
+    round the agent is asked for ``info["max_picks"]`` candidates (``agent.act(obs, info, k, rng)``);
+    where ``info["any_subset"]`` (on-the-fly mode) it may return fewer, and with no picks allowed the
+    action is the empty selection. ``alenv.spaces.picks_to_action`` makes the action for either space.
     """
-    from alenv.spaces import LabelMask
+    from alenv.spaces import picks_to_action
 
-    space = env.unwrapped.action_space
-    any_subset = isinstance(space, LabelMask)
-    k = int(env.unwrapped.task.batch_size)
     rng = np.random.default_rng([int(seed), 1])
     t0 = time.perf_counter()
     obs, info = env.reset(seed=int(seed))
@@ -48,22 +46,20 @@ def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True)
         "initial": {"metrics": info["metrics"], "seconds": reset_seconds},
         "steps": [],
     }
-    n_rounds = None if any_subset else env.unwrapped.task.budget // k
     if echo:
-        print(_header(any_subset))
+        print(_header(bool(info["any_subset"])))
         print(_row(0, info["metrics"], float("nan"), reset_seconds))
-    bar = tqdm(total=n_rounds, desc="rounds", disable=not progress, leave=False)
+    bar = tqdm(desc="rounds", disable=not progress, leave=False)  # the number of rounds is the env's business
     done = False
     total_reward = 0.0
     while not done:
         ta = time.perf_counter()
-        if any_subset:
-            limit = min(int(space.limit), int(obs["mask"].sum()))
-            picks = agent.act(obs, info, limit, rng) if limit > 0 else np.zeros(0, dtype=np.int64)
-            action = np.zeros(len(obs["mask"]), dtype=np.int8)
-            action[np.asarray(picks, dtype=np.int64)] = 1
+        k = int(info["max_picks"])
+        if k == 0 and info["any_subset"]:
+            picks = np.zeros(0, dtype=np.int64)
         else:
-            action = agent.act(obs, info, k, rng)
+            picks = agent.act(obs, info, k, rng)
+        action = picks_to_action(picks, obs, info)
         agent_seconds = time.perf_counter() - ta
         te = time.perf_counter()
         obs, reward, terminated, truncated, info = env.step(action)

@@ -50,7 +50,7 @@ def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
         progress=bool(cfg.progress),
         **overrides,
     )
-    from agents.reference import REFERENCES, make_reference
+    from benchmarks.references import REFERENCES, make_reference
 
     if cfg.agent.name in REFERENCES:  # a cheating reference, wired to the environment on purpose
         agent = make_reference(cfg.agent.name, env)

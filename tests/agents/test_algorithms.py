@@ -1,74 +1,13 @@
-"""Agents: conformance of every registered strategy, and the selectors against brute-force references."""
+"""Selection algorithms on plain arrays (agents.algorithms) against brute-force references."""
 
 from __future__ import annotations
-
-import itertools
 
 import numpy as np
 import pytest
 
-from agents import AGENTS, SELECTORS, fps_select, make_agent, topk_select
+from agents import fps_select, kmeanspp_select, maxdet_select, topk_select
 
-
-def _check_action(action: np.ndarray, k: int, mask: np.ndarray) -> None:
-    assert isinstance(action, np.ndarray) and action.dtype == np.int64 and action.shape == (k,)
-    assert len(np.unique(action)) == k
-    assert np.all(mask[action] == 1)
-
-
-@pytest.mark.parametrize("name", sorted(AGENTS))
-def test_agent_conformance_full_episode(name, ethanol_tiny_env):
-    """Over a whole tiny episode: k distinct unmasked int64 indices, never a labelled point, reproducible."""
-    env = ethanol_tiny_env
-    u = env.unwrapped
-    k = u.task.batch_size
-    agent = make_agent(name)
-    assert isinstance(agent.name, str)
-    obs, info = env.reset(seed=0)
-    rng = np.random.default_rng(42)
-    labelled: set[int] = set()
-    terminated = False
-    while not terminated:
-        obs_copy = {key: v.copy() for key, v in obs.items()}
-        state = rng.bit_generator.state
-        action = agent.act(obs, info, k, rng)
-        _check_action(action, k, obs["mask"])
-        assert not labelled & set(action.tolist())
-        for key in obs:  # agents never modify the observation
-            np.testing.assert_array_equal(obs[key], obs_copy[key])
-        # Same observation and same rng state: the same action.
-        replay = np.random.default_rng()
-        replay.bit_generator.state = state
-        np.testing.assert_array_equal(make_agent(name).act(obs, info, k, replay), action)
-        labelled |= set(action.tolist())
-        obs, reward, terminated, truncated, info = env.step(action)
-    assert len(labelled) == u.task.budget
-    assert obs["mask"].sum() == u.n_pool - u.task.budget
-
-
-@pytest.mark.parametrize("name", sorted(AGENTS))
-def test_agent_respects_sparse_mask(name, rng):
-    """With almost every candidate masked the agent must pick exactly the few that are left."""
-    N, k = 30, 4
-    obs = {
-        "candidates": rng.random((N, 6)).astype(np.float32),
-        "embedding": rng.normal(size=(N, 5)).astype(np.float32),
-        "mask": np.zeros(N, dtype=np.int8),
-        "globals": np.array([0.5, 0.5, -1.0, -1.0, 0.0], dtype=np.float32),
-    }
-    avail = np.array([2, 9, 17, 23, 28])
-    obs["mask"][avail] = 1
-    # Masked candidates look most attractive by every criterion: large spreads, far away.
-    obs["candidates"][obs["mask"] == 0] += 10.0
-    obs["embedding"][obs["mask"] == 0] *= 100.0
-    action = make_agent(name).act(obs, {}, k, rng)
-    _check_action(action, k, obs["mask"])
-    obs["mask"][:] = 0
-    obs["mask"][avail[:k]] = 1
-    np.testing.assert_array_equal(np.sort(make_agent(name).act(obs, {}, k, rng)), avail[:k])
-    obs["mask"][avail[0]] = 0
-    with pytest.raises(ValueError):
-        make_agent(name).act(obs, {}, k, rng)
+ALGORITHMS = {"topk": topk_select, "fps": fps_select, "kmeans++": kmeanspp_select, "maxdet": maxdet_select}
 
 
 def _fps_reference(X, k, mask, initial, bonus, first: int | None = None) -> list[int]:
@@ -168,9 +107,9 @@ def test_topk_select_breaks_ties_with_rng():
     np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("select", sorted(SELECTORS))
-def test_selectors_reject_impossible_requests(select):
-    fn = SELECTORS[select]
+@pytest.mark.parametrize("select", sorted(ALGORITHMS))
+def test_algorithms_reject_impossible_requests(select):
+    fn = ALGORITHMS[select]
     rng = np.random.default_rng(0)
     x = rng.normal(size=6) if select == "topk" else rng.normal(size=(6, 2))  # scores or features
     mask = np.array([1, 0, 1, 0, 0, 0], dtype=np.int8)
@@ -180,21 +119,6 @@ def test_selectors_reject_impossible_requests(select):
         fn(x, 0, mask, rng)
     out = fn(x, 2, mask, rng)
     assert sorted(out.tolist()) == [0, 2]
-
-
-def test_make_agent_unknown_name():
-    with pytest.raises(ValueError, match="unknown agent"):
-        make_agent("oracle-peeking")
-    for name in AGENTS:
-        assert make_agent(name) is not None
-    with pytest.raises(ValueError, match="unknown candidate feature"):
-        make_agent("uncertainty", feature="no_such_feature")
-
-
-def test_all_pairs_of_agents_registered_names_unique():
-    names = [make_agent(n).name for n in AGENTS]
-    assert names == list(AGENTS)
-    assert not any(a == b for a, b in itertools.combinations(names, 2))
 
 
 def test_fps_select_first_pick_tie_goes_to_rng():
@@ -224,8 +148,6 @@ def _maxdet_reference(X, k, mask, scale, conditioned, length):
 
 @pytest.mark.parametrize("case", range(6))
 def test_maxdet_select_equals_brute_force(case):
-    from agents import maxdet_select
-
     rng = np.random.default_rng(100 + case)
     N, k = 14, 4
     X = rng.normal(size=(N, 3))
@@ -239,8 +161,6 @@ def test_maxdet_select_equals_brute_force(case):
 
 def test_kmeanspp_spreads_out_and_follows_rng():
     """Two tight clusters far apart: k-means++ with k=2 takes one point of each, and a seed fixes it."""
-    from agents import kmeanspp_select
-
     rng = np.random.default_rng(0)
     X = np.concatenate([rng.normal(0, 0.01, (20, 2)), rng.normal(10, 0.01, (20, 2))])
     mask = np.ones(40, dtype=np.int8)
@@ -253,79 +173,3 @@ def test_kmeanspp_spreads_out_and_follows_rng():
     d = np.where(np.arange(40) < 20, 0.0, 10.0)
     picks = kmeanspp_select(X, 2, mask, np.random.default_rng(1), initial_distance=d)
     assert all(p >= 20 for p in picks)
-
-
-def test_trust_window_prefers_inside_then_nearest():
-    from agents.base import TrustWindowAgent
-
-    spreads = np.array([0.01, 0.2, 0.5, 3.0, 0.04, 1.2], dtype=np.float32)
-    obs = {
-        "candidates": np.zeros((6, 6), dtype=np.float32),
-        "embedding": np.zeros((6, 2), dtype=np.float32),
-        "mask": np.ones(6, dtype=np.int8),
-        "globals": np.zeros(5, dtype=np.float32),
-    }
-    from alenv.observe import CANDIDATE_FEATURES
-
-    obs["candidates"][:, CANDIDATE_FEATURES.index("force_std_max")] = spreads
-    agent = TrustWindowAgent(lower=0.05, upper=1.0)
-    rng = np.random.default_rng(0)
-    assert agent.act(obs, {}, 2, rng).tolist() == [2, 1]  # inside, largest spread first
-    assert agent.act(obs, {}, 3, rng).tolist() == [2, 1, 4]  # then the closest below the window
-    with pytest.raises(ValueError):
-        TrustWindowAgent(lower=1.0, upper=0.5)
-
-
-def test_true_error_reference_picks_largest_true_errors(ethanol_tiny_env):
-    from agents.reference import make_reference
-
-    env = ethanol_tiny_env
-    u = env.unwrapped
-    obs, info = env.reset(seed=0)
-    agent = make_reference("true-error", env)
-    assert agent.cheating is True
-    k = u.task.batch_size
-    picks = agent.act(obs, info, k, np.random.default_rng(0))
-    _check_action(picks, k, obs["mask"])
-    _, F = u.potential.predict(u.candidates, idx=np.arange(u.n_pool))
-    _, true_F = u.true_labels()
-    err = np.abs(F.mean(0) - true_F).mean((1, 2))
-    assert set(picks.tolist()) == set(np.argsort(-err)[:k].tolist())
-
-
-@pytest.fixture(scope="module")
-def otf_first_round(make_env):
-    """The first observation of Ethanol-GFN2-OTF-tiny and its environment."""
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0")
-    obs, info = env.reset(seed=0)
-    return env, obs, info
-
-
-@pytest.mark.parametrize("name", sorted(AGENTS))
-def test_agent_conformance_on_the_fly(name, otf_first_round):
-    """Every strategy works in on-the-fly mode: distinct unmasked picks, at most the round's limit, the
-    env accepts them; only the trust window may label fewer (it labels only inside its window)."""
-    env, obs, info = otf_first_round
-    u = env.unwrapped
-    rng = np.random.default_rng(3)
-    sparse = dict(obs, mask=obs["mask"].copy())
-    sparse["mask"][::2] = 0  # as when a walker gave up and left empty slots
-    for o in (obs, sparse):
-        k = min(u.action_space.limit, int(o["mask"].sum()))
-        picks = make_agent(name).act(o, info, k, rng)
-        assert picks.dtype == np.int64 and len(np.unique(picks)) == len(picks)
-        assert np.all(o["mask"][picks] == 1)
-        if name == "trust-window":
-            assert len(picks) <= k
-            x = o["candidates"][:, list(u.candidate_features).index("force_std_max")]
-            assert np.all((x[picks] >= 0.05) & (x[picks] <= 1.0))
-        else:
-            assert len(picks) == k
-        action = np.zeros(u.n_candidates, dtype=np.int8)
-        action[picks] = 1
-        saved = u.mask.copy()
-        u.mask = o["mask"].copy()
-        try:
-            assert np.array_equal(np.sort(u.validate_action(action)), np.sort(picks))
-        finally:
-            u.mask = saved

@@ -1,0 +1,88 @@
+"""The table of named strategies: each name is a composition of a score, a selector and optionally a
+prefilter and a schedule (``agents.strategy.Strategy``), built from the keyword arguments of its
+``conf/agent/<name>.yaml`` (the keyword defaults below are the parameters and their defaults).
+
+Names resolve through dictionaries only: ``make_agent`` also accepts ``_`` for ``-`` and ``pp`` for
+``++`` (``information_gain``, ``kmeanspp``, ``kmeans_pp``), and names the closest spelling otherwise.
+Learned policies are wrapped by ``agents.learned.PolicyAgent``; none is registered here, since a
+policy needs a checkpoint that no configuration provides yet.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable
+
+from agents.scores import feature_score, unit_score, window_score
+from agents.selectors import FarthestPoint, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
+from agents.strategy import Agent, Linear, MostUncertain, Strategy, TrustWindow
+
+SPREAD = "force_std_max"  # the default uncertainty: largest per-atom ensemble force spread [eV/Angstrom]
+KERNEL_AMPLITUDE = "force_std_mean"  # scales the maxdet and information-gain kernels [eV/Angstrom]
+
+
+def _top(name: str, feature: str) -> Strategy:
+    return Strategy(name, TopK(), score=feature_score(feature))
+
+
+STRATEGIES: dict[str, Callable[..., Strategy]] = {
+    # the baseline every strategy must beat
+    "random": lambda: Strategy("random", RandomSubset()),
+    # query by committee: the k largest ensemble spreads
+    "uncertainty": lambda feature=SPREAD: _top("uncertainty", feature),
+    "qbc-energy": lambda: _top("qbc-energy", "energy_std"),
+    "qbc-force-mean": lambda: _top("qbc-force-mean", "force_std_mean"),
+    "qbc-force-rel": lambda: _top("qbc-force-rel", "force_std_rel"),
+    # the k farthest from the labelled set in embedding space (not greedy within the batch)
+    "distance": lambda: _top("distance", "dist_to_train"),
+    # diversity: greedy farthest points, k-means++ seeding, maximum determinant scaled by the spread
+    "fps": lambda: Strategy("fps", FarthestPoint()),
+    "kmeans++": lambda: Strategy("kmeans++", KMeansPP()),
+    "maxdet": lambda: Strategy("maxdet", MaxDet(), score=feature_score(KERNEL_AMPLITUDE)),
+    "information-gain": lambda noise_floor=0.01: Strategy(
+        "information-gain", InformationGain(float(noise_floor)), score=feature_score(KERNEL_AMPLITUDE)
+    ),
+    # uncertainty (scaled to [0, 1]) plus a distance bonus whose weight goes from start to end over the budget
+    "hybrid": lambda uncertainty=SPREAD, weight_start=1.0, weight_end=0.0: Strategy(
+        "hybrid", FarthestPoint(), score=unit_score(feature_score(uncertainty)),
+        schedule=Linear(float(weight_start), float(weight_end)),
+    ),
+    # the factor * k most uncertain, then a diverse k of them
+    "prefilter-fps": lambda uncertainty=SPREAD, factor=5: Strategy(
+        "prefilter-fps", FarthestPoint(), prefilter=MostUncertain(uncertainty, factor)
+    ),
+    "prefilter-maxdet": lambda uncertainty=SPREAD, factor=5: Strategy(
+        "prefilter-maxdet", MaxDet(), score=feature_score(KERNEL_AMPLITUDE), prefilter=MostUncertain(uncertainty, factor)
+    ),
+    # spreads inside [lower, upper] first; in any-subset mode only those
+    "trust-window": lambda feature=SPREAD, lower=0.05, upper=1.0: Strategy(
+        "trust-window", TopK(), score=window_score(feature, lower, upper), prefilter=TrustWindow(feature, lower, upper)
+    ),
+}
+
+AGENTS = STRATEGIES  # the name the runner and older callers use
+
+
+def _spellings(name: str) -> set[str]:
+    out = {name}
+    for n in list(out):
+        out |= {n.replace("-", "_"), n.replace("++", "pp"), n.replace("++", "-pp"), n.replace("++", "_pp")}
+    return out
+
+
+ALIASES: dict[str, str] = {alias: name for name in STRATEGIES for alias in _spellings(name)}
+
+
+def resolve_name(name: str) -> str:
+    """The registered name for ``name`` or one of its accepted spellings; ValueError naming the closest."""
+    key = ALIASES.get(name, ALIASES.get(str(name).strip().lower()))
+    if key is not None:
+        return key
+    close = difflib.get_close_matches(str(name).lower(), list(ALIASES), n=1, cutoff=0.6)
+    hint = f" (did you mean {ALIASES[close[0]]!r}?)" if close else ""
+    raise ValueError(f"unknown agent {name!r}{hint}; known agents: {', '.join(sorted(STRATEGIES))}")
+
+
+def make_agent(name: str, **kwargs: Any) -> Agent:
+    """Build the registered strategy ``name`` with its keyword parameters (see ``STRATEGIES``)."""
+    return STRATEGIES[resolve_name(name)](**kwargs)

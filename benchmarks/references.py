@@ -1,0 +1,65 @@
+"""Benchmark instruments that are not strategies: they read what a real strategy cannot.
+
+``true-error`` is a CHEATING reference: it knows the oracle's label of every pool candidate and picks
+the k candidates where the current ensemble mean's force error is largest (greedy top-k). It shows how a
+selection rule compares with picking by the current model's true error. It is NOT an upper bound: taking
+the k largest current errors is neither the best batch (the picks may be redundant) nor the batch that
+lowers the error most after retraining. It never competes; its results are marked ``cheating``.
+
+Built by the runner from the environment (``make_reference(name, env)``), never by an agent. It uses only
+``env.unwrapped.true_labels()`` -> energies (N,) eV, forces (N, n, 3) eV/Angstrom, and
+``env.unwrapped.predict_candidates()`` -> member predictions, energies (M, N), forces (M, N, n, 3), which
+pool-mode environments provide.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from agents import topk_select
+
+
+class TrueErrorAgent:
+    """Greedy top-k by the current ensemble mean's true force error (mean absolute per component)."""
+
+    name = "true-error"
+    cheating = True
+
+    def __init__(self, true_forces: np.ndarray, predict_forces: Callable[[], np.ndarray]):
+        self.true_forces = true_forces  # (N, n, 3) eV/Angstrom, the oracle's labels of the pool
+        self.predict_forces = predict_forces  # () -> (N, n, 3) current ensemble-mean forces
+
+    def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
+        """The k available candidates with the largest true force error; ties broken by ``rng``."""
+        error = np.abs(self.predict_forces() - self.true_forces).mean(axis=(1, 2))
+        return topk_select(error, k, obs["mask"], rng)
+
+
+def true_error(env: Any) -> TrueErrorAgent:
+    """The ``true-error`` reference wired to a pool-mode environment."""
+    u = env.unwrapped
+    if not (hasattr(u, "true_labels") and hasattr(u, "predict_candidates")):
+        raise ValueError(
+            "the true-error reference needs the labels of every candidate in advance, which only pool mode "
+            f"has; {getattr(env, 'spec', None) and env.spec.id} makes new candidates every round"
+        )
+    _, forces = u.true_labels()
+
+    def predict() -> np.ndarray:
+        _, F = u.predict_candidates()
+        return F.mean(0)
+
+    return TrueErrorAgent(forces, predict)
+
+
+REFERENCES: dict[str, Callable[[Any], Any]] = {"true-error": true_error}
+
+
+def make_reference(name: str, env: Any) -> Any:
+    """Build the reference ``name`` (underscores accepted for hyphens) for ``env``."""
+    key = str(name).replace("_", "-")
+    if key not in REFERENCES:
+        raise ValueError(f"unknown reference {name!r}; known: {', '.join(sorted(REFERENCES))}")
+    return REFERENCES[key](env)
