@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 import numpy as np
 from gymnasium import spaces
 
@@ -69,35 +71,34 @@ def nearest_distance(embedding: np.ndarray, reference: np.ndarray, chunk: int = 
     return out
 
 
-class Embedder:
-    """Fixed-size invariant embedding of a configuration: per-element mean of its normalised atomic
-    descriptors, projected on the leading principal axes of the pool (fitted once, deterministic)."""
-
-    def __init__(self, per_element_means: np.ndarray, dim: int):
-        X = per_element_means
-        self.mean = X.mean(0)
-        _, s, vt = np.linalg.svd(X - self.mean, full_matrices=False)
-        vt = vt[:dim]
-        # fix the sign of each axis so the projection does not depend on the SVD's arbitrary choice
-        signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])
-        self.axes = vt * signs[:, None]
-        scale = s[0] / np.sqrt(max(len(X) - 1, 1)) if len(s) else 1.0
-        self.scale = scale if scale > 0 else 1.0
-        self.dim = dim
-
-    def __call__(self, per_element_means: np.ndarray) -> np.ndarray:
-        Z = (per_element_means - self.mean) @ self.axes.T / self.scale
-        if Z.shape[1] < self.dim:  # fewer descriptor terms than requested dimensions
-            Z = np.pad(Z, ((0, 0), (0, self.dim - Z.shape[1])))
-        return Z
+def candidate_features(energies: np.ndarray, forces: np.ndarray, dist_to_train: np.ndarray) -> np.ndarray:
+    """The columns of CANDIDATE_FEATURES, (C, F), from member predictions (M, C), (M, C, n, 3) and the
+    embedding distance of each candidate to the labelled set (C,)."""
+    return np.concatenate([spreads(energies, forces), np.asarray(dist_to_train)[:, None]], axis=1)
 
 
-def per_element_means(G: np.ndarray, species: np.ndarray, n_species: int) -> np.ndarray:
-    """Mean descriptor over the atoms of each element, concatenated: (F, n, D) -> (F, S * D)."""
-    F, n, D = G.shape
-    out = np.zeros((F, n_species, D))
-    for e in range(n_species):
-        m = species == e  # (F, n)
-        cnt = m.sum(1, keepdims=True)
-        out[:, e] = (G * m[:, :, None]).sum(1) / np.maximum(cnt, 1)
-    return out.reshape(F, n_species * D)
+def episode_globals(ep: Any, spec: Any) -> dict[str, float]:
+    """Values of GLOBAL_FEATURES from the episode state (``alenv.loop.Episode``) and its task."""
+    n_labels = len(ep.labelled)
+    return {
+        "budget_used": ep.budget_used / spec.budget,
+        "n_labels": n_labels / (spec.n_initial + spec.budget),
+        "log10_force_mae": float(np.log10(ep.metrics["force_mae"])),
+        "log10_energy_mae": float(np.log10(ep.metrics["energy_mae"])),
+        "failed_fraction": ep.labelled.n_failed / max(n_labels, 1),
+    }
+
+
+def make_observation(
+    candidates: np.ndarray, embedding: np.ndarray, mask: np.ndarray, names: Sequence[str], values: Mapping[str, float]
+) -> dict[str, np.ndarray]:
+    """The observation dict, fresh float32 copies; ``globals`` in the order of ``names`` (each must be given)."""
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise KeyError(f"no value for global feature(s) {missing}")
+    return {
+        "candidates": np.asarray(candidates, dtype=np.float64).astype(np.float32),
+        "embedding": np.asarray(embedding).astype(np.float32),
+        "mask": np.array(mask, dtype=np.int8),
+        "globals": np.array([values[n] for n in names], dtype=np.float64).astype(np.float32),
+    }

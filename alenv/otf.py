@@ -7,35 +7,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from ase import Atoms
 
-from alenv.data import LabelledSet
-from alenv.descriptors.aev import AEVSpec
-from alenv.env import _label_of, _labels_of
-from alenv.metrics import dihedrals, errors, torsion_coverage
+from alenv import keys
+from alenv.metrics import dihedrals, torsion_coverage
 from alenv.models.calculator import UncertaintyBiasedCalculator
-from alenv.models.ensemble import EnsemblePotential, FeaturizedFrames
-from alenv.observe import (
-    CANDIDATE_FEATURES,
-    OTF_GLOBAL_FEATURES,
-    Embedder,
-    nearest_distance,
-    observation_space,
-    per_element_means,
-    spreads,
-)
-from alenv.oracles import CachedOracle, LabelCache, make_oracle
-from alenv.rewards import get_reward, round_reward
+from alenv.observe import CANDIDATE_FEATURES, OTF_GLOBAL_FEATURES, candidate_features, nearest_distance, observation_space
+from alenv.round_env import RoundEnv
 from alenv.samplers.failures import check_structure, n_fragments
 from alenv.samplers.model_md import ModelMD, RoundResult, Walker, thermalise
 from alenv.spaces import LabelMask
-from alenv.tasks import default_cache_dir, get_task, load_task_data
+from alenv.tasks import TaskData
 from alenv.tasks.build import TORSIONS
 
 
-class OnTheFlyEnv(gym.Env):
+class OnTheFlyEnv(RoundEnv):
     """On-the-fly active learning: MD driven by the current ensemble proposes the candidates.
 
     **Episode.** ``reset`` labels ``n_initial`` configurations drawn from the task's reserve, trains the
@@ -63,7 +50,7 @@ class OnTheFlyEnv(gym.Env):
 
     **Reward.** The decrease of log test force MAE over the round (``reward`` of the task), plus
     ``otf.stability_weight`` times the fraction of the next MD round's steps that the walkers survived
-    before their first failure.
+    before their first failure (``alenv.rewards.round_reward``).
 
     **Episode end.** ``terminated`` once ``budget`` labels were requested or the MD-step budget
     ``otf.md_step_budget`` has no room for another round; the final observation then has every candidate
@@ -76,53 +63,40 @@ class OnTheFlyEnv(gym.Env):
     rounds and at the end), and for molecules with torsions ``torsion_coverage`` (share of the torsion-space
     cells visited by the test set's oracle MD that model MD has visited so far) and
     ``label_torsion_coverage`` (the same for the labelled frames). Also ``round``, ``chosen`` (candidate
-    indices labelled), ``failed`` (labels that failed), ``md_failure_kinds`` (counts by kind this round),
-    and ``any_subset`` = True (agents may choose fewer than ``batch_size``).
+    indices labelled, a list), ``failed`` (labels that failed), ``md_failure_kinds`` (counts by kind this
+    round), ``max_picks`` (the most candidates the next action may label: batch size, labels left and
+    unmasked candidates) and ``any_subset`` = True (agents may choose fewer, none included). Every key and
+    unit: ``alenv.keys``.
 
     **Arguments.** As ``ActiveLearningEnv``: ``task`` (an on-the-fly task, mode ``"otf"``), ``cache_dir``,
-    ``progress``, ``wall_times``, and overrides of any ``TaskSpec`` field (``otf={"walkers": 2}``, ...).
+    ``progress``, ``wall_times`` (off by default), ``render_mode`` (None), and overrides of any ``TaskSpec``
+    field (``otf={"walkers": 2}``, ...).
 
     **Determinism.** All randomness (initial labels, weights, minibatches, velocities, Langevin noise,
     restarts) comes from ``self.np_random``. Same seed, same episode (CPU).
     """
 
-    metadata = {"render_modes": []}
+    mode = "otf"
 
     def __init__(
         self,
         task: str = "Ethanol-GFN2-OTF-tiny",
         cache_dir: str | Path | None = None,
         progress: bool = False,
-        wall_times: bool = True,
+        wall_times: bool = False,
+        render_mode: str | None = None,
         **overrides: Any,
     ):
-        self.task = spec = get_task(task).with_overrides(**overrides)
-        if spec.mode != "otf":
-            raise ValueError(f"task {spec.name} is a pool-mode task; use alenv.env.ActiveLearningEnv (or its id)")
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.wall_times, self.progress = wall_times, progress
-        data = load_task_data(spec, self.cache_dir, progress=progress)
-        self.reserve_frames, self.test_frames = data.reserve, data.test
-        inner = make_oracle(spec.oracle, **spec.oracle_kwargs)
-        self.oracle = CachedOracle(inner, LabelCache(self.cache_dir / "labels" / f"{inner.name}.sqlite"))
-        self.oracle.store(self.reserve_frames, [_label_of(a) for a in self.reserve_frames])
-        _, self.test_energy, self.test_forces, _ = _labels_of(self.test_frames)
+        super().__init__(task, cache_dir, progress, wall_times, render_mode, **overrides)
 
-        species = sorted({int(z) for a in self.reserve_frames + self.test_frames for z in a.numbers})
-        self.aev_spec = AEVSpec(species=tuple(species), **spec.descriptor)
-        probe = EnsemblePotential(self.aev_spec, spec.ensemble, seed=0)
-        self.aev = probe.aev
-        t0 = time.perf_counter()
-        self.test = FeaturizedFrames(self.test_frames, self.aev)
-        reserve = FeaturizedFrames(self.reserve_frames, self.aev, jacobian=False)
-        self.featurize_seconds = time.perf_counter() - t0
+    def _prepare(self, data: TaskData) -> None:
+        spec, rep = self.task, self.representation
+        reserve = rep.featurize(self.reserve_frames, jacobian=False)
+        test = rep.featurize(self.test_frames, jacobian=False)
         # Normalisation and embedding axes come from the geometries of the reserve and the test set (never
         # their labels): fixed coordinates for the whole episode, the same for every strategy.
-        probe.set_normalisation([reserve, self.test])
-        self._normalisation = (probe.feature_mean.clone(), probe.feature_scale.clone())
-        ref = np.concatenate([self._per_element(reserve), self._per_element(self.test)])
-        self.embedder = Embedder(ref, spec.embedding_dim)
-
+        rep.set_normalisation([reserve, test])
+        rep.fit_embedding(np.concatenate([rep.per_element(reserve), rep.per_element(test)]))
         self.sampler = ModelMD(spec.md, spec.otf)
         self.n_candidates = spec.otf.n_candidates
         self.n_fragments_ref = n_fragments(self.reserve_frames[0], spec.otf.checks.bond_factor)
@@ -131,104 +105,109 @@ class OnTheFlyEnv(gym.Env):
         self.stability_starts = [self.test_frames[i] for i in picks]
         self.torsions = TORSIONS.get(spec.system)
         self.test_torsions = dihedrals(self.test_frames, self.torsions) if self.torsions else None
-
-        self.reward_fn = get_reward(spec.reward)
         self.candidate_features = CANDIDATE_FEATURES
         self.global_features = OTF_GLOBAL_FEATURES
         self.observation_space = observation_space(self.n_candidates, spec.embedding_dim, len(OTF_GLOBAL_FEATURES))
         self.action_space = LabelMask(self.n_candidates, spec.batch_size)
-        self.potential: EnsemblePotential | None = None
-        self.labelled = LabelledSet()
-        self._done = True
+        self.mask = np.zeros(self.n_candidates, dtype=np.int8)
 
-    # ------------------------------------------------------------------------------------- gym API
-    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        super().reset(seed=seed)
-        spec, rng = self.task, self.np_random
-        t0 = time.perf_counter()
-        self.labelled = LabelledSet()
-        self.train_data: FeaturizedFrames | None = None
-        self.train_E: list[float] = []
-        self.train_F: list[np.ndarray] = []
+    # ------------------------------------------------------------------------------- mode hooks
+    def _reset_mode(self) -> None:
         self.safe_starts: list[Atoms] = []
-        self.train_embeddings = np.zeros((0, spec.embedding_dim))
-        self.budget_used = 0
-        self.round = 0
+        self.train_embeddings = np.zeros((0, self.task.embedding_dim))
         self.md_steps = 0
         self.md_failures_total = 0
-        self.train_seconds = 0.0
-        self.timings: dict[str, float] = {}
         self.explored_torsions: list[np.ndarray] = []
-        init = np.sort(rng.choice(len(self.reserve_frames), size=spec.n_initial, replace=False))
-        frames = [self.reserve_frames[i] for i in init]
-        labels = self.oracle.label(frames)
-        self._add_labels(frames, labels, [-1] * len(frames), 0)
-        if not self.train_E:
-            raise RuntimeError("every initial label failed; the oracle cannot label this task's reserve")
-        self.potential = EnsemblePotential(self.aev_spec, spec.ensemble, seed=int(rng.integers(2**31)))
-        self.potential.feature_mean, self.potential.feature_scale = (t.clone() for t in self._normalisation)
-        self.potential.normalised = True
-        self._train(rng)
-        self.metrics = self._evaluate()
+
+    def _on_labelled(self, chosen: np.ndarray | None, ok_frames: list[Atoms]) -> None:
+        """Embeddings of the new labels, safe restart points and the labelled energy window for MD checks."""
+        if not ok_frames:
+            return
+        train = self.episode.train
+        new_rows = np.arange(len(train.data) - len(ok_frames), len(train.data))
+        self.train_embeddings = np.concatenate([self.train_embeddings, self.representation.embed(train.data, new_rows)])
+        checks = self.task.otf.checks
+        self.safe_starts += [f for f in ok_frames if check_structure(f, checks, self.n_fragments_ref) is None]
+        e = np.array(train.energies) / len(ok_frames[0])
+        self.energy_window = (float(e.min()), float(e.max()))
+
+    def _start_sampling(self, rng: np.random.Generator, initial: list[Atoms]) -> None:
+        spec = self.task
         self.stability = self._stability_test(rng)
         temps = spec.temperatures
-        ok = [f for f, lab in zip(frames, labels) if not lab.failed]
         self.walkers = [
-            Walker(thermalise(ok[w % len(ok)], temps[w % len(temps)], rng), float(temps[w % len(temps)]))
+            Walker(thermalise(initial[w % len(initial)], temps[w % len(temps)], rng), float(temps[w % len(temps)]))
             for w in range(spec.otf.walkers)
         ]
         self._run_md(rng)
-        self._done = False
-        return self._observe(), self._info([], [], time.perf_counter() - t0)
 
-    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        if self._done:
-            raise RuntimeError("the episode is over (or was never started); call reset()")
-        spec, rng = self.task, self.np_random
-        t0 = time.perf_counter()
-        chosen = self.validate_action(action)
-        frames = [self.offered[i] for i in chosen]
-        labels = self.oracle.label(frames)
-        self.round += 1
-        self.timings = {"label": time.perf_counter() - t0}
-        self._add_labels(frames, labels, chosen.tolist(), self.round)
-        self.budget_used += len(chosen)
-        failed = [int(i) for i, lab in zip(chosen, labels) if lab.failed]
-        before = self.metrics
-        if len(failed) < len(chosen):
-            t1 = time.perf_counter()
-            self._train(rng)
-            t2 = time.perf_counter()
-            self.metrics = self._evaluate()
-            self.timings.update(train=t2 - t1, evaluate=time.perf_counter() - t2)
-        cost = sum(lab.seconds for lab in labels)
-        reward = round_reward(self.reward_fn, before, self.metrics, cost, spec.reward_per_cost)
-        o = spec.otf
-        terminated = self.budget_used >= spec.budget or self.md_steps + o.walkers * o.steps_per_round > o.md_step_budget
-        if terminated or (o.stability_every and self.round % o.stability_every == 0):
-            t3 = time.perf_counter()
+    def _terminated(self) -> bool:
+        o, ep = self.task.otf, self.episode
+        return ep.budget_used >= self.task.budget or self.md_steps + o.walkers * o.steps_per_round > o.md_step_budget
+
+    def _after_round(self, terminated: bool, rng: np.random.Generator) -> float | None:
+        """Stability test when scheduled, then the next round of model MD (none once the episode ends)."""
+        o, ep = self.task.otf, self.episode
+        if terminated or (o.stability_every and ep.round % o.stability_every == 0):
+            t0 = time.perf_counter()
             self.stability = self._stability_test(rng)
-            self.timings["stability"] = time.perf_counter() - t3
+            ep.timings["stability"] = time.perf_counter() - t0
         if terminated:
             self.mask = np.zeros(self.n_candidates, dtype=np.int8)
             self.action_space.available = self.mask
             self.action_space.limit = 0
             self.last_round = RoundResult(list(self.offered), [], np.zeros(0, dtype=np.int64), 0)
-        else:
-            t4 = time.perf_counter()
-            self._run_md(rng)
-            self.timings["md"] = time.perf_counter() - t4
-            reward += o.stability_weight * float(self.last_round.survived.mean()) / o.steps_per_round
-        self._done = terminated
-        t5 = time.perf_counter()
-        obs = self._observe()
-        self.timings["observe"] = time.perf_counter() - t5
-        return obs, reward, terminated, False, self._info(chosen, failed, time.perf_counter() - t0)
+            return None
+        t1 = time.perf_counter()
+        self._run_md(rng)
+        ep.timings["md"] = time.perf_counter() - t1
+        return float(self.last_round.survived.mean()) / o.steps_per_round
 
-    # ------------------------------------------------------------------------------------- stages
-    def max_picks(self) -> int:
+    def _stability_weight(self) -> float:
+        return self.task.otf.stability_weight
+
+    def _candidate_frames(self, chosen: np.ndarray) -> list[Atoms]:
+        return [self.offered[i] for i in chosen]
+
+    def _candidate_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.cand_features, self.cand_embedding, self.mask
+
+    def _max_picks(self) -> int:
         """How many candidates may be labelled this round: batch size, labels left, unmasked candidates."""
-        return int(min(self.task.batch_size, self.task.budget - self.budget_used, int(self.mask.sum())))
+        return int(min(self.task.batch_size, self.task.budget - self.episode.budget_used, int(self.mask.sum())))
+
+    max_picks = _max_picks
+
+    def _extra_globals(self) -> dict[str, float]:
+        o, res = self.task.otf, self.last_round
+        return {
+            "md_budget_used": self.md_steps / o.md_step_budget,
+            "md_failure_rate": len(res.failures) / o.walkers,
+            "md_survived": float(res.survived.mean()) / o.steps_per_round if len(res.survived) else 1.0,
+        }
+
+    def _extra_metrics(self) -> dict[str, float]:
+        res = self.last_round
+        out = {
+            keys.MD_STEPS: self.md_steps,
+            keys.MD_FAILURES: len(res.failures),
+            keys.MD_FAILURES_TOTAL: self.md_failures_total,
+            keys.MD_SURVIVED: float(res.survived.mean()) if len(res.survived) else float("nan"),
+        }
+        if len(self.stability):
+            out.update({keys.STABILITY_STEPS: float(self.stability.mean()), keys.STABILITY_MIN: float(self.stability.min())})
+        if self.torsions:
+            explored = np.concatenate(self.explored_torsions) if self.explored_torsions else np.zeros((0, len(self.torsions)))
+            ep = self.episode
+            ok = [a for a, lab in zip(ep.labelled.frames, ep.labelled.labels) if not lab.failed]
+            out[keys.TORSION_COVERAGE] = torsion_coverage(explored, self.test_torsions)
+            out[keys.LABEL_TORSION_COVERAGE] = torsion_coverage(dihedrals(ok, self.torsions), self.test_torsions)
+        return out
+
+    def _info(self, chosen: Any, failed: list[int], seconds: float) -> dict[str, Any]:
+        out = super()._info(chosen, failed, seconds)
+        out[keys.MD_FAILURE_KINDS] = dict(Counter(kind for _, _, kind in self.last_round.failures))
+        return out
 
     def validate_action(self, action: Any) -> np.ndarray:
         """Indices of the candidates the 0/1 action vector selects, or ValueError."""
@@ -245,48 +224,15 @@ class OnTheFlyEnv(gym.Env):
         masked = chosen[self.mask[chosen] == 0]
         if len(masked):
             raise ValueError(f"candidates {masked.tolist()} are masked (no frame in that slot); see obs['mask']")
-        if len(chosen) > self.max_picks():
+        limit = self._max_picks()
+        if len(chosen) > limit:
             raise ValueError(
-                f"action labels {len(chosen)} candidates; at most {self.max_picks()} allowed now "
-                f"(batch_size {self.task.batch_size}, {self.task.budget - self.budget_used} labels left)"
+                f"action labels {len(chosen)} candidates; at most {limit} allowed now "
+                f"(batch_size {self.task.batch_size}, {self.task.budget - self.episode.budget_used} labels left)"
             )
         return chosen
 
-    def _per_element(self, data: FeaturizedFrames) -> np.ndarray:
-        mean, scale = self._normalisation
-        G = ((data.G - mean[data.species]) / scale[data.species]).numpy()
-        return per_element_means(G, data.species.numpy(), self.aev_spec.n_species)
-
-    def _add_labels(self, frames: list[Atoms], labels: list, index: list[int], round_: int) -> None:
-        self.labelled.extend(frames, labels, index, round_)
-        ok = [(f, lab) for f, lab in zip(frames, labels) if not lab.failed]
-        if not ok:
-            return
-        new = FeaturizedFrames([f for f, _ in ok], self.aev)
-        if self.train_data is None:
-            self.train_data = new
-        else:
-            self.train_data.extend(new)
-        self.train_E += [lab.energy for _, lab in ok]
-        self.train_F += [np.asarray(lab.forces) for _, lab in ok]
-        self.train_embeddings = np.concatenate([self.train_embeddings, self.embedder(self._per_element(new))])
-        checks = self.task.otf.checks
-        self.safe_starts += [f for f, _ in ok if check_structure(f, checks, self.n_fragments_ref) is None]
-        e = np.array(self.train_E) / len(frames[0])
-        self.energy_window = (float(e.min()), float(e.max()))
-
-    def _train(self, rng: np.random.Generator) -> None:
-        E, F = np.array(self.train_E), np.stack(self.train_F)
-        t0 = time.perf_counter()
-        self.last_fit = self.potential.fit(self.train_data, E, F, rng)
-        self.train_seconds += time.perf_counter() - t0
-        _, Fp = self.potential.predict(self.train_data)
-        self.train_force_rmse = float(np.sqrt(((Fp.mean(0) - F) ** 2).mean()))
-
-    def _evaluate(self) -> dict[str, float]:
-        E, F = self.potential.predict(self.test)
-        return errors(E.mean(0), F.mean(0), self.test_energy, self.test_forces).as_dict()
-
+    # ------------------------------------------------------------------------------- model MD
     def calculator(self):
         """The ASE calculator that drives MD now: the ensemble, with the uncertainty bias if ``otf.bias > 0``."""
         o = self.task.otf
@@ -305,6 +251,7 @@ class OnTheFlyEnv(gym.Env):
         return survived
 
     def _run_md(self, rng: np.random.Generator) -> None:
+        """One round of model MD; the offered frames become the candidates, with their features."""
         res = self.sampler.run_round(
             self.walkers, self.calculator(), rng, self.safe_starts, self.energy_window, self.n_fragments_ref
         )
@@ -314,83 +261,16 @@ class OnTheFlyEnv(gym.Env):
         self.offered = res.frames
         self.mask = np.array([f is not None for f in res.frames], dtype=np.int8)
         self.action_space.available = self.mask.copy()
-        self.action_space.limit = self.max_picks()
+        self.action_space.limit = self._max_picks()
         if self.torsions and res.visited:
             self.explored_torsions.append(dihedrals(res.visited, self.torsions))
-        # features of the offered frames
         C, D = self.n_candidates, self.task.embedding_dim
         self.cand_features = np.zeros((C, len(CANDIDATE_FEATURES)))
         self.cand_embedding = np.zeros((C, D))
         idx = np.flatnonzero(self.mask)
         if len(idx):
-            data = FeaturizedFrames([res.frames[i] for i in idx], self.aev)
+            data = self.representation.featurize([res.frames[i] for i in idx])
             E, F = self.potential.predict(data)
-            emb = self.embedder(self._per_element(data))
-            dist = nearest_distance(emb, self.train_embeddings)
-            self.cand_features[idx] = np.concatenate([spreads(E, F), dist[:, None]], axis=1)
+            emb = self.representation.embed(data)
+            self.cand_features[idx] = candidate_features(E, F, nearest_distance(emb, self.train_embeddings))
             self.cand_embedding[idx] = emb
-
-    def _observe(self) -> dict[str, np.ndarray]:
-        spec, o = self.task, self.task.otf
-        n_labels = len(self.labelled)
-        res = self.last_round
-        glob = np.array(
-            [
-                self.budget_used / spec.budget,
-                n_labels / (spec.n_initial + spec.budget),
-                np.log10(self.metrics["force_mae"]),
-                np.log10(self.metrics["energy_mae"]),
-                self.labelled.n_failed / max(n_labels, 1),
-                self.md_steps / o.md_step_budget,
-                len(res.failures) / o.walkers,
-                float(res.survived.mean()) / o.steps_per_round if len(res.survived) else 1.0,
-            ]
-        )
-        return {
-            "candidates": self.cand_features.astype(np.float32),
-            "embedding": self.cand_embedding.astype(np.float32),
-            "mask": self.mask.copy(),
-            "globals": glob.astype(np.float32),
-        }
-
-    def _info(self, chosen, failed: list[int], seconds: float) -> dict[str, Any]:
-        res = self.last_round
-        metrics = dict(self.metrics)
-        metrics.update(
-            n_labels=len(self.labelled),
-            n_failed=self.labelled.n_failed,
-            budget_used=self.budget_used,
-            oracle_seconds=self.labelled.oracle_seconds,
-            train_force_rmse=self.train_force_rmse,
-            md_steps=self.md_steps,
-            md_failures=len(res.failures),
-            md_failures_total=self.md_failures_total,
-            md_survived=float(res.survived.mean()) if len(res.survived) else float("nan"),
-        )
-        if len(self.stability):
-            metrics.update(stability_steps=float(self.stability.mean()), stability_min=float(self.stability.min()))
-        if self.torsions:
-            explored = np.concatenate(self.explored_torsions) if self.explored_torsions else np.zeros((0, len(self.torsions)))
-            ok = [a for a, lab in zip(self.labelled.frames, self.labelled.labels) if not lab.failed]
-            metrics.update(
-                torsion_coverage=torsion_coverage(explored, self.test_torsions),
-                label_torsion_coverage=torsion_coverage(dihedrals(ok, self.torsions), self.test_torsions),
-            )
-        info = {
-            "metrics": metrics,
-            "round": self.round,
-            "chosen": np.array(chosen, dtype=np.int64),
-            "failed": list(failed),
-            "md_failure_kinds": dict(Counter(kind for _, _, kind in res.failures)),
-            "any_subset": True,
-            "max_picks": 0 if self._done else self.max_picks(),
-        }
-        if self.wall_times:
-            metrics.update(train_seconds=self.train_seconds, round_seconds=seconds)
-            info["timings"] = dict(self.timings)
-        return info
-
-    # ------------------------------------------------------------------------------------- helpers
-    def save_labels(self, path: str | Path) -> None:
-        """Write every successful label of this episode to extxyz (candidate index and round in info)."""
-        self.labelled.write(path)

@@ -24,12 +24,24 @@ def force_mae(before: Mapping[str, float], after: Mapping[str, float]) -> float:
 
 
 def round_reward(
-    fn: RewardFn, before: Mapping[str, float], after: Mapping[str, float], cost_seconds: float, per_cost: bool
+    fn: RewardFn,
+    before: Mapping[str, float],
+    after: Mapping[str, float],
+    cost_seconds: float,
+    per_cost: bool,
+    survived_fraction: float | None = None,
+    stability_weight: float = 0.0,
 ) -> float:
-    """The reward of one round: ``fn(before, after)``, divided by the round's oracle seconds when
-    ``per_cost`` (and the round cost anything). Both environment modes use it."""
+    """The reward of one round, every mode: ``fn(before, after)``, divided by the round's oracle seconds
+    when ``per_cost`` (and the round cost anything), plus ``stability_weight`` times the fraction of the
+    next MD round's steps that model MD survived (on-the-fly mode; ``None`` where no MD followed)."""
     reward = float(fn(before, after))
-    return reward / cost_seconds if per_cost and cost_seconds > 0 else reward
+    reward = reward / cost_seconds if per_cost and cost_seconds > 0 else reward
+    if survived_fraction is not None:
+        if not 0.0 <= survived_fraction <= 1.0:
+            raise ValueError(f"survived_fraction must lie in [0, 1], got {survived_fraction}")
+        reward += stability_weight * survived_fraction
+    return reward
 
 
 REWARDS: dict[str, RewardFn] = {
@@ -40,6 +52,7 @@ REWARDS: dict[str, RewardFn] = {
 
 
 def get_reward(name: str) -> RewardFn:
+    """The reward function registered as ``name``; unknown names list the known ones."""
     if name not in REWARDS:
         raise ValueError(f"unknown reward {name!r}; known: {', '.join(sorted(REWARDS))}")
     return REWARDS[name]

@@ -5,7 +5,8 @@ Units everywhere: eV, Angstrom, eV/Angstrom, seconds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +30,15 @@ class Label:
         return self.error is not None
 
     @staticmethod
+    def of(atoms: Any) -> "Label":
+        """The label an ``ase.Atoms`` carries in its calculator (task data, labelled files)."""
+        return Label(
+            energy=float(atoms.get_potential_energy()),
+            forces=np.array(atoms.get_forces(), dtype=np.float64),
+            seconds=float(atoms.info.get("oracle_seconds", 0.0)),
+        )
+
+    @staticmethod
     def failure(n_atoms: int, seconds: float, error: str) -> "Label":
         """A failed label with NaN energy and forces."""
         return Label(
@@ -48,7 +58,6 @@ class Metrics:
     force_mae: float  # eV/Angstrom per component
     force_rmse: float  # eV/Angstrom per component
     force_max: float = float("nan")  # largest absolute force-component error, eV/Angstrom
-    extra: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, float]:
         d = {
@@ -58,5 +67,4 @@ class Metrics:
             "force_rmse": self.force_rmse,
             "force_max": self.force_max,
         }
-        d.update(self.extra)
         return d

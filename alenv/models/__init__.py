@@ -1,6 +1,60 @@
-"""Ensemble potential: members, vectorised training, prediction, ASE calculator."""
+"""Learners: the ``Potential`` protocol, the ``MODELS`` registry and ``check_potential``.
 
-from alenv.models.calculator import EnsembleCalculator
-from alenv.models.ensemble import EnsembleConfig, EnsemblePotential, FeaturizedFrames
+Adding a model is one new file with a class that follows ``alenv.models.base.Potential`` and one line in
+``MODELS``: a factory ``(representation, seed, **kwargs) -> Potential``. A task names its model with
+``TaskSpec.model`` and its settings with ``TaskSpec.model_kwargs``.
+"""
 
-__all__ = ["EnsembleCalculator", "EnsembleConfig", "EnsemblePotential", "FeaturizedFrames"]
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.models.base import Potential
+from alenv.models.calculator import EnsembleCalculator, UncertaintyBiasedCalculator
+from alenv.models.ensemble import EnsembleConfig, EnsemblePotential
+from alenv.models.ridge import RidgeConfig, RidgeEnsemble
+
+
+def _config(cls: type, kwargs: dict[str, Any]) -> Any:
+    """A settings dataclass from keyword arguments; unknown names raise a clear error, lists become tuples."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} for {cls.__name__}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+
+
+MODELS: dict[str, Callable[..., Potential]] = {
+    "bp-ensemble": lambda rep, seed, **kw: EnsemblePotential(rep, _config(EnsembleConfig, kw), seed=seed),
+    "ridge": lambda rep, seed, **kw: RidgeEnsemble(rep, _config(RidgeConfig, kw), seed=seed),
+}
+
+
+def make_potential(name: str, representation: Representation, seed: int = 0, **kwargs: Any) -> Potential:
+    """Build a registered model by name on ``representation``; unknown names list the known ones."""
+    try:
+        factory = MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
+    return factory(representation, int(seed), **kwargs)
+
+
+from alenv.models.conformance import check_potential  # noqa: E402  (uses the registry's types)
+
+__all__ = [
+    "MODELS",
+    "EnsembleCalculator",
+    "EnsembleConfig",
+    "EnsemblePotential",
+    "FeaturizedFrames",
+    "Potential",
+    "Representation",
+    "RidgeConfig",
+    "RidgeEnsemble",
+    "UncertaintyBiasedCalculator",
+    "check_potential",
+    "make_potential",
+]

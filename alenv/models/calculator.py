@@ -8,11 +8,11 @@ import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
 if TYPE_CHECKING:
-    from alenv.models.ensemble import EnsemblePotential
+    from alenv.models.base import Potential
 
 
 class EnsembleCalculator(Calculator):
-    """Mean energy (eV) and forces (eV/Angstrom) of the ensemble, with its spreads.
+    """Mean energy (eV) and forces (eV/Angstrom) of a committee potential, with its spreads.
 
     Results: ``energy``, ``free_energy``, ``forces`` (ensemble means), ``energy_std`` (eV) and
     ``forces_std`` (n_atoms, 3) eV/Angstrom (standard deviations over members), and ``energies_members``.
@@ -20,7 +20,7 @@ class EnsembleCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "energy_std", "forces_std"]
 
-    def __init__(self, potential: "EnsemblePotential", **kwargs):
+    def __init__(self, potential: "Potential", **kwargs):
         super().__init__(**kwargs)
         self.potential = potential
 
@@ -51,7 +51,7 @@ class UncertaintyBiasedCalculator(EnsembleCalculator):
 
     implemented_properties = EnsembleCalculator.implemented_properties + ["energy_unbiased", "forces_unbiased"]
 
-    def __init__(self, potential: "EnsemblePotential", height: float, width: float, **kwargs):
+    def __init__(self, potential: "Potential", height: float, width: float, **kwargs):
         if height < 0 or width <= 0:
             raise ValueError(f"bias height must be >= 0 and width > 0 (eV), got {height}, {width}")
         super().__init__(potential, **kwargs)

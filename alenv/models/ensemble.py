@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from alenv.descriptors.aev import AEV, AEVSpec, build_neighbours
+from alenv.descriptors.aev import build_neighbours
+from alenv.descriptors.representation import FeaturizedFrames, Representation
 
 
 @dataclass(frozen=True)
@@ -34,87 +35,13 @@ class EnsembleConfig:
     batch_size: int = 16  # frames per minibatch (more, smaller steps converge faster per second here)
     epochs_initial: int = 200  # epochs of the first fit (from scratch)
     steps_per_round: int = 60  # optimiser steps of each warm-started refit (constant cost per round)
-    feature_floor: float = 0.01  # floor on a descriptor term's spread, as a fraction of the largest spread
     weight_decay: float = 0.0
 
-
-class FeaturizedFrames:
-    """Descriptors, and optionally their position Jacobian, of a fixed set of frames.
-
-    All frames must have the same number of atoms (their element order may differ). Descriptors are
-    computed once here and reused by every training epoch and prediction.
-    """
-
-    def __init__(self, frames: Sequence[Atoms], aev: AEV, jacobian: bool = True, chunk: int = 200):
-        if len(frames) == 0:
-            raise ValueError("no frames to featurise")
-        self.n_frames = len(frames)
-        self.n_atoms = len(frames[0])
-        sizes = sorted({len(a) for a in frames})
-        if len(sizes) > 1:
-            raise ValueError(f"all frames must have the same number of atoms, got sizes {sizes}")
-        Gs, Js, species = [], [], []
-        for start in range(0, len(frames), chunk):
-            part = frames[start : start + chunk]
-            nb = build_neighbours(part, aev.spec)
-            species.append(nb.species.reshape(len(part), self.n_atoms))
-            if jacobian:
-                G, J = aev.descriptors_and_jacobian(part, nb)
-                Js.append(J.astype(np.float32, copy=False))
-            else:
-                G = aev.descriptors(part, nb)
-            Gs.append(torch.from_numpy(G).float())
-        G = torch.cat(Gs)  # (F, n, D)
-        species_t = torch.from_numpy(np.concatenate(species))  # (F, n) species index
-        # Group atoms of each frame by element so that, when every frame has the same composition,
-        # each element's atoms are one contiguous block (slices instead of gathers on the hot path).
-        order = torch.argsort(species_t, dim=1, stable=True)
-        self.species = torch.gather(species_t, 1, order)
-        rows = (np.arange(self.n_frames)[:, None], order.numpy())  # numpy gathers: torch's are slow here
-        self.G = torch.from_numpy(np.ascontiguousarray(G.numpy()[rows]))
-        self.atom_order = order  # original atom index of each sorted slot
-        self.J = None
-        if jacobian:
-            J = np.concatenate(Js)[rows]  # (F, n, D, n, 3), rows sorted, columns in input atom order
-            self.J = torch.from_numpy(np.ascontiguousarray(J.reshape(self.n_frames, -1, self.n_atoms * 3)))
-        self.blocks: list[tuple[int, int, int]] | None = None  # (element, start, stop) when uniform
-        if bool((self.species == self.species[0]).all()):
-            first = self.species[0].tolist()
-            self.blocks = []
-            for e in sorted(set(first)):
-                lo = first.index(e)
-                self.blocks.append((e, lo, lo + first.count(e)))
-        self.has_jacobian = jacobian
-
-    def take(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Descriptors, species and Jacobian of the frames ``idx`` (numpy gathers: fast for big rows)."""
-        idx = np.asarray(idx)
-        if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
-            sl = slice(int(idx[0]), int(idx[-1]) + 1)  # a contiguous run (prediction): views, no copies
-            J = self.J[sl] if self.J is not None else None
-            return self.G[sl], self.species[sl], J
-        G = torch.from_numpy(self.G.numpy()[idx])
-        J = torch.from_numpy(self.J.numpy()[idx]) if self.J is not None else None
-        return G, self.species[torch.from_numpy(idx)], J
-
-    def __len__(self) -> int:
-        return self.n_frames
-
-    def extend(self, other: "FeaturizedFrames") -> None:
-        """Append the frames of ``other`` (same atom count, both with or both without Jacobians).
-
-        On-the-fly mode grows its training set this way: each new label is featurised once.
-        """
-        if other.n_atoms != self.n_atoms or other.has_jacobian != self.has_jacobian:
-            raise ValueError("can only extend with frames of the same size, featurised the same way")
-        self.G = torch.cat([self.G, other.G])
-        self.species = torch.cat([self.species, other.species])
-        self.atom_order = torch.cat([self.atom_order, other.atom_order])
-        if self.J is not None:
-            self.J = torch.cat([self.J, other.J])
-        if self.blocks != other.blocks:
-            self.blocks = None  # compositions or element orders differ: fall back to per-atom gathers
-        self.n_frames += other.n_frames
+    def __post_init__(self) -> None:
+        if self.n_members < 1:
+            raise ValueError(f"an ensemble needs at least one member, got n_members={self.n_members}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden layer sizes must be positive, got {self.hidden}")
 
 
 def _init_layer(gen: torch.Generator, M: int, n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,47 +52,42 @@ def _init_layer(gen: torch.Generator, M: int, n_in: int, n_out: int) -> tuple[to
 
 
 class EnsemblePotential:
-    """M per-element atomic networks on invariant descriptors; energies in eV, forces in eV/Angstrom."""
+    """M per-element atomic networks on invariant descriptors; energies in eV, forces in eV/Angstrom.
 
-    def __init__(self, spec: AEVSpec, config: EnsembleConfig = EnsembleConfig(), seed: int = 0):
-        self.spec = spec
+    The descriptors, their normalisation and the embedding come from ``representation`` (shared by every
+    potential of a task); the ensemble owns only its weights and its energy baseline.
+    """
+
+    def __init__(self, representation: Representation, config: EnsembleConfig = EnsembleConfig(), seed: int = 0):
+        self.representation = representation
+        self.spec = representation.spec
         self.config = config
-        self.aev = AEV(spec, dtype=torch.float32)
+        self.aev = representation.aev
         self.gen = torch.Generator().manual_seed(int(seed))
-        M, S, D = config.n_members, spec.n_species, spec.n_features
+        M, S, D = config.n_members, self.spec.n_species, self.spec.n_features
         sizes = (D, *config.hidden, 1)
         self.layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = [
             [_init_layer(self.gen, M, a, b) for a, b in zip(sizes[:-1], sizes[1:])] for _ in range(S)
         ]
-        self.feature_mean = torch.zeros((S, D))
-        self.feature_scale = torch.ones((S, D))
         self.element_energy = torch.zeros(S, dtype=torch.float64)  # eV per atom of each element
         self.energy_scale = 1.0  # eV; network outputs are multiplied by it
-        self.normalised = False
         self.optimizer: torch.optim.Optimizer | None = None
         self.n_updates = 0
 
-    # ----------------------------------------------------------------- parameters and normalisation
+    @property
+    def n_members(self) -> int:
+        return self.config.n_members
+
+    @property
+    def feature_mean(self) -> torch.Tensor:
+        return self.representation.feature_mean
+
+    @property
+    def feature_scale(self) -> torch.Tensor:
+        return self.representation.feature_scale
+
     def parameters(self) -> list[torch.Tensor]:
         return [p for elem in self.layers for (W, b) in elem for p in (W, b)]
-
-    def set_normalisation(self, sets: Sequence[FeaturizedFrames]) -> None:
-        """Per-element centring and scaling of descriptor terms, from unlabelled frames (e.g. the pool).
-
-        Plain standardisation blows up near-constant terms, so each term's spread is floored at
-        ``feature_floor`` times the largest spread of that element.
-        """
-        S = self.spec.n_species
-        G = torch.cat([s.G.reshape(-1, s.G.shape[-1]) for s in sets])
-        sp = torch.cat([s.species.reshape(-1) for s in sets])
-        for e in range(S):
-            X = G[sp == e]
-            if len(X) == 0:
-                continue
-            mean, std = X.mean(0), X.std(0, unbiased=False)
-            self.feature_mean[e] = mean
-            self.feature_scale[e] = torch.clamp(std, min=self.config.feature_floor * float(std.max()) + 1e-12)
-        self.normalised = True
 
     def _fit_baseline(self, species: torch.Tensor, energies: torch.Tensor, forces: torch.Tensor) -> None:
         """Per-element reference energies by least squares on composition (minimum norm).
@@ -274,8 +196,8 @@ class EnsemblePotential:
             raise ValueError(f"label shapes {tuple(E.shape)}, {tuple(Fr.shape)} do not match {K} frames")
         if not (torch.isfinite(E).all() and torch.isfinite(Fr).all()):
             raise ValueError("training labels contain NaN or inf; failed labels must be filtered out")
-        if not self.normalised:
-            self.set_normalisation([data])
+        if not self.representation.normalised:
+            self.representation.set_normalisation([data])
         cfg = self.config
         warm = self.optimizer is not None if warm is None else warm
         species = data.species[torch.from_numpy(idx)]
@@ -369,20 +291,12 @@ class EnsemblePotential:
         offset = float(self.element_energy[species].sum())
         return E.detach().double().numpy() + offset, -grads.detach().double().numpy()
 
+    def prepare(self, frames: Sequence[Atoms], jacobian: bool = True) -> FeaturizedFrames:
+        """Featurise frames once for ``fit`` and ``predict`` (through the shared representation)."""
+        return self.representation.featurize(frames, jacobian=jacobian)
+
     def as_calculator(self) -> "EnsembleCalculator":
         """This ensemble as an ASE calculator (mean energy and forces, plus their spreads)."""
         from alenv.models.calculator import EnsembleCalculator
 
         return EnsembleCalculator(self)
-
-    # -------------------------------------------------------------------------------- state
-    def state_dict(self) -> dict:
-        return {
-            "spec": self.spec,
-            "config": self.config,
-            "layers": [[(W.detach().clone(), b.detach().clone()) for W, b in elem] for elem in self.layers],
-            "feature_mean": self.feature_mean.clone(),
-            "feature_scale": self.feature_scale.clone(),
-            "element_energy": self.element_energy.clone(),
-            "energy_scale": self.energy_scale,
-        }

@@ -8,13 +8,12 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from alenv.models.ensemble import EnsembleConfig
 from alenv.samplers.model_md import OTFSettings
 from alenv.samplers.oracle_md import MDSettings
-from alenv.tasks.build import SYSTEMS, TaskData, load_task_data
+from alenv.tasks.build import SYSTEMS, TaskData, load_task_data, task_oracle
 from alenv.tasks.spec import TaskSpec, default_cache_dir
 
-TINY_ENSEMBLE = EnsembleConfig(n_members=3, hidden=(32, 32), epochs_initial=200, steps_per_round=60)
+TINY_MODEL = {"n_members": 3, "hidden": (32, 32), "epochs_initial": 200, "steps_per_round": 60}
 TINY_DESCRIPTOR = {"radial_shells": 8, "angular_shells": 4, "angle_sections": 4}
 
 # Episode settings not given in a row are TaskSpec's defaults: pool 2,000, test 500, reserve 50,
@@ -133,7 +132,7 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
         n_initial=5,
         budget=15,
         batch_size=5,
-        ensemble=TINY_ENSEMBLE,
+        model_kwargs=TINY_MODEL,
         descriptor=TINY_DESCRIPTOR,
         embedding_dim=8,
         description=f"Small, fast variant of {spec.name} for tests and quick looks. " + spec.description,
@@ -187,4 +186,4 @@ def register_all() -> None:
         gymnasium.register(id=env_id, entry_point=entry, kwargs={"task": name})
 
 
-__all__ = ["SYSTEMS", "TASKS", "TaskData", "TaskSpec", "default_cache_dir", "get_task", "load_task_data", "register_all", "snake_case"]
+__all__ = ["SYSTEMS", "TASKS", "TaskData", "TaskSpec", "default_cache_dir", "get_task", "load_task_data", "register_all", "snake_case", "task_oracle"]

@@ -22,9 +22,10 @@ from ase.build import bulk, molecule
 from tqdm.auto import tqdm
 
 from alenv.data import attach_label, read_labelled, write_labelled
-from alenv.oracles import make_oracle
+from alenv.oracles import CachedOracle, LabelCache, make_oracle
 from alenv.samplers.oracle_md import langevin_frames
 from alenv.tasks.spec import TaskSpec
+from alenv.types import Label
 
 
 def _ethanol() -> Atoms:
@@ -213,3 +214,22 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
                 f"cached {part} in {directory} has {len(parts[part])} frames, expected {n}; delete it to rebuild"
             )
     return TaskData(parts["pool"], parts["reserve"], parts["test"], directory)
+
+
+def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle:
+    """The task's oracle (built through the oracle registry) behind its persistent label cache.
+
+    The cache is prefilled with the labels the task data already carries (oracle MD computed them; a
+    Dataset file holds them), so an agent pays for each label it asks for at the seconds it first cost.
+    """
+    frames = data.pool + data.reserve
+    n_atoms = sorted({len(a) for a in frames + data.test})
+    if len(n_atoms) != 1:
+        raise ValueError(f"all configurations of a task must have the same number of atoms, got {n_atoms}")
+    kwargs = dict(spec.oracle_kwargs)
+    if spec.system == "dataset":  # the lookup oracle answers from the user's pool file
+        kwargs.setdefault("path_or_frames", spec.pool_path)
+    inner = make_oracle(spec.oracle, **kwargs)
+    oracle = CachedOracle(inner, LabelCache(Path(cache_dir) / "labels" / f"{inner.name}.sqlite"))
+    oracle.store(frames, [Label.of(a) for a in frames])
+    return oracle

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alenv.models.ensemble import EnsembleConfig
 from alenv.samplers.model_md import OTFSettings
 from alenv.samplers.oracle_md import MDSettings
 
@@ -56,9 +55,10 @@ class TaskSpec:
     batch_size: int = 10  # labels per round (k)
     reward: str = "log_force_mae"
     reward_per_cost: bool = False
-    # --- model
-    ensemble: EnsembleConfig = EnsembleConfig()
-    descriptor: dict[str, Any] = field(default_factory=dict)  # AEVSpec overrides (cutoffs, shells)
+    # --- model (a name of alenv.models.MODELS and its settings) and its representation
+    model: str = "bp-ensemble"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"n_members": 3, "hidden": (32, 32)}
+    descriptor: dict[str, Any] = field(default_factory=dict)  # AEVSpec overrides (cutoffs, shells), feature_floor
     embedding_dim: int = 32
     # --- on-the-fly mode (mode="otf"): walkers, MD budget, failure checks, stability test
     otf: OTFSettings = OTFSettings()
@@ -102,13 +102,21 @@ class TaskSpec:
         return f"{self.name}-v{self.version}-seed{self.pool_seed}-{digest}"
 
     def with_overrides(self, **overrides: Any) -> "TaskSpec":
-        """A copy with fields replaced; ``ensemble`` and ``md`` accept dicts of their own fields."""
+        """A copy with fields replaced; ``otf`` and ``md`` accept dicts of their own fields.
+
+        ``model_kwargs`` (alias ``ensemble``) is merged into the task's own model settings when the model
+        stays the same, and replaces them when ``model`` names another one.
+        """
+        if "ensemble" in overrides:  # the settings of the default ensemble model, by their older name
+            overrides["model_kwargs"] = {**overrides.pop("ensemble"), **overrides.get("model_kwargs", {})}
         known = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise ValueError(f"unknown task setting(s) {unknown}; known: {sorted(known)}")
-        if isinstance(overrides.get("ensemble"), dict):
-            overrides["ensemble"] = dataclasses.replace(self.ensemble, **_tuples(overrides["ensemble"]))
+        same_model = overrides.get("model", self.model) == self.model
+        if "model_kwargs" in overrides or not same_model:
+            base = dict(self.model_kwargs) if same_model else {}
+            overrides["model_kwargs"] = {**base, **_tuples(dict(overrides.get("model_kwargs") or {}))}
         if isinstance(overrides.get("otf"), dict):
             otf = dict(overrides["otf"])
             if isinstance(otf.get("checks"), dict):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import dataclasses
 import ase.io
 import numpy as np
@@ -14,13 +11,12 @@ from ase import Atoms
 from ase.build import molecule
 from scipy.spatial.transform import Rotation
 
+from alenv.datasets import rmd17
 from alenv.descriptors.aev import AEVSpec
-from alenv.models.ensemble import EnsembleConfig, EnsemblePotential, FeaturizedFrames
+from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.models.ensemble import EnsembleConfig, EnsemblePotential
 
-RMD17 = str(
-    Path(os.environ.get("ALENV_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-    / "data" / "rmd17" / "ethanol_train_01.extxyz"
-)
+RMD17 = str(rmd17("ethanol", "train"))
 SPEC = AEVSpec(species=(1, 6, 8), radial_shells=8, angular_shells=4, angle_sections=4)
 CONFIG = EnsembleConfig(n_members=3, hidden=(16, 16), epochs_initial=30, steps_per_round=10)
 
@@ -36,7 +32,7 @@ def frames() -> list[Atoms]:
 
 @pytest.fixture(scope="module")
 def trained(frames) -> tuple[EnsemblePotential, FeaturizedFrames]:
-    pot = EnsemblePotential(SPEC, CONFIG, seed=0)
+    pot = EnsemblePotential(Representation(SPEC), CONFIG, seed=0)
     data = FeaturizedFrames(frames[:8], pot.aev)
     E, F = _labels(frames[:8])
     pot.fit(data, E, F, np.random.default_rng(0))
@@ -158,7 +154,7 @@ def test_same_seed_and_rng_give_identical_weights(frames):
     config = dataclasses.replace(CONFIG, batch_size=2)  # several minibatches, so the order matters
     pots = []
     for seed, rng_seed in [(3, 5), (3, 5), (4, 5), (3, 6)]:
-        pot = EnsemblePotential(SPEC, config, seed=seed)
+        pot = EnsemblePotential(Representation(SPEC), config, seed=seed)
         data = FeaturizedFrames(frames[:6], pot.aev)
         pot.fit(data, E, F, np.random.default_rng(rng_seed), epochs=5)
         pots.append((pot, data))
@@ -172,7 +168,7 @@ def test_same_seed_and_rng_give_identical_weights(frames):
     assert any(not torch.equal(wa, wc) for wa, wc in zip(_weights(a), _weights(c)))  # other seed
     assert any(not torch.equal(wa, wd) for wa, wd in zip(_weights(a), _weights(d)))  # other minibatch order
     # Untrained: the seed alone decides the weights.
-    w3, w3b, w4 = (_weights(EnsemblePotential(SPEC, CONFIG, seed=s)) for s in (3, 3, 4))
+    w3, w3b, w4 = (_weights(EnsemblePotential(Representation(SPEC), CONFIG, seed=s)) for s in (3, 3, 4))
     assert all(torch.equal(x, y) for x, y in zip(w3, w3b))
     assert any(not torch.equal(x, y) for x, y in zip(w3, w4))
     # Members of one ensemble start from different weights (else the spread would be zero).
@@ -186,7 +182,7 @@ def _train_force_rmse(pot: EnsemblePotential, data: FeaturizedFrames, F: np.ndar
 
 
 def test_warm_started_fit_reduces_training_loss(frames):
-    pot = EnsemblePotential(SPEC, CONFIG, seed=1)
+    pot = EnsemblePotential(Representation(SPEC), CONFIG, seed=1)
     data = FeaturizedFrames(frames[:8], pot.aev)
     E, F = _labels(frames[:8])
     rng = np.random.default_rng(0)
@@ -205,7 +201,7 @@ def test_warm_started_fit_reduces_training_loss(frames):
 
 
 def test_fit_rejects_bad_labels(frames):
-    pot = EnsemblePotential(SPEC, CONFIG, seed=0)
+    pot = EnsemblePotential(Representation(SPEC), CONFIG, seed=0)
     data = FeaturizedFrames(frames[:4], pot.aev)
     E, F = _labels(frames[:4])
     rng = np.random.default_rng(0)
@@ -229,7 +225,7 @@ def test_fit_rejects_bad_labels(frames):
 
 
 def test_forces_need_jacobian(frames):
-    pot = EnsemblePotential(SPEC, CONFIG, seed=0)
+    pot = EnsemblePotential(Representation(SPEC), CONFIG, seed=0)
     data = FeaturizedFrames(frames[:2], pot.aev, jacobian=False)
     E, _ = pot.predict(data, forces=False)
     assert E.shape == (CONFIG.n_members, 2)
@@ -238,12 +234,12 @@ def test_forces_need_jacobian(frames):
 
 
 def test_mixed_atom_counts_raise(frames):
-    pot = EnsemblePotential(SPEC, CONFIG, seed=0)
+    pot = EnsemblePotential(Representation(SPEC), CONFIG, seed=0)
     with pytest.raises(ValueError, match="same number of atoms"):
         FeaturizedFrames([frames[0], molecule("CH4"), frames[1]], pot.aev)
 
 
 def test_mixed_atom_counts_raise_clearly_across_chunks(frames):
-    pot = EnsemblePotential(SPEC, CONFIG, seed=0)
+    pot = EnsemblePotential(Representation(SPEC), CONFIG, seed=0)
     with pytest.raises(ValueError, match="same number of atoms"):
         FeaturizedFrames([frames[0], frames[1], molecule("CH4")], pot.aev, chunk=2)

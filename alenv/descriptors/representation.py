@@ -1,0 +1,193 @@
+"""A representation of configurations for the learners: descriptors computed once, their normalisation
+(fitted once on unlabelled geometry) and the fixed-size embedding that agents see.
+
+The representation lives apart from any model: a task featurises its pool, reserve and test set once, every
+potential of every episode trains and predicts on those rows, and every agent measures distances in the
+same embedding.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from alenv.descriptors.aev import AEV, AEVSpec, build_neighbours
+
+
+class FeaturizedFrames:
+    """Descriptors, and optionally their position Jacobian, of a fixed set of frames.
+
+    All frames must have the same number of atoms (their element order may differ). Descriptors are
+    computed once here and reused by every training epoch and prediction.
+    """
+
+    def __init__(self, frames: Sequence[Atoms], aev: AEV, jacobian: bool = True, chunk: int = 200):
+        if len(frames) == 0:
+            raise ValueError("no frames to featurise")
+        self.n_frames = len(frames)
+        self.n_atoms = len(frames[0])
+        sizes = sorted({len(a) for a in frames})
+        if len(sizes) > 1:
+            raise ValueError(f"all frames must have the same number of atoms, got sizes {sizes}")
+        Gs, Js, species = [], [], []
+        for start in range(0, len(frames), chunk):
+            part = frames[start : start + chunk]
+            nb = build_neighbours(part, aev.spec)
+            species.append(nb.species.reshape(len(part), self.n_atoms))
+            if jacobian:
+                G, J = aev.descriptors_and_jacobian(part, nb)
+                Js.append(J.astype(np.float32, copy=False))
+            else:
+                G = aev.descriptors(part, nb)
+            Gs.append(torch.from_numpy(G).float())
+        G = torch.cat(Gs)  # (F, n, D)
+        species_t = torch.from_numpy(np.concatenate(species))  # (F, n) species index
+        # Group atoms of each frame by element so that, when every frame has the same composition,
+        # each element's atoms are one contiguous block (slices instead of gathers on the hot path).
+        order = torch.argsort(species_t, dim=1, stable=True)
+        self.species = torch.gather(species_t, 1, order)
+        rows = (np.arange(self.n_frames)[:, None], order.numpy())  # numpy gathers: torch's are slow here
+        self.G = torch.from_numpy(np.ascontiguousarray(G.numpy()[rows]))
+        self.J = None
+        if jacobian:
+            J = np.concatenate(Js)[rows]  # (F, n, D, n, 3), rows sorted, columns in input atom order
+            self.J = torch.from_numpy(np.ascontiguousarray(J.reshape(self.n_frames, -1, self.n_atoms * 3)))
+        self.blocks: list[tuple[int, int, int]] | None = None  # (element, start, stop) when uniform
+        if bool((self.species == self.species[0]).all()):
+            first = self.species[0].tolist()
+            self.blocks = []
+            for e in sorted(set(first)):
+                lo = first.index(e)
+                self.blocks.append((e, lo, lo + first.count(e)))
+        self.has_jacobian = jacobian
+
+    def take(self, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Descriptors, species and Jacobian of the frames ``idx`` (numpy gathers: fast for big rows)."""
+        idx = np.asarray(idx)
+        if len(idx) and idx[-1] - idx[0] == len(idx) - 1 and np.all(np.diff(idx) == 1):
+            sl = slice(int(idx[0]), int(idx[-1]) + 1)  # a contiguous run (prediction): views, no copies
+            J = self.J[sl] if self.J is not None else None
+            return self.G[sl], self.species[sl], J
+        G = torch.from_numpy(self.G.numpy()[idx])
+        J = torch.from_numpy(self.J.numpy()[idx]) if self.J is not None else None
+        return G, self.species[torch.from_numpy(idx)], J
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    def extend(self, other: "FeaturizedFrames") -> None:
+        """Append the frames of ``other`` (same atom count, both with or both without Jacobians).
+
+        On-the-fly mode grows its training set this way: each new label is featurised once.
+        """
+        if other.n_atoms != self.n_atoms or other.has_jacobian != self.has_jacobian:
+            raise ValueError("can only extend with frames of the same size, featurised the same way")
+        self.G = torch.cat([self.G, other.G])
+        self.species = torch.cat([self.species, other.species])
+        if self.J is not None:
+            self.J = torch.cat([self.J, other.J])
+        if self.blocks != other.blocks:
+            self.blocks = None  # compositions or element orders differ: fall back to per-atom gathers
+        self.n_frames += other.n_frames
+
+
+class Embedder:
+    """Fixed-size invariant embedding of a configuration: per-element mean of its normalised atomic
+    descriptors, projected on the leading principal axes of a reference set (fitted once, deterministic)."""
+
+    def __init__(self, per_element_means: np.ndarray, dim: int):
+        X = per_element_means
+        self.mean = X.mean(0)
+        _, s, vt = np.linalg.svd(X - self.mean, full_matrices=False)
+        vt = vt[:dim]
+        # fix the sign of each axis so the projection does not depend on the SVD's arbitrary choice
+        signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])
+        self.axes = vt * signs[:, None]
+        scale = s[0] / np.sqrt(max(len(X) - 1, 1)) if len(s) else 1.0
+        self.scale = scale if scale > 0 else 1.0
+        self.dim = dim
+
+    def __call__(self, per_element_means: np.ndarray) -> np.ndarray:
+        Z = (per_element_means - self.mean) @ self.axes.T / self.scale
+        if Z.shape[1] < self.dim:  # fewer descriptor terms than requested dimensions
+            Z = np.pad(Z, ((0, 0), (0, self.dim - Z.shape[1])))
+        return Z
+
+
+def per_element_means(G: np.ndarray, species: np.ndarray, n_species: int) -> np.ndarray:
+    """Mean descriptor over the atoms of each element, concatenated: (F, n, D) -> (F, S * D)."""
+    F, n, D = G.shape
+    out = np.zeros((F, n_species, D))
+    for e in range(n_species):
+        m = species == e  # (F, n)
+        cnt = m.sum(1, keepdims=True)
+        out[:, e] = (G * m[:, :, None]).sum(1) / np.maximum(cnt, 1)
+    return out.reshape(F, n_species * D)
+
+
+class Representation:
+    """Descriptors (AEV) of frames, per-element normalisation of their terms and the agents' embedding.
+
+    ``set_normalisation`` centres and scales each descriptor term per element from unlabelled frames (plain
+    standardisation blows up near-constant terms, so each term's spread is floored at ``feature_floor``
+    times the largest spread of that element). ``fit_embedding`` fixes the principal axes of the embedding
+    on reference frames. Both are fitted once per task, never on labels.
+    """
+
+    def __init__(self, spec: AEVSpec, feature_floor: float = 0.01, embedding_dim: int = 32):
+        if not 0 <= feature_floor < 1:
+            raise ValueError(f"feature_floor must be in [0, 1), got {feature_floor}")
+        self.spec = spec
+        self.aev = AEV(spec, dtype=torch.float32)
+        self.feature_floor = float(feature_floor)
+        self.embedding_dim = int(embedding_dim)
+        S, D = spec.n_species, spec.n_features
+        self.feature_mean = torch.zeros((S, D))
+        self.feature_scale = torch.ones((S, D))
+        self.normalised = False
+        self.embedder: Embedder | None = None
+
+    @classmethod
+    def for_frames(cls, frames: Sequence[Atoms], descriptor: dict | None = None, embedding_dim: int = 32) -> "Representation":
+        """A representation whose descriptor knows every element of ``frames``; ``descriptor`` holds
+        ``AEVSpec`` overrides and optionally ``feature_floor``."""
+        opts = dict(descriptor or {})
+        floor = float(opts.pop("feature_floor", 0.01))
+        species = tuple(sorted({int(z) for a in frames for z in a.numbers}))
+        return cls(AEVSpec(species=species, **opts), floor, embedding_dim)
+
+    def featurize(self, frames: Sequence[Atoms], jacobian: bool = True) -> FeaturizedFrames:
+        """Descriptors (and their position Jacobian) of ``frames``, computed once."""
+        return FeaturizedFrames(frames, self.aev, jacobian=jacobian)
+
+    def set_normalisation(self, sets: Sequence[FeaturizedFrames]) -> None:
+        """Per-element mean and floored spread of every descriptor term over the atoms of ``sets``."""
+        G = torch.cat([s.G.reshape(-1, s.G.shape[-1]) for s in sets])
+        sp = torch.cat([s.species.reshape(-1) for s in sets])
+        for e in range(self.spec.n_species):
+            X = G[sp == e]
+            if len(X) == 0:
+                continue
+            mean, std = X.mean(0), X.std(0, unbiased=False)
+            self.feature_mean[e] = mean
+            self.feature_scale[e] = torch.clamp(std, min=self.feature_floor * float(std.max()) + 1e-12)
+        self.normalised = True
+
+    def per_element(self, data: FeaturizedFrames, idx: np.ndarray | None = None) -> np.ndarray:
+        """Per-element means of the normalised descriptors of frames ``idx`` (default all), (F, S * D)."""
+        G, species = (data.G, data.species) if idx is None else data.take(np.asarray(idx))[:2]
+        G = ((G - self.feature_mean[species]) / self.feature_scale[species]).numpy()
+        return per_element_means(G, species.numpy(), self.spec.n_species)
+
+    def fit_embedding(self, per_element_rows: np.ndarray) -> None:
+        """Fix the embedding's principal axes on reference rows of ``per_element``."""
+        self.embedder = Embedder(per_element_rows, self.embedding_dim)
+
+    def embed(self, data: FeaturizedFrames, idx: np.ndarray | None = None) -> np.ndarray:
+        """The agents' embedding (F, embedding_dim) of featurised frames ``idx`` (default all)."""
+        if self.embedder is None:
+            raise RuntimeError("fit_embedding() must be called before embed()")
+        return self.embedder(self.per_element(data, idx))

@@ -1,0 +1,77 @@
+"""Names of the ``info`` entries and metrics, with their units, in one table.
+
+Code refers to these constants; ``METRICS`` and ``INFO`` document every key that an environment may put in
+``info`` (and that the runner records per round), so that a reader finds a key's meaning and unit here.
+"""
+
+from __future__ import annotations
+
+# --- info entries
+METRICS_KEY = "metrics"
+ROUND = "round"
+CHOSEN = "chosen"
+FAILED = "failed"
+MAX_PICKS = "max_picks"
+ANY_SUBSET = "any_subset"
+TIMINGS = "timings"
+MD_FAILURE_KINDS = "md_failure_kinds"
+
+INFO: dict[str, str] = {
+    METRICS_KEY: "dict of the metrics below",
+    ROUND: "rounds played so far [count]; 0 after reset",
+    CHOSEN: "candidate indices labelled this round (list of int)",
+    FAILED: "those of them whose calculation failed (list of int); charged, never trained on",
+    MAX_PICKS: "how many candidates the next action may label [count]; pool mode needs exactly this many, "
+    "on-the-fly mode at most this many; 0 once the episode is over",
+    ANY_SUBSET: "True where an action may label fewer than max_picks candidates, none included (on-the-fly mode)",
+    TIMINGS: "this round's wall seconds per stage (label, train, evaluate, observe, md, stability) [s]; "
+    "only with wall_times=True",
+    MD_FAILURE_KINDS: "on-the-fly mode: counts of this round's MD failures by kind",
+}
+
+# --- metrics (info["metrics"])
+ENERGY_MAE = "energy_mae"
+ENERGY_RMSE = "energy_rmse"
+FORCE_MAE = "force_mae"
+FORCE_RMSE = "force_rmse"
+FORCE_MAX = "force_max"
+N_LABELS = "n_labels"
+N_FAILED = "n_failed"
+BUDGET_USED = "budget_used"
+ORACLE_SECONDS = "oracle_seconds"
+TRAIN_FORCE_RMSE = "train_force_rmse"
+TRAIN_SECONDS = "train_seconds"
+ROUND_SECONDS = "round_seconds"
+MD_STEPS = "md_steps"
+MD_FAILURES = "md_failures"
+MD_FAILURES_TOTAL = "md_failures_total"
+MD_SURVIVED = "md_survived"
+STABILITY_STEPS = "stability_steps"
+STABILITY_MIN = "stability_min"
+TORSION_COVERAGE = "torsion_coverage"
+LABEL_TORSION_COVERAGE = "label_torsion_coverage"
+
+TEST_METRICS = (ENERGY_MAE, ENERGY_RMSE, FORCE_MAE, FORCE_RMSE, FORCE_MAX)
+
+METRICS: dict[str, str] = {
+    ENERGY_MAE: "mean absolute energy error of the ensemble mean on the test set [eV per structure]",
+    ENERGY_RMSE: "root-mean-square energy error on the test set [eV per structure]",
+    FORCE_MAE: "mean absolute force-component error on the test set [eV/Angstrom]",
+    FORCE_RMSE: "root-mean-square force-component error on the test set [eV/Angstrom]",
+    FORCE_MAX: "largest absolute force-component error on the test set [eV/Angstrom]",
+    N_LABELS: "labels paid for, initial ones and failures included [count]",
+    N_FAILED: "labels whose calculation failed [count]",
+    BUDGET_USED: "labels requested after the initial ones [count]",
+    ORACLE_SECONDS: "charged oracle time of all labels so far (original compute time for cached ones) [s]",
+    TRAIN_FORCE_RMSE: "force RMSE of the ensemble mean on its own training labels [eV/Angstrom]",
+    TRAIN_SECONDS: "wall time spent training so far, cumulative [s]; only with wall_times=True",
+    ROUND_SECONDS: "wall time of this reset or step [s]; only with wall_times=True",
+    MD_STEPS: "on-the-fly mode: model-MD steps run so far, all walkers [count]",
+    MD_FAILURES: "on-the-fly mode: MD failures in the last round [count]",
+    MD_FAILURES_TOTAL: "on-the-fly mode: MD failures so far [count]",
+    MD_SURVIVED: "on-the-fly mode: mean steps before each walker's first failure in the last round [count]",
+    STABILITY_STEPS: "on-the-fly mode: mean steps to failure of fresh MD from test-set starts, capped [count]",
+    STABILITY_MIN: "on-the-fly mode: the least of those [count]",
+    TORSION_COVERAGE: "on-the-fly mode: share of the test set's torsion cells that model MD visited [1]",
+    LABEL_TORSION_COVERAGE: "on-the-fly mode: share of the test set's torsion cells the labels cover [1]",
+}

@@ -1,0 +1,219 @@
+"""The round engine: an episode's state and the plain functions that play one round of active learning.
+
+Every mode (pool, on the fly) sequences the same stages: label the chosen configurations, record the
+labels (failures charged and kept, never trained on), refit the potential, evaluate it, and report. The
+modes differ only in where candidates come from and how an action is decoded; they call these functions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from ase import Atoms
+
+from alenv import keys
+from alenv.data import LabelledSet
+from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.metrics import errors
+from alenv.models import make_potential
+from alenv.models.base import Potential
+from alenv.oracles.base import Oracle
+from alenv.types import Label
+
+
+@dataclass
+class Reference:
+    """Featurised frames with their reference labels: eV (F,), eV/Angstrom (F, n, 3)."""
+
+    data: FeaturizedFrames
+    energies: np.ndarray
+    forces: np.ndarray
+
+    @classmethod
+    def of(cls, frames: Sequence[Atoms], representation: Representation) -> "Reference":
+        """Featurise ``frames`` (which carry their labels) once."""
+        E = np.array([a.get_potential_energy() for a in frames])
+        F = np.stack([a.get_forces() for a in frames])
+        return cls(representation.featurize(frames), E, F)
+
+
+@dataclass
+class TrainingSet:
+    """The frames the potential trains on: rows of featurised ``data`` and their labels, in label order."""
+
+    data: FeaturizedFrames | None = None
+    rows: list[int] = field(default_factory=list)
+    energies: list[float] = field(default_factory=list)
+    forces: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, labels: Sequence[Label], rows: Sequence[int]) -> None:
+        """Append successful labels of rows already in ``data``."""
+        self.rows += [int(r) for r in rows]
+        self.energies += [lab.energy for lab in labels]
+        self.forces += [np.asarray(lab.forces) for lab in labels]
+
+    def extend(self, new: FeaturizedFrames, labels: Sequence[Label]) -> None:
+        """Append newly featurised frames (rows at the end of ``data``) with their labels."""
+        start = 0 if self.data is None else len(self.data)
+        if self.data is None:
+            self.data = new
+        else:
+            self.data.extend(new)
+        self.add(labels, range(start, start + len(new)))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class Episode:
+    """Everything an episode accumulates: labels, training set, potential, budget, metrics and timings."""
+
+    potential: Potential
+    labelled: LabelledSet
+    train: TrainingSet
+    metrics: dict[str, float] = field(default_factory=dict)
+    budget_used: int = 0
+    round: int = 0
+    train_force_rmse: float = math.nan
+    train_seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def record(
+    ep: Episode,
+    frames: Sequence[Atoms],
+    labels: Sequence[Label],
+    index: Sequence[int],
+    rows: Sequence[int] | None,
+    representation: Representation,
+) -> tuple[list[int], list[Atoms]]:
+    """Keep every label paid for in ``ep.labelled``; add the successful ones to the training set.
+
+    ``rows`` are the frames' rows in the training set's ``data`` (pool mode), or None to featurise the
+    frames now (on-the-fly mode). Returns the ``index`` entries whose label failed, and the frames that
+    were labelled successfully.
+    """
+    ep.labelled.extend(frames, labels, index, ep.round)
+    ok = [k for k, lab in enumerate(labels) if not lab.failed]
+    good = [labels[k] for k in ok]
+    if rows is not None:
+        ep.train.add(good, [rows[k] for k in ok])
+    elif ok:
+        ep.train.extend(representation.featurize([frames[k] for k in ok]), good)
+    failed = [int(index[k]) for k, lab in enumerate(labels) if lab.failed]
+    return failed, [frames[k] for k in ok]
+
+
+def fit(ep: Episode, rng: np.random.Generator) -> None:
+    """Train the potential on the training set (warm start after the first fit), then measure how well
+    its mean fits its own labels (``train_force_rmse``: an estimate of what it cannot learn)."""
+    E, F = np.array(ep.train.energies), np.stack(ep.train.forces)
+    idx = np.array(ep.train.rows, dtype=np.int64)
+    t0 = time.perf_counter()
+    ep.potential.fit(ep.train.data, E, F, rng, idx=idx)
+    ep.train_seconds += time.perf_counter() - t0
+    _, Fp = ep.potential.predict(ep.train.data, idx=idx)
+    ep.train_force_rmse = float(np.sqrt(((Fp.mean(0) - F) ** 2).mean()))
+
+
+def evaluate(potential: Potential, reference: Reference) -> dict[str, float]:
+    """Errors of the potential's mean prediction on ``reference`` (``keys.TEST_METRICS``)."""
+    E, F = potential.predict(reference.data)
+    return errors(E.mean(0), F.mean(0), reference.energies, reference.forces).as_dict()
+
+
+def start(
+    spec: Any,
+    representation: Representation,
+    oracle: Oracle,
+    frames: Sequence[Atoms],
+    rows: Sequence[int] | None,
+    reference: Reference,
+    rng: np.random.Generator,
+    data: FeaturizedFrames | None = None,
+) -> tuple[Episode, list[Atoms]]:
+    """A new episode: label the initial ``frames``, build the task's potential (seeded from ``rng``), fit
+    it from scratch and evaluate it. Returns the episode and the initial frames labelled successfully."""
+    ep = Episode(potential=None, labelled=LabelledSet(), train=TrainingSet(data=data))  # type: ignore[arg-type]
+    labels = oracle.label(list(frames))
+    _, ok = record(ep, frames, labels, [-1] * len(frames), rows, representation)
+    if not ok:
+        errs = sorted({lab.error for lab in labels})
+        raise RuntimeError(f"every initial label failed; the oracle cannot label this task's reserve: {errs}")
+    ep.potential = make_potential(spec.model, representation, seed=int(rng.integers(2**31)), **spec.model_kwargs)
+    fit(ep, rng)
+    ep.metrics = evaluate(ep.potential, reference)
+    return ep, ok
+
+
+def play_round(
+    ep: Episode,
+    oracle: Oracle,
+    frames: Sequence[Atoms],
+    index: Sequence[int],
+    rows: Sequence[int] | None,
+    representation: Representation,
+    reference: Reference,
+    rng: np.random.Generator,
+) -> tuple[dict[str, float], list[int], list[Label]]:
+    """Label ``frames``, record them, refit and evaluate if any label succeeded.
+
+    Returns the metrics before the round, the failed indices and the labels.
+    """
+    t0 = time.perf_counter()
+    labels = oracle.label(list(frames))
+    ep.round += 1
+    ep.timings = {"label": time.perf_counter() - t0}
+    failed, _ = record(ep, frames, labels, index, rows, representation)
+    ep.budget_used += len(frames)
+    before = ep.metrics
+    if len(failed) < len(frames):
+        t1 = time.perf_counter()
+        fit(ep, rng)
+        t2 = time.perf_counter()
+        ep.metrics = evaluate(ep.potential, reference)
+        ep.timings.update(train=t2 - t1, evaluate=time.perf_counter() - t2)
+    return before, failed, labels
+
+
+def info(
+    ep: Episode,
+    chosen: Sequence[int],
+    failed: Sequence[int],
+    seconds: float,
+    *,
+    max_picks: int,
+    any_subset: bool,
+    wall_times: bool,
+    extra_metrics: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The step's ``info``: metrics (``keys.METRICS``), round, chosen and failed indices, how many picks
+    the next action may hold, and (opt-in) wall-clock timings."""
+    metrics = dict(ep.metrics)
+    metrics.update(
+        {
+            keys.N_LABELS: len(ep.labelled),
+            keys.N_FAILED: ep.labelled.n_failed,
+            keys.BUDGET_USED: ep.budget_used,
+            keys.ORACLE_SECONDS: ep.labelled.oracle_seconds,
+            keys.TRAIN_FORCE_RMSE: ep.train_force_rmse,
+        }
+    )
+    metrics.update(extra_metrics or {})
+    out = {
+        keys.METRICS_KEY: metrics,
+        keys.ROUND: ep.round,
+        keys.CHOSEN: [int(i) for i in chosen],
+        keys.FAILED: [int(i) for i in failed],
+        keys.MAX_PICKS: int(max_picks),
+        keys.ANY_SUBSET: bool(any_subset),
+    }
+    if wall_times:
+        metrics.update({keys.TRAIN_SECONDS: ep.train_seconds, keys.ROUND_SECONDS: seconds})
+        out[keys.TIMINGS] = dict(ep.timings)
+    return out

@@ -1,0 +1,168 @@
+"""A fast committee: bootstrap ridge regression of energies and forces, linear in the descriptors.
+
+Energy of a configuration = sum over atoms of ``w_e . x_i`` (x_i the atom's normalised descriptor, e its
+element) plus the energy baseline; forces are its exact negative gradient, ``-sum_i w_e . dx_i/dR``, so
+both are linear in the weights and one least-squares solve fits them together. Each member solves on a
+bootstrap resample of the labelled frames (drawn from the episode's generator), which gives the committee
+its spread. A refit takes milliseconds to a second; it is a baseline learner, and a fast one for training
+query policies, not an accurate potential.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+
+from alenv.descriptors.aev import build_neighbours
+from alenv.descriptors.representation import FeaturizedFrames, Representation
+
+
+@dataclass(frozen=True)
+class RidgeConfig:
+    """Settings of the ridge committee."""
+
+    n_members: int = 5
+    force_weight: float = 100.0  # weight of the force residuals relative to per-atom energy residuals
+    alpha: float = 1e-6  # ridge penalty, relative to the mean diagonal of the normal matrix
+    bootstrap: bool = True  # members fit bootstrap resamples of the frames (False: all fit every frame)
+
+    def __post_init__(self) -> None:
+        if self.n_members < 1:
+            raise ValueError(f"a committee needs at least one member, got n_members={self.n_members}")
+        if self.alpha <= 0 or self.force_weight < 0:
+            raise ValueError(f"need alpha > 0 and force_weight >= 0, got {self.alpha}, {self.force_weight}")
+
+
+class RidgeEnsemble:
+    """Bootstrap ridge committee on a shared representation; energies in eV, forces in eV/Angstrom."""
+
+    def __init__(self, representation: Representation, config: RidgeConfig = RidgeConfig(), seed: int = 0):
+        self.representation = representation
+        self.config = config
+        S, D = representation.spec.n_species, representation.spec.n_features
+        self.weights = np.zeros((config.n_members, S, D))  # per normalised descriptor term, eV
+        self.element_energy = np.zeros(S)  # eV per atom of each element (minimum-norm baseline)
+        self.seed = int(seed)
+
+    @property
+    def n_members(self) -> int:
+        return self.config.n_members
+
+    def prepare(self, frames: Sequence[Atoms], jacobian: bool = True) -> FeaturizedFrames:
+        """Featurise frames once for ``fit`` and ``predict``."""
+        return self.representation.featurize(frames, jacobian=jacobian)
+
+    # ----------------------------------------------------------------------------------- design
+    def _onehot(self, species: torch.Tensor) -> np.ndarray:
+        S = self.representation.spec.n_species
+        return (species.numpy()[..., None] == np.arange(S)).astype(np.float64)  # (F, n, S)
+
+    def _normalised(self, G: torch.Tensor, species: torch.Tensor) -> np.ndarray:
+        rep = self.representation
+        return ((G - rep.feature_mean[species]) / rep.feature_scale[species]).double().numpy()
+
+    def _design(self, data: FeaturizedFrames, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Energy rows (K, S*D) and force rows (K, n*3, S*D) of the frames ``idx``."""
+        G, species, J = data.take(idx)
+        K, n, D = G.shape
+        onehot = self._onehot(species)
+        x = self._normalised(G, species)
+        energy_rows = np.einsum("fns,fnd->fsd", onehot, x).reshape(K, -1)
+        Jr = J.double().numpy().reshape(K, n, D, n * 3)
+        scale = self.representation.feature_scale.double().numpy()  # (S, D)
+        force_rows = -np.einsum("fns,fndc->fcsd", onehot, Jr) / scale[None, None]
+        return energy_rows, force_rows.reshape(K, n * 3, -1)
+
+    def _baseline(self, species: torch.Tensor, energies: np.ndarray) -> None:
+        counts = self._onehot(species).sum(1)  # (K, S)
+        self.element_energy = np.linalg.lstsq(counts, energies, rcond=None)[0]
+
+    # ----------------------------------------------------------------------------------- fit
+    def fit(
+        self,
+        data: FeaturizedFrames,
+        energies: np.ndarray,
+        forces: np.ndarray,
+        rng: np.random.Generator,
+        idx: np.ndarray | None = None,
+        warm: bool | None = None,
+    ) -> dict[str, Any]:
+        """Solve every member's ridge problem from scratch (closed form; ``warm`` has no meaning here)."""
+        idx = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
+        E, F = np.asarray(energies, dtype=np.float64), np.asarray(forces, dtype=np.float64)
+        K, n = len(idx), data.n_atoms
+        if K == 0:
+            raise ValueError("no labelled frames to train on")
+        if E.shape != (K,) or F.shape != (K, n, 3):
+            raise ValueError(f"label shapes {E.shape}, {F.shape} do not match {K} frames of {n} atoms")
+        if not (np.isfinite(E).all() and np.isfinite(F).all()):
+            raise ValueError("training labels contain NaN or inf; failed labels must be filtered out")
+        if not self.representation.normalised:
+            self.representation.set_normalisation([data])
+        t0 = time.perf_counter()
+        species = data.species[torch.from_numpy(idx)]
+        self._baseline(species, E)
+        Xe, Xf = self._design(data, idx)
+        w_f = np.sqrt(self.config.force_weight / (3 * n))
+        A = np.concatenate([Xe[:, None, :] / n, w_f * Xf], axis=1)  # (K, 1 + 3n, P) rows per frame
+        target_e = (E - self._onehot(species).sum(1) @ self.element_energy) / n
+        y = np.concatenate([target_e[:, None], w_f * F.reshape(K, -1)], axis=1)  # (K, 1 + 3n)
+        M, P = self.config.n_members, A.shape[2]
+        for m in range(M):
+            counts = np.bincount(rng.integers(0, K, K), minlength=K) if self.config.bootstrap and M > 1 else np.ones(K)
+            root = np.sqrt(counts)
+            Aw = (A * root[:, None, None]).reshape(-1, P)
+            AtA = Aw.T @ Aw
+            Aty = Aw.T @ (y * root[:, None]).reshape(-1)
+            lam = self.config.alpha * max(float(np.trace(AtA)) / P, 1e-12)
+            theta = np.linalg.solve(AtA + lam * np.eye(P), Aty)
+            self.weights[m] = theta.reshape(self.weights.shape[1:])
+        return {"train_seconds": time.perf_counter() - t0, "epochs": 0, "steps": 0}
+
+    # ----------------------------------------------------------------------------------- predict
+    def predict(
+        self, data: FeaturizedFrames, forces: bool = True, chunk: int = 1000, idx: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-member energies (M, F) eV and forces (M, F, n, 3) eV/Angstrom of frames ``idx`` of ``data``."""
+        frames = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
+        scale = self.representation.feature_scale.double().numpy()
+        Es, Fs = [], []
+        for start in range(0, len(frames), chunk):
+            part = frames[start : start + chunk]
+            G, species, J = data.take(part)
+            sp = species.numpy()
+            x = self._normalised(G, species)  # (B, n, D)
+            Es.append(np.einsum("bnd,mbnd->mb", x, self.weights[:, sp]) + self.element_energy[sp].sum(1))
+            if forces:
+                if J is None:
+                    raise ValueError("forces need the descriptor Jacobian; featurise these frames with jacobian=True")
+                B, n, D = G.shape
+                g = (self.weights[:, sp] / scale[sp][None]).reshape(len(self.weights), B, n * D)
+                Fs.append(-np.matmul(g.transpose(1, 0, 2), J.double().numpy()).transpose(1, 0, 2).reshape(-1, B, n, 3))
+        E_all = np.concatenate(Es, axis=1)
+        return E_all, (np.concatenate(Fs, axis=1) if forces else None)
+
+    def evaluate_atoms(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
+        """Per-member energy (M,) eV and forces (M, n, 3) eV/Angstrom of one structure, by autograd."""
+        rep = self.representation
+        nb = build_neighbours([atoms], rep.spec)
+        pos = torch.tensor(atoms.positions, dtype=torch.float64, requires_grad=True)
+        G = rep.aev.compute(pos.float(), nb)  # (n, D)
+        sp = torch.from_numpy(nb.species)
+        x = (G.double() - rep.feature_mean[sp].double()) / rep.feature_scale[sp].double()
+        W = torch.from_numpy(self.weights[:, nb.species])  # (M, n, D)
+        E = (x[None] * W).sum((1, 2))  # (M,)
+        grads = torch.autograd.grad(E, pos, grad_outputs=torch.eye(len(E), dtype=E.dtype), is_grads_batched=True)[0]
+        offset = float(self.element_energy[nb.species].sum())
+        return E.detach().numpy() + offset, -grads.detach().numpy()
+
+    def as_calculator(self) -> Any:
+        """This committee as an ASE calculator (mean energy and forces, plus their spreads)."""
+        from alenv.models.calculator import EnsembleCalculator
+
+        return EnsembleCalculator(self)

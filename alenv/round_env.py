@@ -1,0 +1,199 @@
+"""The shell shared by every environment mode: task set-up, reset and step sequencing over the round engine.
+
+A mode subclasses ``RoundEnv`` and supplies only what differs: where candidates come from
+(``_candidate_frames``, ``_start_sampling``, ``_after_round``), how an action is decoded
+(``validate_action``), which rows of featurised data its labels use (``_rows``) and its own observation
+parts (``_candidate_view``, ``_extra_globals``, ``_extra_metrics``).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from ase import Atoms
+
+from alenv import keys, loop
+from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.observe import episode_globals, make_observation
+from alenv.rewards import get_reward, round_reward
+from alenv.tasks import TaskData, default_cache_dir, get_task, load_task_data, task_oracle
+from alenv.tasks.spec import TaskSpec
+
+
+class RoundEnv(gym.Env):
+    """Common base of the environments: one step is one round of active learning (see the subclasses)."""
+
+    metadata = {"render_modes": []}
+    mode = "pool"
+
+    def __init__(
+        self,
+        task: str,
+        cache_dir: str | Path | None = None,
+        progress: bool = False,
+        wall_times: bool = False,
+        render_mode: str | None = None,
+        **overrides: Any,
+    ):
+        if render_mode is not None:
+            raise ValueError(f"alenv environments do not render; render_mode must be None, got {render_mode!r}")
+        self.render_mode = None
+        spec = get_task(task).with_overrides(**_file_overrides(overrides))
+        if spec.mode != self.mode:
+            other = "alenv.otf.OnTheFlyEnv" if spec.mode == "otf" else "alenv.env.ActiveLearningEnv"
+            raise ValueError(f"task {spec.name} is a {spec.mode}-mode task; use {other} (or its id)")
+        self.task: TaskSpec = spec
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.wall_times, self.progress = wall_times, progress
+        data = load_task_data(spec, self.cache_dir, progress=progress)
+        self.reserve_frames, self.test_frames = data.reserve, data.test
+        self.oracle = task_oracle(spec, data, self.cache_dir)
+        self.representation = Representation.for_frames(
+            data.pool + data.reserve + data.test, spec.descriptor, spec.embedding_dim
+        )
+        t0 = time.perf_counter()
+        self._prepare(data)
+        self.test = loop.Reference.of(self.test_frames, self.representation)
+        self.featurize_seconds = time.perf_counter() - t0
+        self.reward_fn = get_reward(spec.reward)
+        self.episode: loop.Episode | None = None
+        self._done = True
+
+    # ------------------------------------------------------------------------------- mode hooks
+    def _prepare(self, data: TaskData) -> None:
+        """Featurise what the mode needs once, fit normalisation and embedding, define the spaces."""
+        raise NotImplementedError
+
+    def _training_data(self) -> FeaturizedFrames | None:
+        """Featurised frames that labelled rows index (pool mode); None to featurise labels as they come."""
+        return None
+
+    def _rows(self, chosen: np.ndarray, initial: bool = False) -> list[int] | None:
+        """Rows in ``_training_data()`` of the chosen candidates (or of the initial reserve frames)."""
+        return None
+
+    def _start_sampling(self, rng: np.random.Generator, initial: list[Atoms]) -> None:
+        """After the initial fit: set up the candidates of the first round."""
+
+    def _on_labelled(self, chosen: np.ndarray | None, ok_frames: list[Atoms]) -> None:
+        """After labels were recorded and the potential refitted; ``chosen`` is None for the initial labels."""
+
+    def _after_round(self, terminated: bool, rng: np.random.Generator) -> float | None:
+        """After the refit: prepare the next candidates; return the fraction of MD survived, if any."""
+        return None
+
+    def _candidate_frames(self, chosen: np.ndarray) -> list[Atoms]:
+        raise NotImplementedError
+
+    def _candidate_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Candidate features (C, F), embedding (C, D) and mask (C,) of the current candidates."""
+        raise NotImplementedError
+
+    def _extra_globals(self) -> dict[str, float]:
+        return {}
+
+    def _extra_metrics(self) -> dict[str, float]:
+        return {}
+
+    def _max_picks(self) -> int:
+        return int(self.task.batch_size)
+
+    def _terminated(self) -> bool:
+        return self.episode.budget_used >= self.task.budget
+
+    def validate_action(self, action: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------------------- gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        super().reset(seed=seed)
+        rng, spec = self.np_random, self.task
+        t0 = time.perf_counter()
+        self._reset_mode()
+        init = np.sort(rng.choice(len(self.reserve_frames), size=spec.n_initial, replace=False))
+        frames = [self.reserve_frames[i] for i in init]
+        rows = self._rows(init, initial=True)
+        self.episode, ok = loop.start(
+            spec, self.representation, self.oracle, frames, rows, self.test, rng, self._training_data()
+        )
+        self._on_labelled(None, ok)
+        self._start_sampling(rng, ok)
+        self._done = False
+        return self._observe(), self._info([], [], time.perf_counter() - t0)
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        if self._done:
+            raise RuntimeError("the episode is over (or was never started); call reset()")
+        rng, spec, ep = self.np_random, self.task, self.episode
+        t0 = time.perf_counter()
+        chosen = self.validate_action(action)
+        frames = self._candidate_frames(chosen)
+        rows = self._rows(chosen)
+        before, failed, labels = loop.play_round(
+            ep, self.oracle, frames, chosen.tolist(), rows, self.representation, self.test, rng
+        )
+        self._on_labelled(chosen, [f for f, lab in zip(frames, labels) if not lab.failed])
+        terminated = self._terminated()
+        survived = self._after_round(terminated, rng)
+        cost = sum(lab.seconds for lab in labels)
+        reward = round_reward(
+            self.reward_fn, before, ep.metrics, cost, spec.reward_per_cost,
+            survived_fraction=survived, stability_weight=self._stability_weight(),
+        )
+        self._done = terminated
+        t1 = time.perf_counter()
+        obs = self._observe()
+        ep.timings["observe"] = time.perf_counter() - t1
+        return obs, reward, terminated, False, self._info(chosen, failed, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------------------- shared parts
+    def _reset_mode(self) -> None:
+        """Clear the mode's per-episode state before the initial labels."""
+
+    def _stability_weight(self) -> float:
+        return 0.0
+
+    def _observe(self) -> dict[str, np.ndarray]:
+        cand, emb, mask = self._candidate_view()
+        values = {**episode_globals(self.episode, self.task), **self._extra_globals()}
+        return make_observation(cand, emb, mask, self.global_features, values)
+
+    def _info(self, chosen: Any, failed: list[int], seconds: float) -> dict[str, Any]:
+        out = loop.info(
+            self.episode, list(np.asarray(chosen, dtype=np.int64)), failed, seconds,
+            max_picks=0 if self._done else self._max_picks(),
+            any_subset=self.mode == "otf",
+            wall_times=self.wall_times,
+            extra_metrics=self._extra_metrics(),
+        )
+        return out
+
+    @property
+    def potential(self):
+        """The episode's current potential (``as_calculator()`` gives an ASE calculator)."""
+        return None if self.episode is None else self.episode.potential
+
+    @property
+    def labelled(self):
+        """Every label paid for in this episode, failures included."""
+        return None if self.episode is None else self.episode.labelled
+
+    def save_labels(self, path: str | Path) -> None:
+        """Write every successful label of this episode to extxyz (candidate index and round in info)."""
+        self.episode.labelled.write(path)
+
+
+def _file_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The Dataset task's ``pool=``/``test=`` keywords as TaskSpec fields."""
+    out = dict(overrides)
+    for short, field_name in (("pool", "pool_path"), ("test", "test_path")):
+        if short in out:
+            out[field_name] = str(out.pop(short))
+    return out
+
+
+__all__ = ["RoundEnv", "keys"]
