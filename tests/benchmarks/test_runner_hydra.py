@@ -187,7 +187,21 @@ def test_on_the_fly_episode_through_the_runner_and_report(tmp_path: Path, alenv_
     final = run(cfg, tmp_path / "run")
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["complete"] and res["task"] == "alenv/Ethanol-GFN2-OTF-tiny-v0"
-    assert all("md_steps" in s["metrics"] and "md_failures" in s["metrics"] for s in res["steps"])
+    # the recorded rounds add up: MD steps (one round of MD after reset and after every round but the last),
+    # failures, labels paid for
+    from alenv.tasks import get_task
+
+    task = get_task(res["task"])
+    per_round = task.otf.walkers * task.otf.steps_per_round
+    rows = [res["initial"]["metrics"]] + [s["metrics"] for s in res["steps"]]
+    md = [m["md_steps"] for m in rows]
+    assert 0 < md[0] <= per_round and all(0 < b - a <= per_round for a, b in zip(md[:-2], md[1:-1])), md
+    assert md[-1] == md[-2]  # no MD after the episode's last labels
+    assert [m["md_failures_total"] for m in rows] == list(np.cumsum([m["md_failures"] for m in rows])), rows
+    paid = np.cumsum([len(s["chosen"]) for s in res["steps"]])
+    assert [m["budget_used"] for m in rows[1:]] == paid.tolist()
+    assert all(m["n_labels"] == task.n_initial + m["budget_used"] for m in rows[1:])
+    assert rows[-1]["budget_used"] == task.budget or md[-1] + per_round > task.otf.md_step_budget
     assert "stability_steps" in final and "torsion_coverage" in final
     runs, _ = load_runs([tmp_path])
     assert "## On-the-fly mode" in markdown(runs)
