@@ -1,0 +1,132 @@
+"""Selectors with the one signature ``select(obs, info, scores, k, mask, rng)``: the contract, information
+gain against an exhaustive greedy reference, and k-means++'s D^2 sampling by a chi-square test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import chisquare
+
+from agents import SELECTORS, feature, make_agent
+from alenv.observe import CANDIDATE_FEATURES
+
+
+@pytest.mark.parametrize("name", sorted(SELECTORS))
+def test_selector_contract(name, make_obs):
+    obs = make_obs(0, n=20, available=1.0)
+    select, rng = SELECTORS[name], np.random.default_rng(0)
+    scores = feature(obs, "force_std_mean")
+    mask = obs["mask"].copy()
+    mask[::2] = 0  # a prefilter's subset: fewer than obs["mask"] offers
+    before = {key: v.copy() for key, v in obs.items()}
+    out = select(obs, {}, scores, 3, mask, rng)
+    assert out.dtype == np.int64 and out.shape == (3,) and len(set(out.tolist())) == 3
+    assert np.all(mask[out] == 1)
+    for key in obs:
+        np.testing.assert_array_equal(obs[key], before[key])
+    for bad_k in (0, int(mask.sum()) + 1):
+        with pytest.raises(ValueError):
+            select(obs, {}, scores, bad_k, mask, rng)
+
+
+def test_topk_selector_needs_scores(make_obs):
+    obs = make_obs(0)
+    with pytest.raises(ValueError, match="scores"):
+        SELECTORS["topk"](obs, {}, None, 2, obs["mask"], np.random.default_rng(0))
+
+
+def _obs(X: np.ndarray, spread: np.ndarray, mask: np.ndarray) -> dict:
+    n = len(X)
+    obs = {
+        "candidates": np.zeros((n, len(CANDIDATE_FEATURES)), dtype=np.float32),
+        "embedding": np.asarray(X, dtype=np.float32),
+        "mask": np.asarray(mask, dtype=np.int8),
+        "globals": np.zeros(5, dtype=np.float32),
+    }
+    obs["candidates"][:, CANDIDATE_FEATURES.index("force_std_mean")] = spread
+    return obs
+
+
+def _info_gain_reference(obs: dict, k: int, sigma: float) -> list[int]:
+    """Exhaustive greedy: each step adds the candidate that maximises log det(I + K_S / sigma^2) over
+    S = labelled + picks + [i], K_ij = s_i s_j exp(-|x_i - x_j|^2 / 2 l^2), s the force spread
+    (force_std_mean) and l the median pairwise distance of the available candidates."""
+    X = obs["embedding"].astype(np.float64)
+    s = obs["candidates"][:, CANDIDATE_FEATURES.index("force_std_mean")].astype(np.float64)
+    avail = np.flatnonzero(obs["mask"]).tolist()
+    pd = np.sqrt(((X[avail][:, None] - X[avail][None]) ** 2).sum(-1))
+    length = float(np.median(pd[np.triu_indices(len(avail), 1)]))
+    K = np.outer(s, s) * np.exp(-((X[:, None] - X[None]) ** 2).sum(-1) / (2 * length**2))
+    labelled = np.flatnonzero(obs["mask"] == 0).tolist()
+    picks: list[int] = []
+    for _ in range(k):
+        def gain(i: int) -> float:
+            S = labelled + picks + [i]
+            return np.linalg.slogdet(np.eye(len(S)) + K[np.ix_(S, S)] / sigma**2)[1]
+
+        picks.append(max((i for i in avail if i not in picks), key=gain))
+    return picks
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_information_gain_equals_exhaustive_greedy(case):
+    """Noise sigma = info["metrics"]["train_force_rmse"], comparable to the spreads (0.2 to 1 eV/A)."""
+    r = np.random.default_rng(case)
+    n, k = 14, 4
+    mask = np.ones(n, dtype=np.int8)
+    mask[r.choice(n, size=case % 3 + 1, replace=False)] = 0
+    obs = _obs(r.normal(size=(n, 3)), r.uniform(0.2, 1.0, n), mask)
+    sigma = [0.15, 0.3, 0.6][case % 3]
+    info = {"metrics": {"train_force_rmse": sigma}}
+    got = make_agent("information-gain").act(obs, info, k, np.random.default_rng(0))
+    assert got.tolist() == _info_gain_reference(obs, k, sigma)
+
+
+def _cluster_and_outlier() -> dict:
+    """Three near-duplicates with the largest spreads, one distinct candidate with a smaller spread,
+    and a ring of low-spread candidates."""
+    X = np.array([[0, 0], [1e-3, 0], [0, 1e-3], [4, 0], [0, 4], [4, 4], [-4, 0], [0, -4]], dtype=float)
+    spread = np.array([1.0, 0.99, 0.98, 0.8, 0.05, 0.05, 0.05, 0.05])
+    return _obs(X, spread, np.ones(8, dtype=np.int8))
+
+
+def test_information_gain_noise_changes_the_picks():
+    """Near-zero noise: a label of one duplicate explains the others, so the distinct candidate comes
+    next. Noise larger than the spreads (2 eV/A): one noisy label explains little, and the second
+    duplicate still has the larger posterior variance."""
+    obs = _cluster_and_outlier()
+    quiet = make_agent("information-gain").act(obs, {"metrics": {"train_force_rmse": 1e-4}}, 2, np.random.default_rng(0))
+    noisy = make_agent("information-gain").act(obs, {"metrics": {"train_force_rmse": 2.0}}, 2, np.random.default_rng(0))
+    assert quiet.tolist() == [0, 3] == _info_gain_reference(obs, 2, 0.01)  # floored at noise_floor 0.01
+    assert noisy.tolist() == [0, 1] == _info_gain_reference(obs, 2, 2.0)
+    # without an estimate the floor is the noise level
+    floor = make_agent("information-gain", noise_floor=2.0).act(obs, {}, 2, np.random.default_rng(0))
+    assert floor.tolist() == [0, 1]
+
+
+def _kmeanspp_first_picks(obs: dict, draws: int, seed: int) -> np.ndarray:
+    agent, rng = make_agent("kmeans++"), np.random.default_rng(seed)
+    counts = np.zeros(len(obs["mask"]), dtype=np.int64)
+    for _ in range(draws):
+        counts[agent.act(obs, {}, 1, rng)[0]] += 1
+    return counts
+
+
+def test_kmeanspp_first_pick_frequencies_follow_squared_distance():
+    """4000 first picks, D the distance to the labelled set: frequencies match D^2 / sum D^2 (chi-square,
+    p > 0.001) and not D / sum D (p < 1e-6), so the test tells D^2 sampling from D sampling, and from
+    farthest point sampling (which always takes the largest D)."""
+    D = np.array([0.2, 0.5, 1.0, 1.5, 2.0, 3.0])
+    obs = _obs(np.random.default_rng(1).normal(size=(6, 2)), np.ones(6), np.ones(6, dtype=np.int8))
+    obs["candidates"][:, CANDIDATE_FEATURES.index("dist_to_train")] = D
+    draws = 4000
+    counts = _kmeanspp_first_picks(obs, draws, seed=12345)
+    assert chisquare(counts, draws * D**2 / (D**2).sum()).pvalue > 1e-3
+    assert chisquare(counts, draws * D / D.sum()).pvalue < 1e-6
+
+
+def test_kmeanspp_first_pick_is_uniform_without_labels():
+    obs = _obs(np.random.default_rng(2).normal(size=(5, 2)), np.ones(5), np.ones(5, dtype=np.int8))
+    obs["candidates"][:, CANDIDATE_FEATURES.index("dist_to_train")] = np.inf
+    counts = _kmeanspp_first_picks(obs, 2000, seed=7)
+    assert chisquare(counts, np.full(5, 400.0)).pvalue > 1e-3
