@@ -182,6 +182,21 @@ class RoundEnv(gym.Env):
         """Every label paid for in this episode, failures included."""
         return None if self.episode is None else self.episode.labelled
 
+    @property
+    def budget_used(self) -> int:
+        """Labels requested after the initial ones, failures included."""
+        return 0 if self.episode is None else self.episode.budget_used
+
+    @property
+    def round(self) -> int:
+        """Rounds played in this episode."""
+        return 0 if self.episode is None else self.episode.round
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """The current test metrics of the potential (as in ``info["metrics"]``, without counters)."""
+        return {} if self.episode is None else dict(self.episode.metrics)
+
     def save_labels(self, path: str | Path) -> None:
         """Write every successful label of this episode to extxyz (candidate index and round in info)."""
         self.episode.labelled.write(path)
