@@ -16,7 +16,8 @@ from alenv.models.calculator import UncertaintyBiasedCalculator
 from alenv.observe import CANDIDATE_FEATURES, OTF_GLOBAL_FEATURES, candidate_features, nearest_distance, observation_space
 from alenv.round_env import RoundEnv
 from alenv.samplers.failures import check_structure, n_fragments
-from alenv.samplers.model_md import ModelMD, RoundResult, Walker, thermalise
+from alenv.samplers.dynamics import thermalise
+from alenv.samplers.model_md import ModelMD, RoundResult, Walker
 from alenv.spaces import LabelMask
 from alenv.tasks import TaskData
 from alenv.tasks.build import TORSIONS

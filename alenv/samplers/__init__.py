@@ -1,5 +1,6 @@
-"""Samplers: where candidate configurations come from."""
+"""Samplers: where candidate configurations come from (oracle MD for pools, model MD on the fly)."""
 
-from alenv.samplers.oracle_md import MDSettings, langevin_frames
+from alenv.samplers.dynamics import MDSettings
+from alenv.samplers.oracle_md import langevin_frames
 
 __all__ = ["MDSettings", "langevin_frames"]

@@ -14,21 +14,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import Stationary, ZeroRotation
 
-try:  # ASE >= 3.29
-    from ase.md.velocitydistribution import thermalize_momenta
-except ImportError:  # older ASE
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
-    def thermalize_momenta(atoms: Atoms, temperature_K: float, *, rng=None) -> None:
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-
+from alenv.samplers.dynamics import MDSettings, bare_copy, langevin, thermalise
 from alenv.samplers.failures import FailureChecks, MDFailure, check_geometry, check_prediction
-from alenv.samplers.oracle_md import MDSettings
 
 
 @dataclass(frozen=True)
@@ -94,22 +85,6 @@ class RoundResult:
     visited: list[Atoms] = field(default_factory=list)
 
 
-def thermalise(atoms: Atoms, temperature: float, rng: np.random.Generator) -> Atoms:
-    """A copy of ``atoms`` with Maxwell-Boltzmann velocities at ``temperature`` K, no net momentum or spin."""
-    a = Atoms(atoms.numbers, atoms.positions.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy())
-    thermalize_momenta(a, temperature, rng=rng)
-    Stationary(a)
-    if not a.pbc.any():
-        ZeroRotation(a)
-    return a
-
-
-def _snapshot(atoms: Atoms, **info: float) -> Atoms:
-    a = Atoms(atoms.numbers, atoms.positions.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy())
-    a.info.update(info)
-    return a
-
-
 class ModelMD:
     """Runs the walkers of on-the-fly mode with a given calculator, checking every step.
 
@@ -123,14 +98,7 @@ class ModelMD:
 
     def _dynamics(self, atoms: Atoms, calc: Calculator, temperature: float, rng: np.random.Generator) -> Langevin:
         atoms.calc = calc
-        return Langevin(
-            atoms,
-            timestep=self.md.timestep * units.fs,
-            temperature_K=temperature,
-            friction=self.md.friction / units.fs,
-            fixcm=False,
-            rng=rng,
-        )
+        return langevin(atoms, self.md, temperature, rng)
 
     def _check(self, atoms: Atoms, energy_window: tuple[float, float], n_fragments_ref: int) -> None:
         calc = atoms.calc
@@ -195,7 +163,7 @@ class ModelMD:
         for w, walker in enumerate(walkers):
 
             def record(round_step: int, atoms: Atoms, w: int = w) -> None:
-                snap = _snapshot(
+                snap = bare_copy(
                     atoms, walker=w, temperature=walkers[w].temperature, round_step=round_step,
                     energy_std=float(atoms.calc.results.get("energy_std", np.nan)),
                 )

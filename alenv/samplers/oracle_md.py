@@ -9,26 +9,14 @@ the agent still pays for each label it asks for, at the seconds it originally co
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from ase import Atoms, units
+from ase import Atoms
 from ase.calculators.calculator import Calculator
-from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 
+from alenv.samplers.dynamics import MDSettings, bare_copy, langevin, set_velocities
 from alenv.types import Label
-
-
-@dataclass(frozen=True)
-class MDSettings:
-    """Langevin MD settings (fs, K, 1/fs)."""
-
-    timestep: float = 0.5  # fs
-    friction: float = 0.01  # 1/fs
-    stride: int = 20  # MD steps between kept frames
-    equilibration: int = 200  # MD steps before the first kept frame
 
 
 def langevin_frames(
@@ -47,23 +35,11 @@ def langevin_frames(
     """
     if n_frames <= 0:
         return [], []
-    atoms = start.copy()
-    # No FixCom constraint: in ASE 3.29 it changes what get_forces() returns (by up to 3 eV/A for ethanol),
-    # which would make the recorded labels wrong. A slow centre-of-mass drift is harmless here.
+    atoms = start.copy()  # keeps what the oracle's preparation set (initial charges and magnetic moments)
     atoms.set_constraint()
     atoms.calc = calculator
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-    Stationary(atoms)
-    if not atoms.pbc.any():
-        ZeroRotation(atoms)
-    dyn = Langevin(
-        atoms,
-        timestep=settings.timestep * units.fs,
-        temperature_K=temperature,
-        friction=settings.friction / units.fs,
-        fixcm=False,
-        rng=rng,
-    )
+    set_velocities(atoms, temperature, rng)
+    dyn = langevin(atoms, settings, temperature, rng)
     frames: list[Atoms] = []
     labels: list[Label] = []
     step = 0
@@ -89,7 +65,6 @@ def langevin_frames(
         forces = atoms.get_forces(apply_constraint=False)
         if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
             raise RuntimeError(f"oracle MD at {temperature} K gave non-finite energy or forces at step {step}")
-        frame = Atoms(atoms.numbers, atoms.positions.copy(), cell=atoms.cell.array.copy(), pbc=atoms.pbc.copy())
-        frames.append(frame)
+        frames.append(bare_copy(atoms))
         labels.append(Label(energy=float(energy), forces=np.array(forces, dtype=np.float64), seconds=seconds))
     return frames, labels

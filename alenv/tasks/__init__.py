@@ -9,7 +9,7 @@ import dataclasses
 import re
 
 from alenv.samplers.model_md import OTFSettings
-from alenv.samplers.oracle_md import MDSettings
+from alenv.samplers.dynamics import MDSettings
 from alenv.tasks.build import SYSTEMS, TaskData, load_task_data, task_oracle
 from alenv.tasks.spec import TaskSpec, default_cache_dir
 
@@ -62,39 +62,27 @@ _BASE = [
 
 
 # On-the-fly tasks: candidates from MD driven by the model (OnTheFlyEnv). No pool; reserve and test set
-# from oracle MD as in pool mode.
+# from oracle MD as in pool mode. Where a pool task exists for the system, the row is derived from it.
+def _on_the_fly(pool: TaskSpec, description: str, **changes) -> TaskSpec:
+    return dataclasses.replace(
+        pool, name=f"{pool.name}-OTF", mode="otf", pool_size=0, description=description,
+        history=("v0: first release.",), **changes,
+    )
+
+
+_ROWS = {spec.name: spec for spec in _BASE}
 _OTF = [
-    TaskSpec(
-        name="Ethanol-GFN2-OTF",
-        version=0,
-        description=(
-            "Ethanol with GFN2-xTB, on the fly: 4 walkers of model-driven Langevin MD at 300, 600, 1000 and "
-            "300 K, 200 steps of 0.5 fs per round, 5 candidates per walker; 200 labels, at most 10 per round, "
-            "40,000 MD steps. Test set: 500 frames of oracle MD at the same temperatures."
-        ),
-        history=("v0: first release.",),
-        mode="otf",
-        system="ethanol",
-        oracle="xtb",
-        temperatures=(300.0, 600.0, 1000.0),
-        md=MDSettings(timestep=0.5, friction=0.01, stride=20, equilibration=200),
-        pool_size=0,
+    _on_the_fly(
+        _ROWS["Ethanol-GFN2"],
+        "Ethanol with GFN2-xTB, on the fly: 4 walkers of model-driven Langevin MD at 300, 600, 1000 and "
+        "300 K, 200 steps of 0.5 fs per round, 5 candidates per walker; 200 labels, at most 10 per round, "
+        "40,000 MD steps. Test set: 500 frames of oracle MD at the same temperatures.",
     ),
-    TaskSpec(
-        name="Cu-EMT-OTF",
-        version=0,
-        description=(
-            "Periodic fcc Cu with a vacancy (31 atoms) and EMT, on the fly: 3 walkers of model-driven Langevin MD "
-            "at 300, 800 and 1500 K, 100 steps of 2 fs per round, 5 candidates per walker; 200 labels, at most 10 "
-            "per round, 30,000 MD steps. Test set: 500 frames of oracle MD at the same temperatures."
-        ),
-        history=("v0: first release.",),
-        mode="otf",
-        system="cu_vacancy",
-        oracle="emt",
-        temperatures=(300.0, 800.0, 1500.0),
-        md=MDSettings(timestep=2.0, friction=0.01, stride=10, equilibration=100),
-        pool_size=0,
+    _on_the_fly(
+        _ROWS["Cu-EMT"],
+        "Periodic fcc Cu with a vacancy (31 atoms) and EMT, on the fly: 3 walkers of model-driven Langevin MD "
+        "at 300, 800 and 1500 K, 100 steps of 2 fs per round, 5 candidates per walker; 200 labels, at most 10 "
+        "per round, 30,000 MD steps. Test set: 500 frames of oracle MD at the same temperatures.",
         otf=OTFSettings(walkers=3, steps_per_round=100, candidates_per_walker=5, md_step_budget=30_000),
     ),
     TaskSpec(

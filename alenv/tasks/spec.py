@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from alenv.samplers.model_md import OTFSettings
-from alenv.samplers.oracle_md import MDSettings
+from alenv.samplers.dynamics import MDSettings
 
 
 # Bumped whenever code that makes task data changes its result (samplers, label recording), so that a
