@@ -43,7 +43,7 @@ def true_error(env: Any) -> TrueErrorAgent:
     if not (hasattr(u, "true_labels") and hasattr(u, "predict_candidates")):
         raise ValueError(
             "the true-error reference needs the labels of every candidate in advance, which only pool mode "
-            f"has; {getattr(env, 'spec', None) and env.spec.id} makes new candidates every round"
+            "has; this environment makes new candidates every round"
         )
     _, forces = u.true_labels()
 

@@ -163,3 +163,13 @@ def test_agent_conformance_on_the_fly(name, otf_first_round):
             assert np.array_equal(np.sort(u.validate_action(action)), np.sort(picks))
         finally:
             u.mask = saved
+
+
+def test_true_error_reference_needs_pool_mode(otf_first_round):
+    from benchmarks.references import make_reference
+
+    env, _, _ = otf_first_round
+    with pytest.raises(ValueError, match="pool mode"):
+        make_reference("true-error", env)
+    with pytest.raises(ValueError, match="unknown reference"):
+        make_reference("oracle-peeking", env)
