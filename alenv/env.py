@@ -57,8 +57,8 @@ class ActiveLearningEnv(RoundEnv):
     **Arguments.** ``task``: a name from ``alenv.tasks.TASKS``; ``cache_dir``: where pools, test sets and
     labels live (default ``$ALENV_CACHE`` or ``~/.cache/alenv``); ``progress``: show progress bars;
     ``wall_times``: put wall-clock timings in ``info`` (off by default: they differ between otherwise
-    identical runs, which Gymnasium's ``check_env`` rejects); ``render_mode``: None (nothing renders);
-    any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
+    identical runs, which Gymnasium's ``check_env`` rejects); ``render_mode``: accepted and kept, nothing
+    renders; any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
     ``n_initial``, ``model="ridge"``, ``model_kwargs={"n_members": 3}``, ...); ``pool`` and ``test`` are
     the Dataset task's labelled extxyz files.
 

@@ -39,9 +39,9 @@ class RoundEnv(gym.Env):
         render_mode: str | None = None,
         **overrides: Any,
     ):
-        if render_mode is not None:
-            raise ValueError(f"alenv environments do not render; render_mode must be None, got {render_mode!r}")
-        self.render_mode = None
+        # Nothing renders; the keyword is accepted (and kept) because RL tooling passes it to every env,
+        # e.g. SB3's make_vec_env asks for "rgb_array". render() returns None.
+        self.render_mode = render_mode
         spec = get_task(task).with_overrides(**_file_overrides(overrides))
         if spec.mode != self.mode:
             other = "alenv.otf.OnTheFlyEnv" if spec.mode == "otf" else "alenv.env.ActiveLearningEnv"
@@ -149,6 +149,10 @@ class RoundEnv(gym.Env):
         obs = self._observe()
         ep.timings["observe"] = time.perf_counter() - t1
         return obs, reward, terminated, False, self._info(chosen, failed, time.perf_counter() - t0)
+
+    def render(self) -> None:
+        """Nothing to draw: the learning curves are in ``info["metrics"]`` (the runner plots them)."""
+        return None
 
     # ------------------------------------------------------------------------------- shared parts
     def _reset_mode(self) -> None:

@@ -24,15 +24,21 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
     On-the-fly environments (any subset may be labelled) get ``Discrete(N + 1)``: action ``N`` means "stop"
     and sends the picks made so far, none included; once the round's limit is reached only "stop" is
     allowed. ``action_masks()`` then has N + 1 entries.
+
+    How many picks a round takes comes from ``info["max_picks"]`` and ``info["any_subset"]``, so any
+    environment with this contract can be wrapped. Before the first ``reset`` every action is shown as
+    allowed (``step`` still raises until ``reset``), so that vectorised workers that ask for masks early do
+    not fail. Through further wrappers, reach the masks with ``alenv.wrappers.action_masks(env)`` (or
+    ``env.get_wrapper_attr("action_masks")()``, as sb3-contrib does).
     """
 
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
-        self.k = int(env.unwrapped.task.batch_size)
         # On-the-fly mode labels any subset: one more action, ``n`` ("stop"), sends the picks made so far.
-        self.any_subset = isinstance(env.unwrapped.action_space, LabelMask)
-        self.n = int(env.unwrapped.n_candidates if self.any_subset else env.unwrapped.n_pool)
+        self.any_subset = isinstance(env.action_space, LabelMask)
+        self.n = int(env.observation_space["mask"].n)
+        self.k = 0  # picks of the current round, from info["max_picks"]
         self.action_space = MaskedDiscrete(self.n + 1 if self.any_subset else self.n)
         self.pending: list[int] = []
         self._obs: dict[str, np.ndarray] | None = None
@@ -44,15 +50,14 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.action_space.available = self.action_masks().astype(np.int8)
         return obs
 
-    def _limit(self) -> int:
-        return self.env.unwrapped.action_space.limit if self.any_subset else self.k
-
     def action_masks(self) -> np.ndarray:
         """Boolean (N,) (on-the-fly: (N + 1,), the last entry "stop"): True where a pick is allowed now."""
+        if self._obs is None:  # before the first reset: nothing is known yet, nothing can be stepped
+            return np.ones(self.n + 1 if self.any_subset else self.n, dtype=bool)
         mask = self._obs["mask"].astype(bool)
         mask[self.pending] = False
         if self.any_subset:
-            if len(self.pending) >= self._limit():
+            if len(self.pending) >= self.k:
                 mask[:] = False
             mask = np.append(mask, True)
         return mask
@@ -61,6 +66,7 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, info = self.env.reset(**kwargs)
         self.pending = []
         self._obs, self._info = obs, deepcopy(info)
+        self.k = int(info["max_picks"])
         return self._view(), dict(info, pending=[])
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
@@ -89,4 +95,10 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.pending = []
         obs, reward, terminated, truncated, info = self.env.step(batch)
         self._obs, self._info = obs, deepcopy(info)
+        self.k = int(info["max_picks"])
         return self._view(), reward, terminated, truncated, dict(info, pending=[])
+
+
+def action_masks(env: gym.Env) -> np.ndarray:
+    """The masks of the outermost wrapper that offers ``action_masks()``, through any Gymnasium wrappers."""
+    return env.get_wrapper_attr("action_masks")()
