@@ -48,6 +48,7 @@ def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
         cfg.task.id,
         cache_dir=cfg.cache_dir,
         progress=bool(cfg.progress),
+        wall_times=True,  # per-round timings go into results.json
         **overrides,
     )
     from benchmarks.references import REFERENCES, make_reference
