@@ -35,7 +35,7 @@ def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dic
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True)
+    env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True, wall_times=True)
     make_seconds = time.perf_counter() - t0
     u = env.unwrapped
     meta_path = None if u.task.system == "dataset" else u.cache_dir / "tasks" / u.task.data_key() / "meta.json"
@@ -49,7 +49,7 @@ def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dic
     done = False
     oracle_before = info["metrics"]["oracle_seconds"]
     while not done:
-        a = agent.act(obs, info, u.task.batch_size, rng)
+        a = agent.act(obs, info, info["max_picks"], rng)
         obs, r, done, _, info = env.step(a)
         tm = info["timings"]
         oracle = info["metrics"]["oracle_seconds"] - oracle_before
@@ -67,7 +67,7 @@ def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dic
         "task": task,
         "pool": u.n_pool,
         "test": len(u.test_frames),
-        "members": u.task.ensemble.n_members,
+        "members": u.potential.n_members,
         "build_s": build_seconds,
         "make_s": make_seconds,
         "featurize_s": u.featurize_seconds,
@@ -92,13 +92,12 @@ def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
     import gymnasium as gym
     import numpy as np
     import torch
-    from ase import units
-    from ase.md.langevin import Langevin
 
     import alenv  # noqa: F401
     from alenv.models.calculator import UncertaintyBiasedCalculator
+    from alenv.samplers.dynamics import langevin, thermalise
     from alenv.samplers.failures import FailureChecks
-    from alenv.samplers.model_md import ModelMD, Walker, thermalise
+    from alenv.samplers.model_md import ModelMD, Walker
 
     torch.set_num_threads(2)
     env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True)
@@ -111,8 +110,7 @@ def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
         rng = np.random.default_rng(seed)
         atoms = thermalise(start, T, rng)
         atoms.calc = calc
-        dyn = Langevin(atoms, timestep=md.timestep * units.fs, temperature_K=T, friction=md.friction / units.fs,
-                       fixcm=False, rng=rng)
+        dyn = langevin(atoms, md, T, rng)
         dyn.run(2)  # warm-up (first calls build caches)
         t = time.perf_counter()
         dyn.run(n_steps)
@@ -131,7 +129,7 @@ def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
     return {
         "task": task,
         "atoms": len(start),
-        "members": u.task.ensemble.n_members,
+        "members": u.potential.n_members,
         "ensemble": plain(u.potential.as_calculator()),
         "ensemble_checked": checked(),
         "biased": plain(UncertaintyBiasedCalculator(u.potential, 0.5, 0.02)),

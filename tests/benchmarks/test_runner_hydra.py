@@ -33,7 +33,7 @@ def _choices(group: str) -> list[str]:
 @pytest.mark.parametrize("agent", _choices("agent"))
 def test_every_config_composes(task: str, agent: str) -> None:
     from agents import AGENTS
-    from agents.reference import REFERENCES
+    from benchmarks.references import REFERENCES
     from alenv.tasks import get_task
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
