@@ -22,23 +22,23 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def main() -> None:
-    import dataclasses
-
     import numpy as np
     import torch
 
     from alenv.data import read_labelled
-    from alenv.descriptors.aev import AEVSpec
-    from alenv.models.ensemble import EnsemblePotential, FeaturizedFrames
+    from alenv.datasets import RMD17_DIR
+    from alenv.descriptors.representation import Representation
+    from alenv.models import make_potential
     from alenv.tasks import get_task
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=os.environ.get("ALENV_SHARED", "../shared") + "/data/rmd17")
+    p.add_argument("--data", default=str(RMD17_DIR), help="folder of <molecule>_{train,test}_01.extxyz")
     p.add_argument("--molecule", default="ethanol")
     p.add_argument("--train", type=int, default=1000)
     p.add_argument("--test", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=None, help="default: the task's epochs_initial")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=None, help="a name of alenv.models.MODELS (default: the Dataset task's)")
     args = p.parse_args()
     torch.set_num_threads(2)
 
@@ -48,14 +48,17 @@ def main() -> None:
     frames, E, F = frames[: args.train], E[: args.train], F[: args.train]
     test, Et, Ft = test[: args.test], Et[: args.test], Ft[: args.test]
     task = get_task("Dataset")
-    cfg = task.ensemble if args.epochs is None else dataclasses.replace(task.ensemble, epochs_initial=args.epochs)
-    species = tuple(sorted({int(z) for a in frames + test for z in a.numbers}))
-    pot = EnsemblePotential(AEVSpec(species=species, **task.descriptor), cfg, seed=args.seed)
+    model = args.model or task.model
+    settings = dict(task.model_kwargs) if model == task.model else {}
+    if args.epochs is not None:
+        settings["epochs_initial"] = args.epochs
+    rep = Representation.for_frames(frames + test, task.descriptor, task.embedding_dim)
+    pot = make_potential(model, rep, seed=args.seed, **settings)
     t0 = time.perf_counter()
-    train_set = FeaturizedFrames(frames, pot.aev)
-    test_set = FeaturizedFrames(test, pot.aev)
+    train_set = rep.featurize(frames)
+    test_set = rep.featurize(test)
     feat = time.perf_counter() - t0
-    pot.set_normalisation([train_set])
+    rep.set_normalisation([train_set])
     t0 = time.perf_counter()
     fit = pot.fit(train_set, E, F, np.random.default_rng(args.seed))
     train_seconds = time.perf_counter() - t0
@@ -66,8 +69,8 @@ def main() -> None:
     err = np.abs(Fp.mean(0) - Ft).mean((1, 2))
     spread = np.sqrt(((Fp - Fp.mean(0)) ** 2).sum(-1).mean(0)).mean(1)
     corr = float(np.corrcoef(err, spread)[0, 1])
-    print(f"{args.molecule}: {len(frames)} training frames, {len(test)} test frames, {cfg.n_members} members, "
-          f"hidden {cfg.hidden}, {fit['epochs']} epochs")
+    print(f"{args.molecule}: {len(frames)} training frames, {len(test)} test frames, model {model} "
+          f"({pot.n_members} members, {settings or 'defaults'}), {fit['epochs']} epochs")
     print(f"descriptors + Jacobians: {feat:.1f} s   training: {train_seconds:.1f} s")
     print(f"ensemble mean: force MAE {f_mae:.1f} meV/A, energy MAE {e_mae:.2f} meV")
     print(f"members: force MAE {', '.join(f'{m:.1f}' for m in members)} meV/A")
