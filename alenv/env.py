@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -69,17 +68,7 @@ class ActiveLearningEnv(RoundEnv):
     """
 
     mode = "pool"
-
-    def __init__(
-        self,
-        task: str = "Ethanol-GFN2-tiny",
-        cache_dir: str | Path | None = None,
-        progress: bool = False,
-        wall_times: bool = False,
-        render_mode: str | None = None,
-        **overrides: Any,
-    ):
-        super().__init__(task, cache_dir, progress, wall_times, render_mode, **overrides)
+    default_task = "Ethanol-GFN2-tiny"
 
     def _prepare(self, data: TaskData) -> None:
         """Featurise pool and reserve once; normalisation from their geometry, embedding axes from the pool."""

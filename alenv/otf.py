@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -78,17 +77,7 @@ class OnTheFlyEnv(RoundEnv):
     """
 
     mode = "otf"
-
-    def __init__(
-        self,
-        task: str = "Ethanol-GFN2-OTF-tiny",
-        cache_dir: str | Path | None = None,
-        progress: bool = False,
-        wall_times: bool = False,
-        render_mode: str | None = None,
-        **overrides: Any,
-    ):
-        super().__init__(task, cache_dir, progress, wall_times, render_mode, **overrides)
+    default_task = "Ethanol-GFN2-OTF-tiny"
 
     def _prepare(self, data: TaskData) -> None:
         spec, rep = self.task, self.representation

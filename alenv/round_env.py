@@ -29,10 +29,11 @@ class RoundEnv(gym.Env):
 
     metadata = {"render_modes": []}
     mode = "pool"
+    default_task = "Ethanol-GFN2-tiny"
 
     def __init__(
         self,
-        task: str,
+        task: str | None = None,
         cache_dir: str | Path | None = None,
         progress: bool = False,
         wall_times: bool = False,
@@ -42,7 +43,7 @@ class RoundEnv(gym.Env):
         # Nothing renders; the keyword is accepted (and kept) because RL tooling passes it to every env,
         # e.g. SB3's make_vec_env asks for "rgb_array". render() returns None.
         self.render_mode = render_mode
-        spec = get_task(task).with_overrides(**_file_overrides(overrides))
+        spec = get_task(task or self.default_task).with_overrides(**_file_overrides(overrides))
         if spec.mode != self.mode:
             other = "alenv.otf.OnTheFlyEnv" if spec.mode == "otf" else "alenv.env.ActiveLearningEnv"
             raise ValueError(f"task {spec.name} is a {spec.mode}-mode task; use {other} (or its id)")

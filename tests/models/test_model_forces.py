@@ -39,28 +39,7 @@ def trained(frames) -> tuple[EnsemblePotential, FeaturizedFrames]:
     return pot, data
 
 
-def test_predict_forces_are_minus_gradient_of_energy(trained, frames):
-    """Jacobian-path forces of ``predict`` equal central finite differences of ``evaluate_atoms`` energies.
-
-    float32 model: with h = 1e-3 Angstrom the energy rounding error (~1e-6 eV on |E| of a few eV) becomes
-    ~5e-4 eV/Angstrom per component and truncation is O(h^2) ~ 1e-6 |E'''|; both are below 1e-3 of the
-    force norm (measured 2e-4). A wrong sign, atom order or missing term gives an O(1) relative error.
-    """
-    pot, _ = trained
-    h = 1e-3
-    for atoms in frames[8:10]:
-        _, F = pot.predict(FeaturizedFrames([atoms], pot.aev))
-        F = F[:, 0]  # (M, n, 3)
-        fd = np.zeros_like(F)
-        for i in range(len(atoms)):
-            for c in range(3):
-                p, m = atoms.copy(), atoms.copy()
-                p.positions[i, c] += h
-                m.positions[i, c] -= h
-                fd[:, i, c] = -(pot.evaluate_atoms(p)[0] - pot.evaluate_atoms(m)[0]) / (2 * h)
-        for member in range(CONFIG.n_members):
-            rel = np.linalg.norm(fd[member] - F[member]) / np.linalg.norm(F[member])
-            assert rel < 1e-3, f"member {member}: relative force error {rel:.2e}"
+# forces = -dE/dx by finite differences, every member: check_potential (tests/models/test_potential_conformance.py)
 
 
 def test_predict_equals_autograd_evaluation(trained, frames):
