@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import ase.io
 import numpy as np
 import pytest
 from ase import Atoms
 from scipy.spatial.transform import Rotation
 
+from alenv.datasets import rmd17
 from alenv.descriptors.aev import AEV, AEVSpec, build_neighbours
 from alenv.tasks.build import SYSTEMS
 
-RMD17 = str(
-    Path(os.environ.get("ALENV_SHARED", Path(__file__).resolve().parents[3] / "shared"))
-    / "data" / "rmd17" / "ethanol_train_01.extxyz"
-)
+RMD17 = str(rmd17("ethanol", "train"))
 ETHANOL_SPEC = AEVSpec(species=(1, 6, 8))
 CU_SPEC = AEVSpec(species=(29,))
 
