@@ -1,25 +1,67 @@
 """Run one active-learning episode from the Hydra config and write its results.
 
     python -m benchmarks.run task=ethanol_gfn2 agent=fps seed=0
+    python -m benchmarks.run task=ethanol_gfn2_tiny agent=random model=ridge reward=per_cost seed=0
     python -m benchmarks.run --multirun task=ethanol_gfn2_tiny agent=random,fps seed=0,1
 
-Writes into the run's output directory: ``results.json`` (resolved config, the initial metrics, one
-record per round: metrics, reward, chosen indices, timings), ``learning_curve.png`` and ``labels.extxyz``
-(every successful label; failed ones are listed per round in ``results.json``). ``results.json`` is written last and atomically: a run whose directory already
-holds a complete one is skipped, so a killed sweep restarted with the same ``hydra.sweep.dir`` only runs
-what is missing (labels already paid for come from the label cache).
+Config groups: ``task`` (one config per row of ``alenv.tasks.TASKS``, registered here from the table, not
+kept in files), ``agent``, ``model``, ``oracle`` and ``reward`` (files in ``conf/``). The model, oracle and
+reward groups become ``TaskSpec`` overrides, with ``task.overrides`` on top (:func:`task_overrides`).
+
+Writes into the run's output directory: ``results.json`` (resolved config, the task settings the groups
+chose, the initial metrics, one record per round: metrics, reward, chosen indices, timings),
+``learning_curve.png`` and ``labels.extxyz`` (every successful label; failed ones are listed per round in
+``results.json``). ``results.json`` is written last and atomically: a run whose directory already holds a
+complete one is skipped, so a killed sweep restarted with the same ``hydra.sweep.dir`` only runs what is
+missing (labels already paid for come from the label cache).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+_HERE = Path(__file__).resolve().parent
+# Installed from a wheel, the configs are package data in benchmarks/conf; in the repository (and in an
+# editable install) they are its top-level conf/ folder.
+CONFIG_DIR: Path = _HERE / "conf" if (_HERE / "conf" / "config.yaml").is_file() else _HERE.parent / "conf"
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+# The Dataset tasks' files when a run names none: the rMD17 ethanol split shipped in alenv.datasets.
+DATASET_FILES: dict[str, str] = {"pool": "${alenv.rmd17:ethanol,train}", "test": "${alenv.rmd17:ethanol,test}"}
+
+
+def _rmd17(molecule: str = "ethanol", split: str = "train") -> str:
+    from alenv.datasets import rmd17
+
+    return str(rmd17(str(molecule), str(split)))
+
+
+def register_configs() -> None:
+    """Register the ``alenv.rmd17`` resolver and one ``task`` config per row of ``alenv.tasks.TASKS``.
+
+    A task config is ``{name, id, overrides}``, named by the snake case of the task's name
+    (``Ethanol-GFN2-tiny`` -> ``task=ethanol_gfn2_tiny``). Generated from the table, so a task can never
+    lack a config or have a stale one. Idempotent.
+    """
+    from alenv.tasks import TASKS, snake_case
+
+    if not OmegaConf.has_resolver("alenv.rmd17"):
+        OmegaConf.register_new_resolver("alenv.rmd17", _rmd17)
+    store = ConfigStore.instance()
+    for name, spec in TASKS.items():
+        overrides = dict(DATASET_FILES) if spec.system == "dataset" else {}
+        store.store(group="task", name=snake_case(name), node={"name": spec.name, "id": spec.id, "overrides": overrides})
+
+
+register_configs()
+
+
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
@@ -33,17 +75,17 @@ def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
     import torch
 
     import alenv  # noqa: F401  (registers the tasks)
-    from agents import make_agent
     from benchmarks.episode import plot_learning_curve, run_episode, write_json
 
     done = _finished(out)
     if done is not None:  # a restarted sweep skips what already finished (results.json is written last)
         print(f"{out}: already complete, skipped")
         return done["summary"]["final_metrics"]
+    make_agent = _our_agents().make_agent
     if cfg.get("torch_threads"):
         torch.set_num_threads(int(cfg.torch_threads))
     out.mkdir(parents=True, exist_ok=True)
-    overrides = _container(cfg.task.get("overrides"))
+    overrides = task_overrides(cfg)
     env = gym.make(
         cfg.task.id,
         cache_dir=cfg.cache_dir,
@@ -57,7 +99,8 @@ def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
         agent = make_reference(cfg.agent.name, env)
     else:
         agent = make_agent(cfg.agent.name, **_container(cfg.agent.get("kwargs")))
-    print(f"{cfg.task.id}  agent={cfg.agent.name}  seed={cfg.seed}  ->  {out}")
+    spec = env.unwrapped.task
+    print(f"{cfg.task.id}  agent={cfg.agent.name}  model={spec.model}  seed={cfg.seed}  ->  {out}")
     record = run_episode(env, agent, seed=int(cfg.seed), progress=bool(cfg.progress))
     result = {
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -65,6 +108,8 @@ def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
         "agent": cfg.agent.name,
         "seed": int(cfg.seed),
         "variant": variant,  # overrides other than task, agent and seed ("" for the presets as they are)
+        "overrides": overrides,  # the TaskSpec overrides the run passed to gym.make
+        "settings": {f: getattr(spec, f) for f in SETTINGS},  # the task settings they gave
         "cheating": bool(getattr(agent, "cheating", False)),
         "pid": os.getpid(),
         **record,
@@ -82,6 +127,75 @@ def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
     return final
 
 
+# TaskSpec fields that the model, oracle and reward groups set, recorded in results.json
+SETTINGS = ("model", "model_kwargs", "oracle", "oracle_kwargs", "reward", "reward_per_cost")
+
+
+def task_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The keyword overrides of ``gym.make`` for one run: the model, oracle and reward groups, then
+    ``task.overrides`` on top.
+
+    A group at ``default`` (``name: null``) keeps the task's own setting; a named one sets ``model`` /
+    ``oracle`` / ``reward``, its ``kwargs`` set ``model_kwargs`` / ``oracle_kwargs`` (for the task's own
+    model they are merged into its settings, see ``TaskSpec.with_overrides``) and ``reward.per_cost`` sets
+    ``reward_per_cost``. ``task.overrides`` wins, key by key: its ``model_kwargs`` (or ``ensemble``) and
+    ``oracle_kwargs`` are merged over the group's, unless it names another model or oracle, which drops them.
+    """
+    groups: dict[str, Any] = {}
+    for group, kwargs_field in (("model", "model_kwargs"), ("oracle", "oracle_kwargs")):
+        node = cfg.get(group)
+        if node is None:
+            continue
+        if node.get("name") is not None:
+            groups[group] = str(node.name)
+        kwargs = _container(node.get("kwargs"))
+        if kwargs:
+            groups[kwargs_field] = kwargs
+    reward = cfg.get("reward")
+    if reward is not None:
+        if reward.get("name") is not None:
+            groups["reward"] = str(reward.name)
+        if reward.get("per_cost") is not None:
+            groups["reward_per_cost"] = bool(reward.per_cost)
+    task = _container(cfg.task.get("overrides"))
+    if "ensemble" in task:  # the default model's settings by their older name
+        task["model_kwargs"] = {**task.pop("ensemble"), **task.get("model_kwargs", {})}
+    for name_field, kwargs_field in (("model", "model_kwargs"), ("oracle", "oracle_kwargs")):
+        if name_field in task and task[name_field] != groups.get(name_field, task[name_field]):
+            groups.pop(kwargs_field, None)
+    return _merge(groups, task)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``top``; nested dicts merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _our_agents():
+    """The ``agents`` package of this project, or a clear error if the name resolved to another one.
+
+    ``agents`` (like ``benchmarks``) is a generic top-level name: another distribution installed into the
+    same environment (e.g. ``openai-agents``) may own it or have overwritten ours.
+    """
+    try:
+        import agents
+    except ImportError as err:
+        raise ImportError(
+            "the strategies (package 'agents') are not importable; run from the repository root or "
+            "pip install alenv (see README: 'How agents and benchmarks are installed')"
+        ) from err
+    if not (hasattr(agents, "STRATEGIES") and hasattr(agents, "make_agent")):
+        raise ImportError(
+            f"'import agents' found {getattr(agents, '__file__', agents)!r}, which is not alenv's strategies "
+            "package: another distribution installs a top-level 'agents' too. Install alenv into its own "
+            "virtual environment (see README: 'How agents and benchmarks are installed')."
+        )
+    return agents
+
+
 def _finished(out: Path) -> dict | None:
     """The results of a complete earlier run in ``out``, or None (absent, partial or unreadable)."""
     import json
@@ -93,7 +207,7 @@ def _finished(out: Path) -> dict | None:
     return res if res.get("complete") else None
 
 
-def _container(node) -> dict:
+def _container(node: Any) -> dict:
     return {} if node is None else OmegaConf.to_container(node, resolve=True)
 
 
