@@ -28,7 +28,7 @@ class RidgeConfig:
 
     n_members: int = 5
     force_weight: float = 100.0  # weight of the force residuals relative to per-atom energy residuals
-    alpha: float = 1e-6  # ridge penalty, relative to the mean diagonal of the normal matrix
+    alpha: float = 1e-4  # ridge penalty, relative to the mean diagonal of the normal matrix
     bootstrap: bool = True  # members fit bootstrap resamples of the frames (False: all fit every frame)
 
     def __post_init__(self) -> None:
