@@ -1,4 +1,5 @@
-"""The Hydra runner: every config composes, one episode writes its results, a multirun runs in parallel."""
+"""The Hydra runner end to end: one episode writes its results, multiruns through each launcher, sweeps over
+settings and groups keep their own folders. The configs themselves are checked in test_configs.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from benchmarks.run import CONFIG_DIR as CONF
+
 ROOT = Path(__file__).resolve().parents[2]
-CONF = ROOT / "conf"
 
 
 def _multirun(tmp_path: Path, cache: Path, *overrides: str) -> list[Path]:
@@ -23,25 +25,6 @@ def _multirun(tmp_path: Path, cache: Path, *overrides: str) -> list[Path]:
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sorted(tmp_path.rglob("results.json"))
-
-
-def _choices(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-@pytest.mark.parametrize("task", _choices("task"))
-@pytest.mark.parametrize("agent", _choices("agent"))
-def test_every_config_composes(task: str, agent: str) -> None:
-    from agents import AGENTS
-    from benchmarks.references import REFERENCES
-    from alenv.tasks import get_task
-
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"task={task}", f"agent={agent}"])
-    assert cfg.agent.name in AGENTS or cfg.agent.name in REFERENCES
-    spec = get_task(cfg.task.id)
-    assert spec.name == cfg.task.name
-    assert cfg.task.id == spec.id
 
 
 def test_one_episode_writes_results(tmp_path: Path, alenv_cache: Path) -> None:
@@ -112,19 +95,6 @@ def test_multirun_through_submitit_local(tmp_path: Path, alenv_cache: Path) -> N
     assert all(json.loads(p.read_text())["complete"] for p in results)
 
 
-@pytest.mark.parametrize("experiment", _choices("experiment"))
-def test_experiment_presets_compose(experiment: str) -> None:
-    """Each preset composes and its sweep names only existing task and agent configs."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
-    params = cfg.hydra.sweeper.params
-    assert "seed" in params
-    for group in ("task", "agent"):
-        if group in params:
-            for name in str(params[group]).split(","):
-                assert (CONF / group / f"{name.strip()}.yaml").exists(), (group, name)
-
-
 def test_jobs_with_other_settings_get_their_own_folders(tmp_path: Path, alenv_cache: Path) -> None:
     """Two jobs that differ only in an agent setting must not overwrite each other, nor be averaged."""
     results = _multirun(
@@ -138,6 +108,24 @@ def test_jobs_with_other_settings_get_their_own_folders(tmp_path: Path, alenv_ca
 
     runs, _ = load_runs([tmp_path])
     assert len({r["agent"] for r in runs}) == 2  # two report lines, not one average
+
+
+def test_sweep_over_models_with_the_per_cost_reward(tmp_path: Path, alenv_cache: Path) -> None:
+    """``model=bp_ensemble,ridge reward=per_cost``: two folders, each run with its model, rewards per oracle second."""
+    results = _multirun(
+        tmp_path, alenv_cache, "task=ethanol_gfn2_tiny", "agent=random", "model=bp_ensemble,ridge", "reward=per_cost",
+        "seed=0",
+    )
+    runs = {json.loads(p.read_text())["settings"]["model"]: (p, json.loads(p.read_text())) for p in results}
+    assert sorted(runs) == ["bp-ensemble", "ridge"] and len({p.parent for p, _ in runs.values()}) == 2
+    for model, (path, res) in runs.items():
+        assert res["variant"] == f"model={model.replace('-', '_')},reward=per_cost"
+        assert res["overrides"]["model"] == model and res["settings"]["reward_per_cost"] is True
+        rows = [res["initial"]["metrics"]] + [s["metrics"] for s in res["steps"]]
+        for before, after, step in zip(rows, rows[1:], res["steps"]):
+            gain = np.log(before["force_mae"]) - np.log(after["force_mae"])
+            assert step["reward"] == pytest.approx(gain / (after["oracle_seconds"] - before["oracle_seconds"]))
+    assert runs["ridge"][1]["settings"]["model_kwargs"]["alpha"] == 1e-6
 
 
 def test_multirun_through_ray_local(tmp_path: Path, alenv_cache: Path) -> None:
