@@ -142,40 +142,12 @@ def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
     return TaskData(out["pool"], out["reserve"], out["test"])
 
 
-def _dataset_data(spec: TaskSpec) -> TaskData:
-    if spec.pool_path is None or spec.test_path is None:
-        raise ValueError(
-            "the Dataset task needs labelled extxyz files: gymnasium.make('alenv/Dataset-v0', pool=PATH, test=PATH)"
-        )
-    pool, _, _, _ = read_labelled(spec.pool_path)
-    test, _, _, _ = read_labelled(spec.test_path)
-    if len(pool[0]) != len(test[0]):
-        raise ValueError(f"pool frames have {len(pool[0])} atoms but test frames have {len(test[0])}")
-    need = spec.reserve_size + spec.budget
-    if len(pool) < need:
-        raise ValueError(
-            f"{spec.pool_path} has {len(pool)} frames; reserve_size {spec.reserve_size} + budget {spec.budget} "
-            f"= {need} are needed"
-        )
-    if spec.reserve_size < spec.n_initial:
-        raise ValueError(f"reserve_size {spec.reserve_size} is smaller than n_initial {spec.n_initial}")
-    n_pool = len(pool) - spec.reserve_size if not spec.pool_size else min(spec.pool_size, len(pool) - spec.reserve_size)
-    if n_pool < spec.budget:
-        raise ValueError(f"the pool would hold {n_pool} candidates, fewer than the budget {spec.budget}")
-    rng = np.random.default_rng(spec.pool_seed)
-    order = rng.permutation(len(pool))
-    reserve = [pool[i] for i in sorted(order[: spec.reserve_size])]
-    rest = sorted(order[spec.reserve_size :])
-    if spec.pool_size and spec.pool_size < len(rest):
-        rest = sorted(rng.choice(rest, size=spec.pool_size, replace=False))
-    test_frames = test if not spec.test_size or spec.test_size >= len(test) else test[: spec.test_size]
-    return TaskData([pool[i] for i in rest], reserve, test_frames)
-
-
 def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> TaskData:
     """The task's pool, reserve and test set: read from ``cache_dir`` or made once and written there."""
     if spec.system == "dataset":
-        return _dataset_data(spec)
+        from alenv.tasks.dataset import dataset_data
+
+        return TaskData(*dataset_data(spec))
     if spec.system not in SYSTEMS:
         raise ValueError(f"unknown system {spec.system!r}; known: {sorted(SYSTEMS)}")
     directory = Path(cache_dir) / "tasks" / spec.data_key()
@@ -227,8 +199,8 @@ def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle
     if len(n_atoms) != 1:
         raise ValueError(f"all configurations of a task must have the same number of atoms, got {n_atoms}")
     kwargs = dict(spec.oracle_kwargs)
-    if spec.system == "dataset":  # the lookup oracle answers from the user's pool file
-        kwargs.setdefault("path_or_frames", spec.pool_path)
+    if spec.system == "dataset":  # the lookup oracle answers from the user's frames (in eV, checked)
+        kwargs.setdefault("path_or_frames", frames)
     inner = make_oracle(spec.oracle, **kwargs)
     oracle = CachedOracle(inner, LabelCache(Path(cache_dir) / "labels" / f"{inner.name}.sqlite"))
     oracle.store(frames, [Label.of(a) for a in frames])

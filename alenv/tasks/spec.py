@@ -48,6 +48,8 @@ class TaskSpec:
     reserve_size: int = 50  # frames the initial labels are drawn from (not in the pool)
     pool_path: str | None = None  # Dataset task: labelled extxyz of candidates
     test_path: str | None = None  # Dataset task: labelled extxyz of the test set
+    units: str = "auto"  # Dataset task: "auto" (eV, magnitudes checked), or "eV", "kcal/mol", "kJ/mol", "Hartree"
+    allow_overlap: bool = False  # Dataset task: accept test frames that are also in the pool
     pool_seed: int = 0
     # --- episode
     n_initial: int = 10

@@ -1,0 +1,147 @@
+"""The Dataset task's data: the user's labelled pool and test files, checked before anything trains on them.
+
+A labelled file can be wrong in ways that still "run": another molecule in the test set, an element the pool
+never shows, energies in kcal/mol or Hartree, pool and test mixed up or overlapping. Each is refused here
+with the file, the frame and the likely cause; units can be converted explicitly (``units=``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from alenv.data import read_labelled
+from alenv.oracles.lookup import structure_key
+from alenv.tasks.spec import TaskSpec
+
+# Conversion of (energy, force) to (eV, eV/Angstrom) for each accepted ``units`` value.
+BOHR = 0.529177210903  # Angstrom
+HARTREE = 27.211386245988  # eV
+KCAL_MOL = 0.0433641043  # eV
+KJ_MOL = 0.0103642697  # eV
+UNITS: dict[str, tuple[float, float]] = {
+    "eV": (1.0, 1.0),
+    "kcal/mol": (KCAL_MOL, KCAL_MOL),
+    "kJ/mol": (KJ_MOL, KJ_MOL),
+    "Hartree": (HARTREE, HARTREE / BOHR),
+}
+# Plausible root-mean-square force component of a labelled set, eV/Angstrom: MD frames of molecules and
+# materials lie between about 0.2 and 3; outside this range the units are the likely cause (a set of nearly
+# relaxed structures in eV can fall below: units="eV" takes it as it is).
+FORCE_RMS_RANGE = (0.1, 10.0)
+
+
+def _likely_unit(force_rms: float) -> str:
+    if force_rms > FORCE_RMS_RANGE[1]:
+        return "kJ/mol" if force_rms > 60 else "kcal/mol"
+    return "Hartree"
+
+
+def check_units(frames: Sequence[Atoms], forces: np.ndarray, path: str) -> float:
+    """The RMS force component (eV/Angstrom) of a file read as eV; ValueError naming the likely unit when it
+    is implausible for eV/Angstrom."""
+    rms = float(np.sqrt(np.mean(forces**2)))
+    lo, hi = FORCE_RMS_RANGE
+    if not lo <= rms <= hi and rms > 0:
+        worst = int(np.argmax(np.abs(forces).max(axis=(1, 2)) if rms > hi else -np.abs(forces).max(axis=(1, 2))))
+        unit = _likely_unit(rms)
+        raise ValueError(
+            f"{path}: forces have an RMS of {rms:.3g} per component (frame {worst} is the most extreme), outside "
+            f"the {lo}-{hi} eV/Angstrom that labelled frames have; this looks like {unit}. Pass units="
+            f"'{unit}' to convert (known: {', '.join(UNITS)}), or units='eV' to take the values as they are"
+        )
+    return rms
+
+
+def _relabel(frames: list[Atoms], energies: np.ndarray, forces: np.ndarray) -> list[Atoms]:
+    for atoms, e, f in zip(frames, energies, forces):
+        atoms.calc = SinglePointCalculator(atoms, energy=float(e), forces=f)
+    return frames
+
+
+def read_in_ev(path: str, units: str) -> list[Atoms]:
+    """Frames of a labelled extxyz with energies and forces in eV and eV/Angstrom.
+
+    ``units="auto"`` reads the values as eV and refuses implausible magnitudes; a name of ``UNITS``
+    converts from that unit without a check.
+    """
+    if units != "auto" and units not in UNITS:
+        raise ValueError(f"unknown units {units!r}; known: 'auto', {', '.join(repr(u) for u in UNITS)}")
+    frames, E, F, _ = read_labelled(path)
+    if units == "auto":
+        check_units(frames, F, path)
+        return frames
+    e_scale, f_scale = UNITS[units]
+    return _relabel(frames, E * e_scale, F * f_scale)
+
+
+def check_pair(pool: Sequence[Atoms], test: Sequence[Atoms], spec: TaskSpec) -> None:
+    """Refuse a test set that the pool cannot serve: unseen elements or compositions, mixed units, overlap."""
+    pool_elements = {int(z) for a in pool for z in a.numbers}
+    pool_formulas = Counter(a.get_chemical_formula() for a in pool)
+    for i, atoms in enumerate(test):
+        missing = sorted({int(z) for z in atoms.numbers} - pool_elements)
+        if missing:
+            raise ValueError(
+                f"{spec.test_path} frame {i} has elements {missing} that no frame of {spec.pool_path} has; "
+                "a potential cannot learn an element it never sees"
+            )
+        if atoms.get_chemical_formula() not in pool_formulas:
+            raise ValueError(
+                f"{spec.test_path} frame {i} is {atoms.get_chemical_formula()}, a composition that no frame of "
+                f"{spec.pool_path} has (it holds {', '.join(sorted(pool_formulas))}): is it another molecule?"
+            )
+    f_pool = np.sqrt(np.mean([np.mean(a.get_forces() ** 2) for a in pool]))
+    f_test = np.sqrt(np.mean([np.mean(a.get_forces() ** 2) for a in test]))
+    if max(f_pool, f_test) > 5 * min(f_pool, f_test):
+        raise ValueError(
+            f"force magnitudes differ {max(f_pool, f_test) / min(f_pool, f_test):.1f}-fold between "
+            f"{spec.pool_path} (RMS {f_pool:.3g}) and {spec.test_path} (RMS {f_test:.3g}): are they in the same units?"
+        )
+    if not spec.allow_overlap:
+        keys = {structure_key(a): j for j, a in enumerate(pool)}
+        shared = [(i, keys[k]) for i, k in enumerate(structure_key(a) for a in test) if k in keys]
+        if shared:
+            i, j = shared[0]
+            raise ValueError(
+                f"{len(shared)} frames of {spec.test_path} are also in {spec.pool_path} (e.g. test frame {i} = pool "
+                f"frame {j}): a test set must be unseen. Pass allow_overlap=True to measure on them anyway"
+            )
+
+
+def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms]]:
+    """Pool, reserve (initial labels) and test frames of the Dataset task, in eV and checked."""
+    if spec.pool_path is None or spec.test_path is None:
+        raise ValueError(
+            "the Dataset task needs labelled extxyz files: gymnasium.make('alenv/Dataset-v0', pool=PATH, test=PATH)"
+        )
+    pool = read_in_ev(spec.pool_path, spec.units)
+    test = read_in_ev(spec.test_path, spec.units)
+    if len(pool[0]) != len(test[0]):
+        raise ValueError(
+            f"frames of {spec.pool_path} have {len(pool[0])} atoms but frames of {spec.test_path} have {len(test[0])}"
+        )
+    check_pair(pool, test, spec)
+    need = spec.reserve_size + spec.budget
+    if len(pool) < need:
+        raise ValueError(
+            f"{spec.pool_path} has {len(pool)} frames; reserve_size {spec.reserve_size} + budget {spec.budget} "
+            f"= {need} are needed"
+        )
+    if spec.reserve_size < spec.n_initial:
+        raise ValueError(f"reserve_size {spec.reserve_size} is smaller than n_initial {spec.n_initial}")
+    n_pool = len(pool) - spec.reserve_size if not spec.pool_size else min(spec.pool_size, len(pool) - spec.reserve_size)
+    if n_pool < spec.budget:
+        raise ValueError(f"the pool would hold {n_pool} candidates, fewer than the budget {spec.budget}")
+    rng = np.random.default_rng(spec.pool_seed)
+    order = rng.permutation(len(pool))
+    reserve = [pool[i] for i in sorted(order[: spec.reserve_size])]
+    rest = sorted(order[spec.reserve_size :])
+    if spec.pool_size and spec.pool_size < len(rest):
+        rest = sorted(rng.choice(rest, size=spec.pool_size, replace=False))
+    test_frames = test if not spec.test_size or spec.test_size >= len(test) else test[: spec.test_size]
+    return [pool[i] for i in rest], reserve, test_frames
