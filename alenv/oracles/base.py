@@ -51,7 +51,7 @@ def check_structures(structures: Sequence[Atoms]) -> list[Atoms]:
     """Validate the argument of ``label``: a sequence of non-empty, finite ``ase.Atoms``.
 
     Raises TypeError for a wrong type (a single Atoms is a common slip) and ValueError for an empty
-    or non-finite structure or a periodic direction without a cell vector.
+    structure, non-finite positions or cell, or a periodic direction without a cell vector.
     """
     if isinstance(structures, Atoms):
         raise TypeError("label() takes a sequence of ase.Atoms, got a single Atoms; wrap it in a list")
@@ -63,6 +63,8 @@ def check_structures(structures: Sequence[Atoms]) -> list[Atoms]:
             raise ValueError(f"structure {i} has no atoms")
         if not np.all(np.isfinite(atoms.positions)):
             raise ValueError(f"structure {i} has non-finite positions")
+        if not np.all(np.isfinite(atoms.cell.array)):
+            raise ValueError(f"structure {i} has a non-finite cell")
         pbc = atoms.pbc
         lengths = atoms.cell.lengths()
         if np.any(pbc & (lengths == 0.0)):

@@ -73,7 +73,9 @@ class LookupOracle:
         energy_key, forces_key: where the labels live; calculator results first, then ``info``/``arrays``.
 
     ``fingerprint()`` holds the sha256 of the file (or of the frames' content), so a changed file never
-    reuses old cache entries. Labels cost 0 seconds.
+    reuses old cache entries. Labels cost 0 seconds. A structure whose stored energy or forces are not finite
+    gets a failed Label, as from any oracle whose calculation failed. A structure given twice must carry the
+    same labels both times (ValueError otherwise) and counts once.
     """
 
     name = "lookup"
@@ -108,7 +110,7 @@ class LookupOracle:
             key = structure_key(atoms)
             if key in self._table:
                 old_e, old_f = self._table[key]
-                if old_e != energy or not np.array_equal(old_f, forces):
+                if not (np.array_equal(old_e, energy, equal_nan=True) and np.array_equal(old_f, forces, equal_nan=True)):
                     raise ValueError(f"{self.source} frame {i} repeats an earlier structure with different labels")
                 continue
             self._table[key] = (energy, forces)
@@ -148,5 +150,8 @@ class LookupOracle:
                     "labels structures from its file (positions must match to 1e-6 Angstrom)"
                 )
             energy, forces = hit
-            out.append(Label(energy=energy, forces=forces.copy(), seconds=0.0))
+            if not (np.isfinite(energy) and np.all(np.isfinite(forces))):  # a calculation that failed back then
+                out.append(Label.failure(len(atoms), 0.0, f"the label in {self.source} is not finite"))
+            else:
+                out.append(Label(energy=energy, forces=forces.copy(), seconds=0.0))
         return out
