@@ -52,14 +52,13 @@ def read_labelled(path: str | os.PathLike) -> tuple[list[Atoms], np.ndarray, np.
     for i, atoms in enumerate(frames):
         if len(atoms) != n:
             raise ValueError(f"{path} frame {i} has {len(atoms)} atoms, frame 0 has {n}; mixed sizes are not supported")
-        try:
-            e = atoms.get_potential_energy()
-            f = atoms.get_forces()
-        except Exception:
-            e = atoms.info.get("energy")
-            f = atoms.arrays.get("forces")
+        e = _result(atoms, "energy")
+        f = _result(atoms, "forces")
         if e is None or f is None:
-            raise ValueError(f"{path} frame {i} has no energy and forces (eV, eV/Angstrom) to learn from")
+            missing = "energy and forces (eV, eV/Angstrom)" if e is None and f is None else (
+                "energy (eV)" if e is None else "forces (eV/Angstrom)"
+            )
+            raise ValueError(f"{path} frame {i} has no {missing} to learn from")
         f = np.asarray(f, dtype=np.float64)
         if not (np.isfinite(e) and np.all(np.isfinite(f))):
             raise ValueError(f"{path} frame {i} has a non-finite energy or forces")
@@ -67,6 +66,13 @@ def read_labelled(path: str | os.PathLike) -> tuple[list[Atoms], np.ndarray, np.
         forces.append(f)
         seconds.append(float(atoms.info.get("oracle_seconds", 0.0)))
     return frames, np.array(energies), np.stack(forces), np.array(seconds)
+
+
+def _result(atoms: Atoms, name: str):
+    """``energy`` or ``forces`` of a frame: its calculator's results, else ``info``/``arrays``; None if absent."""
+    if atoms.calc is not None and name in atoms.calc.results:
+        return atoms.calc.results[name]
+    return atoms.info.get(name) if name == "energy" else atoms.arrays.get(name)
 
 
 @dataclass
