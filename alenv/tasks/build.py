@@ -9,6 +9,7 @@ task once and the others wait and read it.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import time
 from contextlib import contextmanager
@@ -142,8 +143,47 @@ def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
     return TaskData(out["pool"], out["reserve"], out["test"])
 
 
+def _sha256(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
+
+
+def _build(spec: TaskSpec, files: dict[str, Path], meta_path: Path, progress: bool) -> None:
+    """Run the task's oracle MD and write its parts, then ``meta.json`` (last: it marks the data complete)."""
+    t0 = time.perf_counter()
+    data = _md_data(spec, progress)
+    for part, path in files.items():
+        if getattr(data, part):  # on-the-fly tasks have no pool
+            write_labelled(path, getattr(data, part))
+    meta = {
+        "task": spec.id,
+        "pool_seed": spec.pool_seed,
+        "seconds": time.perf_counter() - t0,
+        "counts": {p: len(getattr(data, p)) for p in files},
+        "sha256": {p: _sha256(path) for p, path in files.items()},
+    }
+    meta_path.write_text(json.dumps(meta, indent=1))
+
+
+def _verify(files: dict[str, Path], meta_path: Path, directory: Path) -> None:
+    """Every part matches the checksum recorded when it was made; data cached before checksums existed
+    gets its checksums recorded now."""
+    meta = json.loads(meta_path.read_text())
+    sums = {p: _sha256(path) for p, path in files.items()}
+    if "sha256" not in meta:
+        meta["sha256"] = sums
+        meta_path.write_text(json.dumps(meta, indent=1))
+        return
+    changed = [p for p in files if meta["sha256"].get(p) != sums[p]]
+    if changed:
+        raise ValueError(
+            f"cached task data in {directory} changed after it was made ({', '.join(f'{p}.extxyz' for p in changed)}: "
+            "checksum mismatch); nothing was labelled or trained on it: delete that directory to rebuild it"
+        )
+
+
 def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> TaskData:
-    """The task's pool, reserve and test set: read from ``cache_dir`` or made once and written there."""
+    """The task's pool, reserve and test set: read from ``cache_dir`` (checksums verified) or made once
+    and written there."""
     if spec.system == "dataset":
         from alenv.tasks.dataset import dataset_data
 
@@ -152,21 +192,11 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
         raise ValueError(f"unknown system {spec.system!r}; known: {sorted(SYSTEMS)}")
     directory = Path(cache_dir) / "tasks" / spec.data_key()
     files = {p: directory / f"{p}.extxyz" for p in ("pool", "reserve", "test")}
-    done = directory / "meta.json"
+    meta_path = directory / "meta.json"
     with _locked(directory.with_suffix(".lock")):
-        if not done.exists():
-            t0 = time.perf_counter()
-            data = _md_data(spec, progress)
-            for part, path in files.items():
-                if getattr(data, part):  # on-the-fly tasks have no pool
-                    write_labelled(path, getattr(data, part))
-            meta = {
-                "task": spec.id,
-                "pool_seed": spec.pool_seed,
-                "seconds": time.perf_counter() - t0,
-                "counts": {p: len(getattr(data, p)) for p in files},
-            }
-            done.write_text(json.dumps(meta, indent=1))
+        if not meta_path.exists():
+            _build(spec, files, meta_path, progress)
+        _verify(files, meta_path, directory)
     parts = {}
     expected = {"pool": spec.pool_size, "reserve": spec.reserve_size, "test": spec.test_size}
     for part, path in files.items():
