@@ -104,3 +104,19 @@ def test_failed_labels_are_not_trained_on(make_env, refused):
     assert info["failed"] and not info_ok["failed"]
     for key in ("force_mae", "energy_mae", "force_rmse", "energy_rmse", "force_max", "train_force_rmse"):
         assert info["metrics"][key] == info_ok["metrics"][key], key
+
+
+def test_reset_raises_when_every_initial_label_fails(make_env, alenv_cache):
+    """An oracle that refuses every reserve structure (EMT refusing any pair closer than 3 Angstrom, which
+    every Cu structure has) leaves nothing to train on: reset raises, saying so and why."""
+    overrides = {"oracle_kwargs": {"min_distance": 3.0}}
+    spec = get_task("Cu-EMT-tiny").with_overrides(**overrides)
+    data = load_task_data(spec, alenv_cache, progress=False)
+    oracle = make_oracle(spec.oracle, **spec.oracle_kwargs)
+    labels = CachedOracle(oracle, LabelCache(alenv_cache / "labels" / f"{oracle.name}.sqlite")).label(data.reserve)
+    assert all(lab.failed for lab in labels)
+    env = make_env("alenv/Cu-EMT-tiny-v0", **overrides)
+    with pytest.raises(RuntimeError, match="every initial label failed.*atoms overlap"):
+        env.reset(seed=0)
+    with pytest.raises(RuntimeError, match="call reset"):  # no half-started episode to step
+        env.unwrapped.step(np.arange(env.unwrapped.task.batch_size))
