@@ -3,7 +3,11 @@
 ``import alenv`` registers every task as ``alenv/<Task>-v<N>`` (and ``alenv/<Task>-tiny-v<N>``).
 """
 
-from alenv.tasks import TASKS, get_task, register_all
+from alenv.threads import limit_openmp
+
+limit_openmp()  # before anything loads xTB's or torch's OpenMP runtime (see alenv.threads)
+
+from alenv.tasks import TASKS, get_task, register_all  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -22,6 +22,7 @@ from alenv.observe import episode_globals, make_observation
 from alenv.rewards import get_reward, round_reward
 from alenv.tasks import TaskData, default_cache_dir, get_task, load_task_data, task_oracle
 from alenv.tasks.spec import TaskSpec
+from alenv.threads import configure_torch
 
 
 class RoundEnv(gym.Env):
@@ -48,6 +49,7 @@ class RoundEnv(gym.Env):
             other = "alenv.otf.OnTheFlyEnv" if spec.mode == "otf" else "alenv.env.ActiveLearningEnv"
             raise ValueError(f"task {spec.name} is a {spec.mode}-mode task; use {other} (or its id)")
         self.task: TaskSpec = spec
+        self.torch_threads = configure_torch()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.wall_times, self.progress = wall_times, progress
         data = load_task_data(spec, self.cache_dir, progress=progress)

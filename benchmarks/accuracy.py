@@ -14,16 +14,13 @@ Target: 20 meV/A or less.
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def main() -> None:
     import numpy as np
-    import torch
 
     from alenv.data import read_labelled
     from alenv.datasets import RMD17_DIR
@@ -40,7 +37,9 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=None, help="a name of alenv.models.MODELS (default: the Dataset task's)")
     args = p.parse_args()
-    torch.set_num_threads(2)
+    from alenv.threads import configure_torch
+
+    configure_torch()  # the cores this process has (ALENV_TORCH_THREADS overrides)
 
     data = Path(args.data)
     frames, E, F, _ = read_labelled(data / f"{args.molecule}_train_01.extxyz")

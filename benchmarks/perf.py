@@ -18,22 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # before xtb/torch load: see DESIGN.md, pitfalls
 
 
 def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dict:
     import gymnasium as gym
     import numpy as np
-    import torch
 
     import alenv  # noqa: F401
     from agents import make_agent
 
-    torch.set_num_threads(2)
     t0 = time.perf_counter()
     env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True, wall_times=True)
     make_seconds = time.perf_counter() - t0
@@ -91,7 +87,6 @@ def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
 
     import gymnasium as gym
     import numpy as np
-    import torch
 
     import alenv  # noqa: F401
     from alenv.models.calculator import UncertaintyBiasedCalculator
@@ -99,7 +94,6 @@ def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
     from alenv.samplers.failures import FailureChecks
     from alenv.samplers.model_md import ModelMD, Walker
 
-    torch.set_num_threads(2)
     env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True)
     u = env.unwrapped
     u.reset(seed=seed)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +20,9 @@ from ase import Atoms
 
 from alenv.descriptors.aev import build_neighbours
 from alenv.descriptors.representation import FeaturizedFrames, Representation
+
+if TYPE_CHECKING:
+    from alenv.models.calculator import EnsembleCalculator
 
 
 @dataclass(frozen=True)
