@@ -26,6 +26,22 @@ def global_feature(obs: dict, name: str) -> float:
     return float(obs["globals"][GLOBAL_FEATURES.index(name)])
 
 
+# Features that are spreads of the committee: meaningless (all zero) with fewer than two members.
+SPREAD_FEATURES = frozenset({"energy_std", "energy_std_per_atom", "force_std_mean", "force_std_max", "force_std_rel"})
+
+
+def reads(component: object) -> frozenset[str]:
+    """The candidate features a score, prefilter or selector reads (its ``reads`` attribute, or its
+    feature ``name``)."""
+    if component is None:
+        return frozenset()
+    found = getattr(component, "reads", None)
+    if found is not None:
+        return frozenset(found)
+    name = getattr(component, "name", None)
+    return frozenset({name}) if name in CANDIDATE_FEATURES else frozenset()
+
+
 def _known(name: str) -> str:
     if name not in CANDIDATE_FEATURES:
         raise ValueError(f"unknown candidate feature {name!r}; known: {CANDIDATE_FEATURES}")
@@ -40,6 +56,7 @@ def feature_score(name: str) -> ScoreFn:
         return feature(obs, name)
 
     score.__qualname__ = f"feature_score({name!r})"
+    score.reads = frozenset({name})  # type: ignore[attr-defined]
     return score
 
 
@@ -59,6 +76,7 @@ def unit_score(score: ScoreFn) -> ScoreFn:
     def scaled(obs: dict, info: dict) -> np.ndarray:
         return unit_interval(score(obs, info), obs["mask"])
 
+    scaled.reads = reads(score)  # type: ignore[attr-defined]
     return scaled
 
 
@@ -81,6 +99,7 @@ def window_score(name: str, lower: float, upper: float) -> ScoreFn:
         above = -(x - upper) / upper
         return np.where(inside, 2.0 + x / upper, np.where(x < lower, below, above))
 
+    score.reads = frozenset({name})  # type: ignore[attr-defined]
     return score
 
 

@@ -26,7 +26,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from agents.algorithms import topk_select
-from agents.scores import ScoreFn, feature, global_feature, window_score
+from agents.scores import SPREAD_FEATURES, ScoreFn, feature, global_feature, reads, window_score
 from agents.selectors import Selector
 
 Prefilter = Callable[[dict, dict, int, np.ndarray, np.random.Generator], np.ndarray]
@@ -72,8 +72,19 @@ class Strategy:
         if self.schedule is not None and not hasattr(self.selector, "weight"):
             raise ValueError(f"{self.name}: a schedule needs a selector with a weight, got {self.selector!r}")
 
+    @property
+    def reads_spread(self) -> bool:
+        """True where a component reads a committee spread (which needs at least two members)."""
+        used = reads(self.score) | reads(self.prefilter) | reads(self.selector)
+        return bool(used & SPREAD_FEATURES)
+
     def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
         """Up to k picks as an int64 array (exactly k unless ``info["any_subset"]``); see the module doc."""
+        if self.reads_spread and info.get("n_members", 2) < 2:
+            raise ValueError(
+                f"strategy {self.name!r} ranks by the committee's spread, which needs at least 2 members; "
+                f"the model has {info['n_members']} (set model_kwargs={{'n_members': 2 or more}})"
+            )
         k = check_k(k, obs["mask"])
         if k == 0:
             return no_picks()

@@ -15,6 +15,7 @@ MAX_PICKS = "max_picks"
 ANY_SUBSET = "any_subset"
 TIMINGS = "timings"
 MD_FAILURE_KINDS = "md_failure_kinds"
+N_MEMBERS = "n_members"
 
 INFO: dict[str, str] = {
     METRICS_KEY: "dict of the metrics below",
@@ -27,6 +28,7 @@ INFO: dict[str, str] = {
     TIMINGS: "this round's wall seconds per stage (label, train, evaluate, observe, md, stability) [s]; "
     "only with wall_times=True",
     MD_FAILURE_KINDS: "on-the-fly mode: counts of this round's MD failures by kind",
+    N_MEMBERS: "members of the committee [count]; spreads (and strategies that rank by them) need at least 2",
 }
 
 # --- metrics (info["metrics"])

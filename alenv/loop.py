@@ -212,6 +212,7 @@ def info(
         keys.FAILED: [int(i) for i in failed],
         keys.MAX_PICKS: int(max_picks),
         keys.ANY_SUBSET: bool(any_subset),
+        keys.N_MEMBERS: int(ep.potential.n_members),
     }
     if wall_times:
         metrics.update({keys.TRAIN_SECONDS: ep.train_seconds, keys.ROUND_SECONDS: seconds})

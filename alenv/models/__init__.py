@@ -31,6 +31,15 @@ MODELS: dict[str, Callable[..., Potential]] = {
     "bp-ensemble": lambda rep, seed, **kw: EnsemblePotential(rep, _config(EnsembleConfig, kw), seed=seed),
     "ridge": lambda rep, seed, **kw: RidgeEnsemble(rep, _config(RidgeConfig, kw), seed=seed),
 }
+# The settings dataclass of each model, so that settings are checked before anything is built.
+SETTINGS: dict[str, type] = {"bp-ensemble": EnsembleConfig, "ridge": RidgeConfig}
+
+
+def make_settings(name: str, kwargs: dict[str, Any]) -> Any:
+    """The validated settings of model ``name`` (ValueError for an unknown model or setting)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
+    return _config(SETTINGS[name], dict(kwargs)) if name in SETTINGS else None
 
 
 def make_potential(name: str, representation: Representation, seed: int = 0, **kwargs: Any) -> Potential:
@@ -57,4 +66,5 @@ __all__ = [
     "UncertaintyBiasedCalculator",
     "check_potential",
     "make_potential",
+    "make_settings",
 ]

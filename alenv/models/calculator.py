@@ -16,6 +16,7 @@ class EnsembleCalculator(Calculator):
 
     Results: ``energy``, ``free_energy``, ``forces`` (ensemble means), ``energy_std`` (eV) and
     ``forces_std`` (n_atoms, 3) eV/Angstrom (standard deviations over members), and ``energies_members``.
+    A single member has no spread: ``energy_std`` and ``forces_std`` are then NaN, not zero.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "energy_std", "forces_std"]
@@ -32,8 +33,8 @@ class EnsembleCalculator(Calculator):
             "energy": float(E.mean()),
             "free_energy": float(E.mean()),
             "forces": F.mean(0),
-            "energy_std": float(E.std()),
-            "forces_std": F.std(0),
+            "energy_std": float(E.std()) if len(E) > 1 else float("nan"),
+            "forces_std": F.std(0) if len(E) > 1 else np.full(F.shape[1:], np.nan),
             "energies_members": E,
         }
 

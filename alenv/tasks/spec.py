@@ -66,6 +66,7 @@ class TaskSpec:
     otf: OTFSettings = OTFSettings()
 
     def __post_init__(self) -> None:
+        self._check_names()
         if self.budget <= 0 or self.batch_size <= 0 or self.n_initial <= 0:
             raise ValueError("budget, batch_size and n_initial must be positive")
         if self.mode not in ("pool", "otf"):
@@ -84,6 +85,19 @@ class TaskSpec:
             raise ValueError(f"pool_size {self.pool_size} is smaller than the budget {self.budget}")
         if self.system != "dataset" and self.reserve_size < self.n_initial:
             raise ValueError(f"reserve_size {self.reserve_size} is smaller than n_initial {self.n_initial}")
+
+    def _check_names(self) -> None:
+        """Registry names and settings, checked before any expensive build (oracle MD, descriptors)."""
+        from alenv.models import MODELS, make_settings
+        from alenv.oracles import ORACLES
+        from alenv.rewards import REWARDS
+
+        for what, name, known in (("oracle", self.oracle, ORACLES), ("model", self.model, MODELS), ("reward", self.reward, REWARDS)):
+            if name not in known:
+                raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(known))}")
+        make_settings(self.model, self.model_kwargs)  # unknown or invalid model settings raise here
+        if self.system != "dataset" and self.units != "auto":
+            raise ValueError("units= applies to the Dataset task's files only")
 
     @property
     def id(self) -> str:

@@ -47,3 +47,21 @@ def test_model_setting_changes_the_learner(alenv_cache):
     assert env.unwrapped.task.model_kwargs == {}  # the tiny task's neural settings do not carry over
     with pytest.raises(ValueError, match="unknown model"):
         gym.make("alenv/Ethanol-GFN2-tiny-v0", cache_dir=alenv_cache, model="nope").reset(seed=0)
+
+
+def test_one_member_has_no_spread_and_spread_strategies_say_so(alenv_cache):
+    from agents import make_agent
+
+    env = gym.make("alenv/Ethanol-GFN2-tiny-v0", cache_dir=alenv_cache, model_kwargs={"n_members": 1})
+    obs, info = env.reset(seed=0)
+    assert info["n_members"] == 1
+    rng = np.random.default_rng(0)
+    for name in ("uncertainty", "qbc-energy", "hybrid", "prefilter-fps", "maxdet", "information-gain", "trust-window"):
+        with pytest.raises(ValueError, match=f"{name}' ranks by the committee's spread.*at least 2 members"):
+            make_agent(name).act(obs, info, info["max_picks"], rng)
+    for name in ("random", "fps", "kmeans++", "distance"):  # nothing here reads a spread
+        assert len(make_agent(name).act(obs, info, info["max_picks"], rng)) == info["max_picks"]
+    atoms = env.unwrapped.test_frames[0].copy()
+    atoms.calc = env.unwrapped.potential.as_calculator()
+    atoms.get_potential_energy()
+    assert np.isnan(atoms.calc.results["energy_std"]) and np.isnan(atoms.calc.results["forces_std"]).all()
