@@ -3,6 +3,7 @@
 The oracle is real: EMT with ``min_distance`` raised to 2.2 Angstrom, which (as documented for every
 ``CalculatorOracle``) fails any structure with two atoms closer than that, without calling the backend.
 About a third of the Cu-EMT-tiny pool comes that close at 800-1500 K; the reserve, from 300 K MD, does not.
+At 2.37 Angstrom the oracle refuses 10 of the 12 reserve structures, so some seeds draw no usable initial label.
 
 Pool labels come from the task's oracle MD and prefill the label cache, so in pool mode the oracle is only
 consulted for what the cache lacks; failures reach an episode through the persistent cache, where an
@@ -106,37 +107,19 @@ def test_failed_labels_are_not_trained_on(make_env, refused):
         assert info["metrics"][key] == info_ok["metrics"][key], key
 
 
-def test_reset_raises_when_every_initial_label_fails(make_env, alenv_cache):
-    """An oracle that refuses every reserve structure (EMT refusing any pair closer than 3 Angstrom, which
-    every Cu structure has) leaves nothing to train on: reset raises, saying so and why."""
-    overrides = {"oracle_kwargs": {"min_distance": 3.0}}
-    spec = get_task("Cu-EMT-tiny").with_overrides(**overrides)
+MOSTLY_REFUSED = {"oracle_kwargs": {"min_distance": 2.37}}  # refuses 10 of the 12 reserve structures
+
+
+@pytest.fixture(scope="module")
+def mostly_refused(make_env, alenv_cache):
+    """Cu-EMT-tiny whose oracle refused most of the reserve in an earlier run, and a seed whose reset
+    succeeds and one whose initial draw holds refused structures only."""
+    spec = get_task("Cu-EMT-tiny").with_overrides(**MOSTLY_REFUSED)
     data = load_task_data(spec, alenv_cache, progress=False)
     oracle = make_oracle(spec.oracle, **spec.oracle_kwargs)
     labels = CachedOracle(oracle, LabelCache(alenv_cache / "labels" / f"{oracle.name}.sqlite")).label(data.reserve)
-    assert all(lab.failed for lab in labels)
-    env = make_env("alenv/Cu-EMT-tiny-v0", **overrides)
-    with pytest.raises(RuntimeError, match="every initial label failed.*atoms overlap"):
-        env.reset(seed=0)
-    with pytest.raises(RuntimeError, match="call reset"):  # no half-started episode to step
-        env.unwrapped.step(np.arange(env.unwrapped.task.batch_size))
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="RoundEnv.reset keeps the previous episode steppable when it raises (alenv/round_env.py); "
-    "remove this marker once reset ends the previous episode first",
-)
-def test_a_reset_that_raises_ends_the_previous_episode(make_env, alenv_cache):
-    """EMT refusing pairs closer than 2.37 Angstrom refuses 10 of the 12 reserve structures, so some seeds
-    draw only refused initial labels. A reset that raises must not leave the last episode running with a
-    cleared mask (its candidates would be labelled, and paid for, twice)."""
-    overrides = {"oracle_kwargs": {"min_distance": 2.37}}
-    spec = get_task("Cu-EMT-tiny").with_overrides(**overrides)
-    data = load_task_data(spec, alenv_cache, progress=False)
-    oracle = make_oracle(spec.oracle, **spec.oracle_kwargs)
-    CachedOracle(oracle, LabelCache(alenv_cache / "labels" / f"{oracle.name}.sqlite")).label(data.reserve)
-    env = make_env("alenv/Cu-EMT-tiny-v0", **overrides).unwrapped
+    assert sum(lab.failed for lab in labels) == 10
+    env = make_env("alenv/Cu-EMT-tiny-v0", **MOSTLY_REFUSED).unwrapped
     seeds: dict[str, int] = {}
     for seed in range(30):
         try:
@@ -145,7 +128,26 @@ def test_a_reset_that_raises_ends_the_previous_episode(make_env, alenv_cache):
         except RuntimeError:
             seeds.setdefault("fails", seed)
         if len(seeds) == 2:
-            break
+            return env, seeds
+    raise AssertionError(f"no seed of 30 both succeeds and fails: {seeds}")
+
+
+def test_reset_raises_when_every_initial_label_fails(mostly_refused):
+    """Nothing to train on: reset raises, saying so and why (the oracle's reason)."""
+    env, seeds = mostly_refused
+    with pytest.raises(RuntimeError, match="every initial label failed.*atoms overlap"):
+        env.reset(seed=seeds["fails"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RoundEnv.reset keeps the previous episode steppable when it raises (alenv/round_env.py); "
+    "remove this marker once reset ends the previous episode first",
+)
+def test_a_reset_that_raises_ends_the_previous_episode(mostly_refused):
+    """A reset that raises must not leave the last episode running with a cleared mask (its candidates
+    would be labelled, and paid for, twice)."""
+    env, seeds = mostly_refused
     env.reset(seed=seeds["ok"])
     env.step(np.arange(5))
     with pytest.raises(RuntimeError, match="every initial label failed"):
