@@ -44,7 +44,7 @@ class RoundEnv(gym.Env):
         # Nothing renders; the keyword is accepted (and kept) because RL tooling passes it to every env,
         # e.g. SB3's make_vec_env asks for "rgb_array". render() returns None.
         self.render_mode = render_mode
-        spec = get_task(task or self.default_task).with_overrides(**_file_overrides(overrides))
+        spec = get_task(task or self.default_task).with_overrides(**file_overrides(overrides))
         if spec.mode != self.mode:
             other = "alenv.otf.OnTheFlyEnv" if spec.mode == "otf" else "alenv.env.ActiveLearningEnv"
             raise ValueError(f"task {spec.name} is a {spec.mode}-mode task; use {other} (or its id)")
@@ -116,6 +116,7 @@ class RoundEnv(gym.Env):
         super().reset(seed=seed)
         rng, spec = self.np_random, self.task
         t0 = time.perf_counter()
+        self._done, self.episode = True, None  # a reset that raises leaves no episode to step
         self._reset_mode()
         init = np.sort(rng.choice(len(self.reserve_frames), size=spec.n_initial, replace=False))
         frames = [self.reserve_frames[i] for i in init]
@@ -209,8 +210,9 @@ class RoundEnv(gym.Env):
         self.episode.labelled.write(path)
 
 
-def _file_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """The Dataset task's ``pool=``/``test=`` keywords as TaskSpec fields."""
+def file_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of ``gymnasium.make`` as TaskSpec fields (the Dataset task's ``pool=``/``test=``
+    become ``pool_path``/``test_path``)."""
     out = dict(overrides)
     for short, field_name in (("pool", "pool_path"), ("test", "test_path")):
         if short in out:

@@ -40,9 +40,9 @@ def _options(group: str) -> list[str]:
 
 def _spec(cfg: DictConfig) -> TaskSpec:
     """The TaskSpec the runner's ``gym.make`` call would build from ``cfg`` (the env's own override path)."""
-    from alenv.round_env import _file_overrides
+    from alenv.round_env import file_overrides
 
-    return get_task(cfg.task.id).with_overrides(**_file_overrides(task_overrides(cfg)))
+    return get_task(cfg.task.id).with_overrides(**file_overrides(task_overrides(cfg)))
 
 
 def _build(spec: TaskSpec) -> dict[str, Any]:
