@@ -139,11 +139,6 @@ def test_reset_raises_when_every_initial_label_fails(mostly_refused):
         env.reset(seed=seeds["fails"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RoundEnv.reset keeps the previous episode steppable when it raises (alenv/round_env.py); "
-    "remove this marker once reset ends the previous episode first",
-)
 def test_a_reset_that_raises_ends_the_previous_episode(mostly_refused):
     """A reset that raises must not leave the last episode running with a cleared mask (its candidates
     would be labelled, and paid for, twice)."""
