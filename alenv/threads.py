@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import os
 
-USER_OMP_THREADS = os.environ.get("OMP_NUM_THREADS")  # as the user left it, before alenv sets a default
+_MARK = "ALENV_OMP_DEFAULT"  # set beside OMP_NUM_THREADS when alenv chose it (inherited by child processes)
+# OMP_NUM_THREADS as the user left it (None where unset or set by alenv, here or in a parent process)
+USER_OMP_THREADS = None if os.environ.get(_MARK) else os.environ.get("OMP_NUM_THREADS")
 
 
 def limit_openmp() -> None:
     """One OpenMP thread for the oracles' native code, unless the user chose a number (call before import)."""
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if "OMP_NUM_THREADS" not in os.environ:
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ[_MARK] = "1"
 
 
 def cores() -> int:

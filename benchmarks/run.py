@@ -66,13 +66,30 @@ def main(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
 
     hc = HydraConfig.get()
+    _share_cores(hc)
     return run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname)
+
+
+def _share_cores(hc: Any) -> None:
+    """Tell alenv how many sweep jobs share this machine's cores (``ALENV_JOBS``), so that each sizes its
+    torch threads to its share: the joblib launcher's ``n_jobs``; one CPU per Ray task as configured."""
+    from hydra.types import RunMode
+
+    if hc.mode != RunMode.MULTIRUN:
+        return
+    launcher = hc.launcher
+    if launcher.get("n_jobs") is not None:  # joblib: n_jobs processes on this machine (-1: one per core)
+        n_jobs = int(launcher.n_jobs)
+        os.environ.setdefault("ALENV_JOBS", str(n_jobs if n_jobs > 0 else os.cpu_count() or 1))
+    elif launcher.get("ray") is not None:  # Ray: each task holds remote.num_cpus
+        cpus = launcher.ray.get("remote", {}).get("num_cpus")
+        if cpus:
+            os.environ.setdefault("ALENV_TORCH_THREADS", str(int(cpus)))
 
 
 def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
     """Play the episode described by ``cfg`` and write its results into ``out``."""
     import gymnasium as gym
-    import torch
 
     import alenv  # noqa: F401  (registers the tasks)
     from benchmarks.episode import plot_learning_curve, run_episode, write_json
@@ -82,8 +99,8 @@ def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
         print(f"{out}: already complete, skipped")
         return done["summary"]["final_metrics"]
     make_agent = _our_agents().make_agent
-    if cfg.get("torch_threads"):
-        torch.set_num_threads(int(cfg.torch_threads))
+    if cfg.get("torch_threads"):  # an explicit setting wins over alenv's share of the cores
+        os.environ["ALENV_TORCH_THREADS"] = str(int(cfg.torch_threads))
     out.mkdir(parents=True, exist_ok=True)
     overrides = task_overrides(cfg)
     env = gym.make(
