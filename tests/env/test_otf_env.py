@@ -94,16 +94,24 @@ def test_any_subset_action_and_clear_errors(otf_env):
         otf_env.step(np.full(C, 2))
     with pytest.raises(ValueError, match="at most"):
         otf_env.step(np.ones(C, dtype=np.int8))  # more than batch_size
-    u.mask[0] = 0  # as for an empty slot
-    a = np.zeros(C, dtype=np.int8)
-    a[0] = 1
-    with pytest.raises(ValueError, match="masked"):
-        otf_env.step(a)
     # a valid action still works after the errors
     a = np.zeros(C, dtype=np.int8)
     a[np.flatnonzero(obs["mask"][1:])[:2] + 1] = 1
     _, _, _, _, info = otf_env.step(a)
     assert info["metrics"]["n_labels"] == before["n_labels"] + 2
+
+
+def test_empty_slots_are_masked_and_refused(make_env):
+    """Walkers that fail at once and may not restart leave their candidate slots empty (mask 0)."""
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"checks": {"max_force_std": 0.3}, "max_restarts": 0})
+    obs, info = env.reset(seed=0)
+    assert info["metrics"]["md_failures"] > 0 and not obs["mask"].all()
+    empty = int(np.flatnonzero(obs["mask"] == 0)[0])
+    a = np.zeros(len(obs["mask"]), dtype=np.int8)
+    a[empty] = 1
+    with pytest.raises(ValueError, match=rf"candidates \[{empty}\] are masked \(no frame in that slot\)"):
+        env.step(a)
+    assert info["max_picks"] == min(env.unwrapped.task.batch_size, int(obs["mask"].sum()))
 
 
 def test_failures_restart_and_every_label_is_kept(make_env, tmp_path, alenv_cache):
