@@ -8,6 +8,8 @@ signature, ``select(obs, info, scores, k, mask, rng) -> (k,) int64`` (``agents.s
 only obs, info and an rng; reference points that read the environment live in ``benchmarks.references``.
 """
 
+__alenv__ = True  # marks this top-level ``agents`` as alenv's (the name is generic; see README)
+
 from agents.algorithms import fps_select, kmeanspp_select, maxdet_select, topk_select
 from agents.learned import PolicyAgent, greedy_policy
 from agents.registry import AGENTS, ALIASES, STRATEGIES, make_agent, resolve_name

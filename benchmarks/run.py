@@ -204,7 +204,7 @@ def _our_agents():
             "the strategies (package 'agents') are not importable; run from the repository root or "
             "pip install alenv (see README: 'How agents and benchmarks are installed')"
         ) from err
-    if not (hasattr(agents, "STRATEGIES") and hasattr(agents, "make_agent")):
+    if not getattr(agents, "__alenv__", False):
         raise ImportError(
             f"'import agents' found {getattr(agents, '__file__', agents)!r}, which is not alenv's strategies "
             "package: another distribution installs a top-level 'agents' too. Install alenv into its own "

@@ -13,14 +13,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from pathlib import Path  # noqa: E402
 
 import ase.io  # noqa: E402
+
+from alenv.datasets import RMD17_DIR  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
-# rMD17 reference data lives in shared/ beside the repository (or wherever $ALENV_SHARED points).
-RMD17 = Path(os.environ.get("ALENV_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data" / "rmd17"
+# rMD17 reference data ships with the package (alenv/datasets/rmd17, CC0).
+RMD17 = RMD17_DIR
 
 @pytest.fixture(scope="session")
 def alenv_cache(tmp_path_factory) -> Path:
