@@ -1,14 +1,13 @@
 """Learners: the ``Potential`` protocol, the ``MODELS`` registry and ``check_potential``.
 
-Adding a model is one new file with a class that follows ``alenv.models.base.Potential`` and one line in
-``MODELS``: a factory ``(representation, seed, **kwargs) -> Potential``. A task names its model with
+Adding a model is one new file with a class that follows ``alenv.models.base.Potential``, built as
+``cls(representation, settings, seed=...)``, and one line in ``MODELS``: its class and its settings dataclass. A task names its model with
 ``TaskSpec.model`` and its settings with ``TaskSpec.model_kwargs``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 from alenv.descriptors.representation import FeaturizedFrames, Representation
@@ -27,28 +26,24 @@ def _config(cls: type, kwargs: dict[str, Any]) -> Any:
     return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
 
 
-MODELS: dict[str, Callable[..., Potential]] = {
-    "bp-ensemble": lambda rep, seed, **kw: EnsemblePotential(rep, _config(EnsembleConfig, kw), seed=seed),
-    "ridge": lambda rep, seed, **kw: RidgeEnsemble(rep, _config(RidgeConfig, kw), seed=seed),
+# One line per model: its class (following ``Potential``) and its settings dataclass.
+MODELS: dict[str, tuple[type, type]] = {
+    "bp-ensemble": (EnsemblePotential, EnsembleConfig),
+    "ridge": (RidgeEnsemble, RidgeConfig),
 }
-# The settings dataclass of each model, so that settings are checked before anything is built.
-SETTINGS: dict[str, type] = {"bp-ensemble": EnsembleConfig, "ridge": RidgeConfig}
 
 
 def make_settings(name: str, kwargs: dict[str, Any]) -> Any:
     """The validated settings of model ``name`` (ValueError for an unknown model or setting)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return _config(SETTINGS[name], dict(kwargs)) if name in SETTINGS else None
+    return _config(MODELS[name][1], dict(kwargs))
 
 
 def make_potential(name: str, representation: Representation, seed: int = 0, **kwargs: Any) -> Potential:
     """Build a registered model by name on ``representation``; unknown names list the known ones."""
-    try:
-        factory = MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
-    return factory(representation, int(seed), **kwargs)
+    settings = make_settings(name, kwargs)
+    return MODELS[name][0](representation, settings, seed=int(seed))
 
 
 from alenv.models.conformance import check_potential  # noqa: E402  (uses the registry's types)
