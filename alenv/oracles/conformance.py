@@ -51,6 +51,27 @@ def _assert_label(lab: Label, n: int, what: str) -> None:
     assert np.isfinite(lab.seconds) and lab.seconds >= 0, f"{what}: seconds {lab.seconds} not a finite cost >= 0"
 
 
+def _check_order(oracle: Oracle, structures: list[Atoms], labels: list[Label], who: str, energy_atol: float) -> None:
+    """Answers follow the order of the questions and do not depend on what else is in the call."""
+    # The answers follow the order of the questions: each structure, labelled alone, gets the label it
+    # got in the batch (a batch answered in any other order, reversed for one, fails here as soon as
+    # two of its structures differ in energy by more than energy_atol).
+    for j, (atoms, lab) in enumerate(zip(structures, labels)):
+        alone = oracle.label([atoms])
+        assert len(alone) == 1, f"{who}: {len(alone)} labels for 1 structure"
+        _assert_label(alone[0], len(atoms), f"{who}, structure {j} alone")
+        assert abs(alone[0].energy - lab.energy) <= energy_atol, (
+            f"{who}: structure {j} labelled {alone[0].energy} eV alone but {lab.energy} eV as item {j} of a "
+            "batch: answers are not in the order of the structures"
+        )
+    # ... and do not depend on what was labelled before them in the same call.
+    rev = oracle.label(structures[::-1])[::-1]
+    for j, (a, b) in enumerate(zip(labels, rev)):
+        assert abs(a.energy - b.energy) <= energy_atol, (
+            f"{who}: structure {j} labelled {a.energy} eV in order and {b.energy} eV in reverse order"
+        )
+
+
 def check_oracle(
     oracle: Oracle,
     structures: Sequence[Atoms],
@@ -101,23 +122,7 @@ def check_oracle(
         _assert_label(lab, len(atoms), f"{who}, structure {j}")
 
     if len(structures) > 1:
-        # The answers follow the order of the questions: each structure, labelled alone, gets the label it
-        # got in the batch (a batch answered in any other order, reversed for one, fails here as soon as
-        # two of its structures differ in energy by more than energy_atol).
-        for j, (atoms, lab) in enumerate(zip(structures, labels)):
-            alone = oracle.label([atoms])
-            assert len(alone) == 1, f"{who}: {len(alone)} labels for 1 structure"
-            _assert_label(alone[0], len(atoms), f"{who}, structure {j} alone")
-            assert abs(alone[0].energy - lab.energy) <= energy_atol, (
-                f"{who}: structure {j} labelled {alone[0].energy} eV alone but {lab.energy} eV as item {j} of a "
-                "batch: answers are not in the order of the structures"
-            )
-        # ... and do not depend on what was labelled before them in the same call.
-        rev = oracle.label(structures[::-1])[::-1]
-        for j, (a, b) in enumerate(zip(labels, rev)):
-            assert abs(a.energy - b.energy) <= energy_atol, (
-                f"{who}: structure {j} labelled {a.energy} eV in order and {b.energy} eV in reverse order"
-            )
+        _check_order(oracle, structures, labels, who, energy_atol)
 
     extra = conformance_structures(structures, step=step, n_coords=n_coords)[len(structures) :]
     extra_labels = oracle.label(extra)
