@@ -41,6 +41,7 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.k = 0  # picks of the current round, from info["max_picks"]
         self.action_space = MaskedDiscrete(self.n + 1 if self.any_subset else self.n)
         self.pending: list[int] = []
+        self._over = False  # the wrapped episode ended: no pick is valid until reset
         self._obs: dict[str, np.ndarray] | None = None
         self._info: dict[str, Any] = {}
 
@@ -56,15 +57,18 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
             return np.ones(self.n + 1 if self.any_subset else self.n, dtype=bool)
         mask = self._obs["mask"].astype(bool)
         mask[self.pending] = False
+        if self._over:
+            mask[:] = False
         if self.any_subset:
             if len(self.pending) >= self.k:
                 mask[:] = False
-            mask = np.append(mask, True)
+            mask = np.append(mask, not self._over)
         return mask
 
     def reset(self, **kwargs: Any) -> tuple[dict, dict]:
         obs, info = self.env.reset(**kwargs)
         self.pending = []
+        self._over = False
         self._obs, self._info = obs, deepcopy(info)
         self.k = int(info["max_picks"])
         return self._view(), dict(info, pending=[])
@@ -72,6 +76,8 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
+        if self._over:
+            raise RuntimeError("the episode is over; call reset()")
         a = np.asarray(action)
         if a.size != 1 or not np.issubdtype(a.dtype, np.integer):
             raise ValueError(f"a single-pick action is one integer index, got {action!r}")
@@ -96,6 +102,7 @@ class SinglePick(gym.Wrapper, gym.utils.RecordConstructorArgs):
         obs, reward, terminated, truncated, info = self.env.step(batch)
         self._obs, self._info = obs, deepcopy(info)
         self.k = int(info["max_picks"])
+        self._over = bool(terminated or truncated)
         return self._view(), reward, terminated, truncated, dict(info, pending=[])
 
 

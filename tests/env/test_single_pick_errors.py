@@ -42,3 +42,19 @@ def test_out_of_range_and_masked_picks(cu_tiny_env):
     with pytest.raises(ValueError, match="candidate 3 is masked"):
         env.step(3)
     assert not env.action_masks()[3]
+
+
+def test_no_pick_after_the_episode_ended(ethanol_tiny_env):
+    """Once the wrapped episode terminates, every pick is refused until reset (none is silently queued)."""
+    from alenv.wrappers import SinglePick
+
+    env = SinglePick(ethanol_tiny_env)
+    env.reset(seed=0)
+    terminated = False
+    while not terminated:
+        _, _, terminated, _, _ = env.step(int(np.flatnonzero(env.action_masks())[0]))
+    assert not env.action_masks().any()
+    with pytest.raises(RuntimeError, match="episode is over"):
+        env.step(int(np.flatnonzero(ethanol_tiny_env.unwrapped.mask)[0]))
+    env.reset(seed=0)
+    assert env.action_masks().any()
