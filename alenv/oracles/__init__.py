@@ -2,7 +2,9 @@
 
 ``ORACLES`` maps a name to a constructor; :func:`make_oracle` builds one by name. Wrap any oracle in
 :class:`CachedOracle` (persistent SQLite cache) or :class:`NoisyOracle`; adapt any ASE calculator with
-:class:`CalculatorOracle`. Heavy backends (xtb, PySCF) are imported only when first used.
+:class:`CalculatorOracle`. Heavy backends are imported only when first used (xtb) or when the oracle is
+built (PySCF, to check the functional and basis). ``python -m alenv.cache`` checks, salvages and copies
+label caches.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from alenv.oracles.analytic import EMTOracle, LennardJonesOracle
-from alenv.oracles.base import CacheCorruptError, CalculatorOracle, Oracle, OracleError
-from alenv.oracles.cache import LabelCache
+from alenv.oracles.base import CacheCorruptError, CalculatorOracle, Oracle, OracleError, TransientOracleError
+from alenv.oracles.cache import DamagedRowWarning, LabelCache
 from alenv.oracles.conformance import check_oracle, conformance_structures
 from alenv.oracles.dft import PySCFCalculator, PySCFOracle, SCFNotConverged
 from alenv.oracles.lookup import LookupOracle
@@ -42,6 +44,7 @@ __all__ = [
     "CacheCorruptError",
     "CachedOracle",
     "CalculatorOracle",
+    "DamagedRowWarning",
     "EMTOracle",
     "LabelCache",
     "LennardJonesOracle",
@@ -52,6 +55,7 @@ __all__ = [
     "PySCFCalculator",
     "PySCFOracle",
     "SCFNotConverged",
+    "TransientOracleError",
     "XTBOracle",
     "check_oracle",
     "conformance_structures",

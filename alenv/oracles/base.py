@@ -1,20 +1,29 @@
 """The Oracle protocol and an adapter that turns any ASE calculator into an oracle.
 
-An oracle labels configurations with energies (eV) and forces (eV/Angstrom). A per-structure physics
-failure (SCF not converged, overlapping atoms, backend exception, non-finite output) becomes a failed
-:class:`~alenv.types.Label` that still carries the seconds spent; only programmer and configuration errors
-raise.
+An oracle labels configurations with energies (eV) and forces (eV/Angstrom). Failures fall in three classes:
+
+- permanent: the calculation itself failed on that structure (SCF not converged, overlapping atoms, the
+  backend's own error, non-finite output). It becomes a failed :class:`~alenv.types.Label` that carries
+  the seconds spent: paid for, cached and charged.
+- transient (:data:`TRANSIENT_ERRORS`: an OSError such as a full disk, a broken worker pool, a time-out):
+  says nothing about the structure, so it raises; :class:`~alenv.oracles.wrappers.CachedOracle` retries
+  it a few times and never stores it.
+- configuration (ValueError, TypeError, ImportError, ASE's CalculatorSetupError: an impossible charge or
+  spin, an unknown basis, a structure the backend cannot handle at all): raises, from :meth:`check`
+  before anything is computed.
 """
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import BrokenExecutor
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import Calculator, CalculatorSetupError
 from ase.neighborlist import neighbor_list
 
 from alenv.types import Label
@@ -25,7 +34,18 @@ class OracleError(RuntimeError):
 
 
 class CacheCorruptError(OracleError):
-    """The on-disk label cache is damaged; nothing from it is used."""
+    """The on-disk label cache is damaged as a whole (not SQLite, malformed pages); nothing from it is used."""
+
+
+class TransientOracleError(OracleError):
+    """An oracle failed with a transient error on every try; nothing was stored for that structure."""
+
+
+# Errors that say nothing about the structure: raised (never a failed label), retried by CachedOracle.
+# TimeoutError covers concurrent.futures.TimeoutError; BrokenExecutor covers BrokenProcessPool.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, BrokenExecutor, subprocess.TimeoutExpired)
+# Errors of the set-up, not of the structure: raised at once, never retried, never a failed label.
+CONFIGURATION_ERRORS: tuple[type[BaseException], ...] = (CalculatorSetupError, ImportError)
 
 
 @runtime_checkable
@@ -45,6 +65,10 @@ class Oracle(Protocol):
     def label(self, structures: Sequence[Atoms]) -> list[Label]:
         """One Label per structure, same order. Never raises for a per-structure physics failure."""
         ...
+
+
+# An oracle may also define ``check(structures) -> None``: raise for a configuration error on any of the
+# structures without computing anything. CachedOracle calls it on a batch's misses before the first label.
 
 
 def check_structures(structures: Sequence[Atoms]) -> list[Atoms]:
@@ -83,6 +107,40 @@ def min_interatomic_distance(atoms: Atoms, cutoff: float) -> float | None:
     return float(d.min()) if len(d) else None
 
 
+def check_electrons(
+    atoms: Atoms, charge: int, unpaired: int | None, who: str, electrons: int | None = None
+) -> None:
+    """Raise ValueError unless ``charge`` leaves electrons and ``unpaired`` fits their number and parity.
+
+    ``electrons`` is the count before the charge (default: sum of atomic numbers; a valence-only method
+    passes its valence electrons). ``unpaired`` is N_alpha - N_beta (xtb's ``uhf``, PySCF's ``spin``);
+    None checks the charge only.
+    """
+    formula = atoms.get_chemical_formula()
+    total = int(atoms.numbers.sum()) if electrons is None else int(electrons)
+    what = "electrons" if electrons is None else "valence electrons"
+    n = total - int(charge)
+    if n <= 0:
+        raise ValueError(f"{who}: charge {charge} leaves {n} {what} on {formula} ({total} before the charge)")
+    if unpaired is None:
+        return
+    if abs(unpaired) > n:
+        raise ValueError(f"{who}: {abs(unpaired)} unpaired electrons but {formula} with charge {charge} has {n} {what}")
+    if (n - unpaired) % 2:
+        fix = "an odd" if n % 2 else "an even"
+        raise ValueError(
+            f"{who}: {formula} with charge {charge} has {n} {what}, which cannot have {unpaired} unpaired "
+            f"electrons; set {fix} number of unpaired electrons (e.g. {n % 2})"
+        )
+
+
+def valence_electrons(numbers: np.ndarray) -> int:
+    """Electrons outside the noble-gas core of each atom (an upper bound on a valence-only method's count)."""
+    cores = np.array([0, 2, 10, 18, 36, 54, 86])
+    z = np.asarray(numbers, dtype=int)
+    return int(sum(int(k) - int(cores[cores < k].max()) for k in z))
+
+
 def describe_exception(exc: BaseException) -> str:
     """One line naming the exception and, when it wraps another, the original cause."""
 
@@ -109,7 +167,9 @@ class CalculatorOracle:
     return garbage there.
 
     Subclasses adapt the copy to the backend by overriding :meth:`prepare` (raise ValueError there for a
-    structure the backend cannot handle at all, e.g. periodic cells for a molecular code).
+    structure the backend cannot handle at all, e.g. periodic cells for a molecular code, or an impossible
+    charge or spin). A transient or configuration error of the backend raises (see the module docstring);
+    after a transient one the calculator is rebuilt for the next structure.
     """
 
     def __init__(
@@ -154,6 +214,11 @@ class CalculatorOracle:
         """Adapt a copy of a structure for the backend (charges, spin); raise ValueError if impossible."""
         return atoms
 
+    def check(self, structures: Sequence[Atoms]) -> None:
+        """Raise for a configuration error on any structure (what :meth:`prepare` rejects); computes nothing."""
+        for atoms in check_structures(structures):
+            self.prepare(atoms.copy())
+
     def label(self, structures: Sequence[Atoms]) -> list[Label]:
         structures = check_structures(structures)
         prepared = [self.prepare(atoms.copy()) for atoms in structures]  # configuration errors first
@@ -175,7 +240,12 @@ class CalculatorOracle:
             atoms.calc = calc
             energy = float(atoms.get_potential_energy())
             forces = np.array(atoms.get_forces(), dtype=np.float64)
-        except Exception as exc:  # any backend failure is a failed label, never a crash of the loop
+        except CONFIGURATION_ERRORS:
+            raise
+        except TRANSIENT_ERRORS:
+            self._calc = None  # a fresh backend for the next try (a broken pool, a dead worker)
+            raise
+        except Exception as exc:  # the calculation failed on this structure: a failed label, paid for
             return Label.failure(n, time.perf_counter() - start, describe_exception(exc))
         finally:
             atoms.calc = None

@@ -1,8 +1,12 @@
 """A persistent label cache in one SQLite file, safe for several processes of a sweep at once.
 
 Oracle labels are expensive; every label (failures included: they were paid for) is stored under a key
-that hashes the oracle's name and fingerprint with the exact structure. Each row carries a sha256 checksum
-of its payload, verified on every read, so a damaged file is reported, never silently used.
+that hashes the oracle's name and fingerprint with the exact structure. The file is self-contained after
+every commit: rollback journal (``journal_mode=DELETE``, ``synchronous=FULL``), so committed labels never
+live in a side file, and a cache can be copied or moved as one file when no run writes to it. Each row
+carries a sha256 checksum of its payload, verified on every read: a damaged row is never served (it is
+reported, left out and recomputed); a damaged file is reported with the command that salvages its intact
+rows (``python -m alenv.cache salvage PATH``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import os
 import sqlite3
 import struct
 import threading
+import time
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -26,6 +32,12 @@ from alenv.types import Label
 _FORMAT = "alenv-label-cache"
 _VERSION = "1"
 _CHUNK = 500  # keys per SELECT (well below SQLite's host-parameter limit)
+_COLUMNS = "key, n_atoms, energy, forces, seconds, error, checksum"
+SALVAGE = "python -m alenv.cache salvage"
+
+
+class DamagedRowWarning(UserWarning):
+    """A cached label failed its checksum: it is not used, and the structure is labelled again."""
 
 
 def _checksum(key: str, n_atoms: int, energy: bytes, forces: bytes, seconds: float, error: str | None) -> str:
@@ -40,16 +52,63 @@ def _checksum(key: str, n_atoms: int, energy: bytes, forces: bytes, seconds: flo
     return h.hexdigest()
 
 
+def row_problem(row: tuple) -> str | None:
+    """Why a stored row (columns as ``_COLUMNS``) cannot be used, or None for a row that verifies."""
+    key, n_atoms, energy, forces, seconds, error, checksum = row
+    if not isinstance(energy, bytes) or not isinstance(forces, bytes) or not isinstance(n_atoms, int):
+        return "wrong column types"
+    if len(energy) != 8 or n_atoms < 0 or len(forces) != 24 * n_atoms:
+        return f"blob lengths energy={len(energy)}, forces={len(forces)} do not fit {n_atoms} atoms"
+    if not isinstance(seconds, float) or not (error is None or isinstance(error, str)):
+        return "wrong column types"
+    if _checksum(key, n_atoms, energy, forces, seconds, error) != checksum:
+        return "checksum mismatch"
+    return None
+
+
+def decode_row(row: tuple) -> Label:
+    """The Label of a row that verified (``cached=True``, original seconds)."""
+    _, n_atoms, energy, forces, seconds, error, _ = row
+    return Label(
+        energy=float(np.frombuffer(energy, dtype="<f8")[0]),
+        forces=np.frombuffer(forces, dtype="<f8").reshape(n_atoms, 3).astype(np.float64),  # writable copy
+        seconds=seconds,
+        error=error,
+        cached=True,
+    )
+
+
+def encode_row(key: str, label: Label) -> tuple:
+    """The row that stores ``label`` under ``key``, with its checksum."""
+    forces = np.ascontiguousarray(label.forces, dtype="<f8")
+    if forces.ndim != 2 or forces.shape[1] != 3:
+        raise ValueError(f"label for {key[:16]} has forces of shape {forces.shape}, expected (n, 3)")
+    n_atoms = forces.shape[0]
+    energy_b = struct.pack("<d", float(label.energy))
+    forces_b = forces.tobytes()
+    seconds = float(label.seconds)
+    error = None if label.error is None else str(label.error)
+    return (key, n_atoms, energy_b, forces_b, seconds, error, _checksum(key, n_atoms, energy_b, forces_b, seconds, error))
+
+
 class LabelCache:
     """Labels on disk, keyed by :meth:`key`.
 
-    Concurrency: WAL journal, a 60 s busy timeout, ``INSERT OR IGNORE`` in one transaction per
-    :meth:`put_many`; each process opens its own connection (a connection inherited through ``fork`` is
-    never used: the cache notices the pid changed and reconnects). Within a process, calls are serialised
-    by a lock, so threads may share one cache.
+    Durability: every :meth:`put_many` is one transaction, committed with ``synchronous=FULL`` to the one
+    file (rollback journal, deleted at commit), so a label stored before a crash or ``kill -9`` is there on
+    the next run, even if only the ``.sqlite`` file was kept. A cache left in WAL mode by an older alenv is
+    switched to this mode when opened (that needs no other process to have it open).
 
-    Corruption (not a database, a truncated file, a row whose checksum or blob length does not match)
-    raises :class:`~alenv.oracles.base.CacheCorruptError`; the message names the file.
+    Concurrency: a 60 s busy timeout and ``INSERT OR IGNORE``; writers take turns, readers wait only for a
+    commit (milliseconds). Each process opens its own connection (a connection inherited through ``fork``
+    is never used: the cache notices the pid changed and reconnects). Within a process, calls are
+    serialised by a lock, so threads may share one cache.
+
+    Damage: a row whose checksum or blob lengths do not verify is never served; :meth:`get_many` leaves
+    it out (so it is recomputed), warns (:class:`DamagedRowWarning`) and records it in ``damaged`` (key ->
+    reason), and the next label stored under that key replaces it. A file that is not SQLite or fails
+    SQLite's integrity check raises :class:`~alenv.oracles.base.CacheCorruptError`, naming the file and
+    the salvage command.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -57,6 +116,8 @@ class LabelCache:
         self._conn: sqlite3.Connection | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
+        self.damaged: dict[str, str] = {}  # damaged rows met by this object: key -> reason
+        self._stale: dict[str, str] = {}  # damaged rows not replaced yet: key -> their stored checksum
 
     def __repr__(self) -> str:
         return f"LabelCache({str(self.path)!r})"
@@ -89,8 +150,9 @@ class LabelCache:
 
     def _corrupt(self, what: str) -> CacheCorruptError:
         return CacheCorruptError(
-            f"label cache {self.path} is corrupt ({what}); nothing from it is used. Move it aside "
-            f"(e.g. mv '{self.path}' '{self.path}.corrupt') and run again to start a fresh cache."
+            f"label cache {self.path} is damaged ({what}); nothing from it is used. "
+            f"`{SALVAGE} '{self.path}'` copies every intact label into a fresh cache and says how many were "
+            f"lost; or move it aside (mv '{self.path}' '{self.path}.corrupt') and run again to start afresh."
         )
 
     def _connect(self) -> sqlite3.Connection:
@@ -104,8 +166,8 @@ class LabelCache:
         except sqlite3.Error as exc:
             raise OracleError(f"cannot open label cache {self.path}: {exc}") from exc
         try:
-            # Several processes of a sweep may open a new cache at once: switching to WAL and creating the
-            # tables are done by one of them at a time (SQLite answers "database is locked" otherwise).
+            # Several processes of a sweep may open a new cache at once: switching the journal mode and
+            # creating the tables are done by one of them at a time.
             with open(self.path.with_name(self.path.name + ".lock"), "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 try:
@@ -123,7 +185,9 @@ class LabelCache:
             raise self._corrupt(str(exc)) from exc
         if meta.get("format") != _FORMAT:
             conn.close()
-            raise self._corrupt(f"not an alenv label cache: format {meta.get('format')!r}")
+            raise CacheCorruptError(
+                f"{self.path} is not an alenv label cache (format {meta.get('format')!r}); use another cache path"
+            )
         if meta.get("version") != _VERSION:
             conn.close()
             raise OracleError(
@@ -133,9 +197,27 @@ class LabelCache:
         self._conn, self._pid = conn, os.getpid()
         return conn
 
+    def _journal(self, conn: sqlite3.Connection) -> None:
+        """Rollback journal, synchronous commits; a WAL cache (older alenv) is switched once it is free."""
+        conn.execute("PRAGMA synchronous=FULL")
+        deadline = time.monotonic() + 60.0
+        while conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "delete":
+            try:
+                conn.execute("PRAGMA journal_mode=DELETE")  # a no-op answer while another process has it open
+            except sqlite3.OperationalError:
+                pass
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "delete":
+                break
+            if time.monotonic() > deadline:
+                raise OracleError(
+                    f"label cache {self.path} is in WAL mode and open in another process (an older alenv?); "
+                    "it is switched to a single-file journal when no other process uses it: stop those runs"
+                )
+            time.sleep(0.2)
+
     def _initialise(self, conn: sqlite3.Connection) -> dict[str, str]:
-        """WAL mode, integrity check and tables; returns the meta table."""
-        conn.execute("PRAGMA journal_mode=WAL")
+        """Journal mode, integrity check and tables; returns the meta table."""
+        self._journal(conn)
         check = conn.execute("PRAGMA quick_check").fetchall()
         if check != [("ok",)]:
             raise self._corrupt("integrity check: " + "; ".join(str(r[0]) for r in check[:3]))
@@ -177,26 +259,22 @@ class LabelCache:
 
     # -- reads and writes ---------------------------------------------------------------------------
 
-    def _decode(self, row: tuple) -> Label:
-        key, n_atoms, energy, forces, seconds, error, checksum = row
-        if not isinstance(energy, bytes) or not isinstance(forces, bytes) or not isinstance(n_atoms, int):
-            raise self._corrupt(f"row {key[:16]}: wrong column types")
-        if len(energy) != 8 or n_atoms < 0 or len(forces) != 24 * n_atoms:
-            raise self._corrupt(
-                f"row {key[:16]}: blob lengths energy={len(energy)}, forces={len(forces)} do not fit {n_atoms} atoms"
+    def _damaged_row(self, row: tuple, problem: str) -> None:
+        key = row[0]
+        self._stale[key] = row[6]
+        if key not in self.damaged:
+            self.damaged[key] = problem
+            warnings.warn(
+                f"label cache {self.path}: the row of key {key[:16]} is damaged ({problem}); it is not used and "
+                f"that structure is labelled again (`python -m alenv.cache check '{self.path}'` lists every "
+                "damaged row)",
+                DamagedRowWarning,
+                stacklevel=4,
             )
-        if not isinstance(seconds, float) or _checksum(key, n_atoms, energy, forces, seconds, error) != checksum:
-            raise self._corrupt(f"row {key[:16]}: checksum mismatch")
-        return Label(
-            energy=float(np.frombuffer(energy, dtype="<f8")[0]),
-            forces=np.frombuffer(forces, dtype="<f8").reshape(n_atoms, 3).astype(np.float64),  # writable copy
-            seconds=seconds,
-            error=error,
-            cached=True,
-        )
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Label]:
-        """The stored labels among ``keys`` (``cached=True``, original seconds); absent keys are left out."""
+        """The stored labels among ``keys`` (``cached=True``, original seconds); absent and damaged keys are
+        left out (a damaged one is recorded in ``damaged``, with a warning)."""
         keys = list(dict.fromkeys(keys))
 
         def fn(conn: sqlite3.Connection) -> dict[str, Label]:
@@ -204,12 +282,14 @@ class LabelCache:
             for i in range(0, len(keys), _CHUNK):
                 chunk = keys[i : i + _CHUNK]
                 rows = conn.execute(
-                    "SELECT key, n_atoms, energy, forces, seconds, error, checksum FROM labels "
-                    f"WHERE key IN ({','.join('?' * len(chunk))})",
-                    chunk,
+                    f"SELECT {_COLUMNS} FROM labels WHERE key IN ({','.join('?' * len(chunk))})", chunk
                 ).fetchall()
                 for row in rows:
-                    out[row[0]] = self._decode(row)
+                    problem = row_problem(row)
+                    if problem is None:
+                        out[row[0]] = decode_row(row)
+                    else:
+                        self._damaged_row(row, problem)
             return out
 
         return self._run(fn) if keys else {}
@@ -218,27 +298,23 @@ class LabelCache:
         """One stored label, or None."""
         return self.get_many([key]).get(key)
 
+    def put(self, key: str, label: Label) -> None:
+        """Store one label, committed before this returns."""
+        self.put_many([(key, label)])
+
     def put_many(self, items: Sequence[tuple[str, Label]]) -> None:
-        """Store labels (failures too) in one transaction; a key already present keeps its first label."""
-        rows = []
-        for key, label in items:
-            forces = np.ascontiguousarray(label.forces, dtype="<f8")
-            if forces.ndim != 2 or forces.shape[1] != 3:
-                raise ValueError(f"label for {key[:16]} has forces of shape {forces.shape}, expected (n, 3)")
-            n_atoms = forces.shape[0]
-            energy_b = struct.pack("<d", float(label.energy))
-            forces_b = forces.tobytes()
-            seconds = float(label.seconds)
-            error = None if label.error is None else str(label.error)
-            rows.append(
-                (key, n_atoms, energy_b, forces_b, seconds, error, _checksum(key, n_atoms, energy_b, forces_b, seconds, error))
-            )
+        """Store labels (failures too) in one transaction; a key already present keeps its first label,
+        unless its row was found damaged: that row is replaced."""
+        rows = [encode_row(key, label) for key, label in items]
         if not rows:
             return
+        stale = [(row[0], self._stale[row[0]]) for row in rows if row[0] in self._stale]
 
         def fn(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                # only the damaged row itself: a row another process stored meanwhile is kept
+                conn.executemany("DELETE FROM labels WHERE key = ? AND checksum IS ?", stale)
                 conn.executemany("INSERT OR IGNORE INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 conn.execute("COMMIT")
             except BaseException:
@@ -247,6 +323,8 @@ class LabelCache:
                 raise
 
         self._run(fn)
+        for key, _ in stale:
+            self._stale.pop(key, None)
 
     def __len__(self) -> int:
         return self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM labels").fetchone()[0])

@@ -9,6 +9,8 @@ small molecule such as ethanol takes a few seconds per label (energy and gradien
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterable
 from importlib import metadata
 from typing import Any
 
@@ -17,7 +19,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator, CalculationFailed, all_changes
 from ase.units import Bohr, Hartree
 
-from alenv.oracles.base import CalculatorOracle
+from alenv.oracles.base import CalculatorOracle, check_electrons
 
 
 class SCFNotConverged(CalculationFailed):
@@ -105,14 +107,17 @@ class PySCFOracle(CalculatorOracle):
         density_fit: use density fitting (RI-J) for the Coulomb term; much faster, ~1e-5 Hartree error.
         grid_level: DFT integration grid (0-9); 1 is coarse but adequate for training labels.
         max_cycle, conv_tol: SCF limits; a non-converged SCF gives a failed Label.
-        charge: total charge. spin: N_alpha - N_beta (2S); non-zero selects UKS.
+        charge: total charge. spin: N_alpha - N_beta (2S); non-zero selects UKS. Checked on every
+            structure before PySCF runs: the charge must leave electrons, the spin fit their parity.
         min_distance: Angstrom; closer atoms give a failed Label without calling PySCF.
         num_threads: OpenMP threads for PySCF (None: PySCF's default, all cores). Does not change results,
             so it is not part of the fingerprint. Use 1 in parallel workers or on a busy machine: on two
             cores shared with another busy process, two threads ran a water sto-3g label ~20x slower
             than one.
 
-    The default, PBE/def2-SVP, matches rMD17's level of theory; expect seconds per molecule.
+    The default, PBE/def2-SVP, matches rMD17's level of theory; expect seconds per molecule. An unknown
+    functional or basis raises ValueError here (this imports PySCF), a basis without functions for an
+    element of a structure raises before that structure is computed.
     """
 
     def __init__(
@@ -130,6 +135,13 @@ class PySCFOracle(CalculatorOracle):
     ) -> None:
         if int(spin) != spin or int(charge) != charge:
             raise ValueError(f"charge and spin must be integers, got charge={charge}, spin={spin}")
+        if int(max_cycle) < 1 or not float(conv_tol) > 0 or not 0 <= int(grid_level) <= 9:
+            raise ValueError(
+                f"PySCFOracle needs max_cycle >= 1, conv_tol > 0 and 0 <= grid_level <= 9, "
+                f"got {max_cycle}, {conv_tol}, {grid_level}"
+            )
+        _check_xc(xc)
+        _check_basis(basis, ("H", "C", "N", "O"), every=False)
         try:
             version = metadata.version("pyscf")
         except metadata.PackageNotFoundError:
@@ -159,4 +171,65 @@ class PySCFOracle(CalculatorOracle):
                 f"PySCFOracle handles molecules only (got pbc={atoms.pbc.tolist()}); "
                 "periodic DFT needs another backend wrapped in CalculatorOracle"
             )
+        check_electrons(atoms, self.settings["charge"], self.settings["spin"], "PySCFOracle")
+        _check_basis(self.settings["basis"], set(atoms.get_chemical_symbols()))
         return atoms
+
+
+def _import_pyscf():
+    try:
+        import pyscf
+    except ImportError as exc:
+        raise ImportError("PySCFOracle needs PySCF: pip install -e '.[dft]'") from exc
+    return pyscf
+
+
+def _check_xc(xc: str) -> None:
+    """ValueError for a functional PySCF does not know (the name as ``mf.xc`` takes it)."""
+    _import_pyscf()
+    from pyscf.dft import libxc
+
+    try:
+        try:
+            from pyscf.dft.dft_parser import parse_dft
+        except ImportError:  # PySCF < 2.5: no dispersion suffixes
+            code = xc
+        else:
+            code = parse_dft(xc)[0]
+        libxc.parse_xc(code)
+    except (KeyError, ValueError, NotImplementedError) as exc:
+        raise ValueError(f"PySCFOracle: unknown or unsupported functional xc={xc!r} ({exc})") from None
+
+
+_BASIS_OK: set[tuple[str, str]] = set()  # (basis, element) pairs found in PySCF's library
+
+
+def _check_basis(basis: str, elements: Iterable[str], every: bool = True) -> None:
+    """ValueError unless PySCF has ``basis`` for every element (``every=False``: for at least one).
+
+    A basis given as anything but a name (PySCF also takes per-element dicts) is left to PySCF.
+    """
+    if not isinstance(basis, str):
+        return
+    _import_pyscf()
+    from pyscf import gto
+
+    elements = sorted(set(elements))
+    missing = []
+    for el in elements:
+        if (basis, el) in _BASIS_OK:
+            continue
+        try:
+            with warnings.catch_warnings():  # PySCF suggests basis-set-exchange for any name it lacks
+                warnings.simplefilter("ignore")
+                found = bool(gto.basis.load(basis, el))
+        except Exception:  # BasisNotFoundError, KeyError, RuntimeError: not in PySCF's library
+            found = False
+        if found:
+            _BASIS_OK.add((basis, el))
+        else:
+            missing.append(el)
+    if every and missing:
+        raise ValueError(f"PySCFOracle: basis {basis!r} has no functions for {', '.join(missing)}")
+    if not every and len(missing) == len(elements):
+        raise ValueError(f"PySCFOracle: unknown basis {basis!r} (PySCF has it for none of {', '.join(missing)})")

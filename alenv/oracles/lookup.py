@@ -140,16 +140,24 @@ class LookupOracle:
     def fingerprint(self) -> dict:
         return {"sha256": self._sha256, "energy_key": self.energy_key, "forces_key": self.forces_key}
 
+    def _find(self, i: int, atoms: Atoms) -> tuple[float, np.ndarray]:
+        hit = self._table.get(structure_key(atoms)) or self._scan(atoms)
+        if hit is None:
+            raise KeyError(
+                f"structure {i} ({atoms.get_chemical_formula()}) is not in {self.source}: a LookupOracle only "
+                "labels structures from its file (positions must match to 1e-6 Angstrom)"
+            )
+        return hit
+
+    def check(self, structures: Sequence[Atoms]) -> None:
+        """KeyError for a structure that is not in the file (a configuration error)."""
+        for i, atoms in enumerate(check_structures(structures)):
+            self._find(i, atoms)
+
     def label(self, structures: Sequence[Atoms]) -> list[Label]:
         out = []
         for i, atoms in enumerate(check_structures(structures)):
-            hit = self._table.get(structure_key(atoms)) or self._scan(atoms)
-            if hit is None:
-                raise KeyError(
-                    f"structure {i} ({atoms.get_chemical_formula()}) is not in {self.source}: a LookupOracle only "
-                    "labels structures from its file (positions must match to 1e-6 Angstrom)"
-                )
-            energy, forces = hit
+            energy, forces = self._find(i, atoms)
             if not (np.isfinite(energy) and np.all(np.isfinite(forces))):  # a calculation that failed back then
                 out.append(Label.failure(len(atoms), 0.0, f"the label in {self.source} is not finite"))
             else:

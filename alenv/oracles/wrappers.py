@@ -6,15 +6,33 @@ the same noise (replayable); ``NoisyOracle(CachedOracle(o, cache))`` draws fresh
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from ase import Atoms
 
-from alenv.oracles.base import Oracle, OracleError, check_structures
+from alenv.oracles.base import (
+    TRANSIENT_ERRORS,
+    Oracle,
+    OracleError,
+    TransientOracleError,
+    check_structures,
+    describe_exception,
+)
 from alenv.oracles.cache import LabelCache
 from alenv.types import Label
+
+log = logging.getLogger(__name__)
+
+
+def check_config(oracle: Oracle, structures: Sequence[Atoms]) -> None:
+    """Run the oracle's optional ``check`` (configuration errors raise; nothing is computed)."""
+    check = getattr(oracle, "check", None)
+    if callable(check):
+        check(structures)
 
 
 class NoisyOracle:
@@ -38,6 +56,9 @@ class NoisyOracle:
     def fingerprint(self) -> dict:
         return {"inner": self.oracle.fingerprint(), "energy_sigma": self.energy_sigma, "force_sigma": self.force_sigma}
 
+    def check(self, structures: Sequence[Atoms]) -> None:
+        check_config(self.oracle, structures)
+
     def label(self, structures: Sequence[Atoms]) -> list[Label]:
         out = []
         for lab in self.oracle.label(structures):
@@ -51,17 +72,40 @@ class NoisyOracle:
         return out
 
 
-class CachedOracle:
-    """Serves labels from a :class:`LabelCache`, sending only misses to the inner oracle (in one call).
+@dataclass(frozen=True)
+class Retry:
+    """One transient failure that was retried: the structure's cache key, the try (1-based), the reason."""
 
-    Hits come back with ``cached=True`` and the seconds originally spent. Every computed label is stored,
-    failures included (they were paid for). A structure repeated within one call is computed once; its
-    later copies are marked cached. ``name`` and ``fingerprint()`` are the inner oracle's.
+    key: str
+    attempt: int
+    reason: str
+
+
+class CachedOracle:
+    """Serves labels from a :class:`LabelCache`; misses go to the inner oracle one structure at a time.
+
+    Each computed label is stored (committed) as soon as the inner oracle returns it, failures included
+    (they were paid for), so a run killed mid-batch pays again only for what it had not finished. Before
+    the first miss is computed, the inner oracle's optional ``check`` sees every miss of the batch, so a
+    configuration error raises before anything is computed or charged. A transient error (an OSError such
+    as a full disk, a broken worker pool, a time-out) is retried up to ``attempts`` tries in all, ``wait``
+    seconds times the try number apart, each retry recorded in ``retries`` and logged; it is never stored,
+    and if every try fails :class:`~alenv.oracles.base.TransientOracleError` raises (labels stored before
+    it stay stored).
+
+    Hits come back with ``cached=True`` and the seconds originally spent. A structure repeated within one
+    call is computed once; its later copies are marked cached. ``name`` and ``fingerprint()`` are the
+    inner oracle's.
     """
 
-    def __init__(self, oracle: Oracle, cache: LabelCache) -> None:
+    def __init__(self, oracle: Oracle, cache: LabelCache, attempts: int = 3, wait: float = 1.0) -> None:
+        if int(attempts) < 1 or wait < 0:
+            raise ValueError(f"attempts must be >= 1 and wait >= 0, got {attempts}, {wait}")
         self.oracle = oracle
         self.cache = cache
+        self.attempts = int(attempts)
+        self.wait = float(wait)
+        self.retries: list[Retry] = []
 
     @property
     def name(self) -> str:
@@ -69,6 +113,9 @@ class CachedOracle:
 
     def fingerprint(self) -> dict:
         return self.oracle.fingerprint()
+
+    def check(self, structures: Sequence[Atoms]) -> None:
+        check_config(self.oracle, structures)
 
     def keys(self, structures: Sequence[Atoms]) -> list[str]:
         """Cache keys of ``structures`` under the inner oracle."""
@@ -79,23 +126,13 @@ class CachedOracle:
         structures = check_structures(structures)
         keys = self.keys(structures)
         found = self.cache.get_many(keys)
-        miss_keys: list[str] = []
-        miss_structures: list[Atoms] = []
-        miss_keys_set: set[str] = set()
-        for key, atoms in zip(keys, structures):
-            if key not in found and key not in miss_keys_set:
-                miss_keys_set.add(key)
-                miss_keys.append(key)
-                miss_structures.append(atoms)
+        misses = {key: atoms for key, atoms in zip(keys, structures) if key not in found}  # first copy each
+        if misses:
+            check_config(self.oracle, list(misses.values()))
         fresh: dict[str, Label] = {}
-        if miss_structures:
-            computed = self.oracle.label(miss_structures)
-            if len(computed) != len(miss_structures):
-                raise OracleError(
-                    f"oracle {self.oracle.name!r} returned {len(computed)} labels for {len(miss_structures)} structures"
-                )
-            self.cache.put_many(list(zip(miss_keys, computed)))
-            fresh = dict(zip(miss_keys, computed))
+        for key, atoms in misses.items():
+            fresh[key] = self._compute(key, atoms)
+            self.cache.put(key, fresh[key])  # durable before the next one is computed
         out = []
         for key in keys:
             if key in fresh:
@@ -106,6 +143,28 @@ class CachedOracle:
                 lab = found[key]
                 out.append(replace(lab, forces=lab.forces.copy(), cached=True))
         return out
+
+    def _compute(self, key: str, atoms: Atoms) -> Label:
+        """The inner oracle's label of one structure, retrying transient errors."""
+        reasons = []
+        for attempt in range(1, self.attempts + 1):
+            try:
+                labels = self.oracle.label([atoms])
+            except TRANSIENT_ERRORS as exc:
+                reasons.append(describe_exception(exc))
+                if attempt < self.attempts:
+                    self.retries.append(Retry(key, attempt, reasons[-1]))
+                    log.warning("oracle %r, try %d of %d on %s failed: %s; retrying", self.name, attempt,
+                                self.attempts, atoms.get_chemical_formula(), reasons[-1])
+                    time.sleep(self.wait * attempt)
+                continue
+            if len(labels) != 1:
+                raise OracleError(f"oracle {self.oracle.name!r} returned {len(labels)} labels for 1 structure")
+            return labels[0]
+        raise TransientOracleError(
+            f"oracle {self.name!r} failed {self.attempts} times on {atoms.get_chemical_formula()} (key {key[:16]}) "
+            f"with transient errors; nothing was stored for it: {'; '.join(reasons)}"
+        )
 
     def store(self, structures: Sequence[Atoms], labels: Sequence[Label]) -> None:
         """Prefill the cache, e.g. with labels computed during oracle-driven MD."""

@@ -13,7 +13,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from alenv.oracles.base import CalculatorOracle
+from alenv.oracles.base import CalculatorOracle, check_electrons, valence_electrons
 
 
 def _version(package: str) -> str:
@@ -31,8 +31,10 @@ class XTBOracle(CalculatorOracle):
         accuracy: xtb numerical accuracy (lower is tighter).
         electronic_temperature: Fermi smearing temperature, K.
         max_iterations: SCC iterations; an SCC that does not converge gives a failed Label.
-        charge: total molecular charge (e).
-        uhf: number of unpaired electrons.
+        charge: total molecular charge (e); it must leave valence electrons.
+        uhf: number of unpaired electrons; its parity must be that of the electron count (xtb would
+            otherwise change it silently). Both are checked on every structure before xtb runs
+            (ValueError); GFN-FF, a force field, checks the charge only.
         min_distance: Angstrom; closer atoms give a failed Label without calling xtb.
 
     The API calculator is not reused between structures (``cache_api=False``): xtb would otherwise start
@@ -86,6 +88,9 @@ class XTBOracle(CalculatorOracle):
                 f"{atoms.pbc.tolist()}); for periodic GFN2-xTB use tblite: "
                 "CalculatorOracle(lambda: tblite.ase.TBLite(method='GFN2-xTB', verbosity=0), 'tblite', {...})"
             )
+        s = self.settings
+        uhf = None if s["method"] == "GFNFF" else s["uhf"]
+        check_electrons(atoms, s["charge"], uhf, "XTBOracle", electrons=valence_electrons(atoms.numbers))
         # xtb's ASE calculator reads the total charge from the initial charges and the number of
         # unpaired electrons from the initial magnetic moments; put both on the first atom.
         charges = np.zeros(len(atoms))

@@ -36,3 +36,32 @@ def ethanol() -> Atoms:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+def cu_frames(n: int) -> list[Atoms]:
+    """``n`` different rattles of the 8-atom Cu cell."""
+    frames = []
+    for seed in range(n):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+        atoms.rattle(0.05, seed=100 + seed)
+        frames.append(atoms)
+    return frames
+
+
+class Counting:
+    """Passes through to a real oracle and records what it was asked: batch sizes and the structures."""
+
+    def __init__(self, oracle):
+        self.oracle, self.calls, self.asked = oracle, [], []
+        self.name = oracle.name
+
+    def fingerprint(self):
+        return self.oracle.fingerprint()
+
+    def check(self, structures):
+        self.oracle.check(structures)
+
+    def label(self, structures):
+        self.calls.append(len(structures))
+        self.asked += [a.copy() for a in structures]
+        return self.oracle.label(structures)

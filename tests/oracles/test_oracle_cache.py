@@ -1,4 +1,4 @@
-"""LabelCache: round trip, keys, concurrent writers, corruption."""
+"""LabelCache: round trip, keys, concurrent writers, damaged rows and files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from alenv.oracles import CacheCorruptError, LabelCache
+from alenv.oracles import CacheCorruptError, DamagedRowWarning, LabelCache
 from alenv.types import Label
 
 
@@ -125,10 +125,12 @@ def test_reconnects_after_fork(tmp_path):
 
 
 def test_garbage_file_is_corrupt(tmp_path):
+    """A file that is not SQLite at all: a clear error naming the file and the salvage command."""
     path = tmp_path / "garbage.sqlite"
     path.write_bytes(b"this is not a database at all\x00\xff" * 200)
     with pytest.raises(CacheCorruptError, match="garbage.sqlite") as info:
         LabelCache(path).get_many(["x"])
+    assert f"python -m alenv.cache salvage '{path}'" in str(info.value)
     assert "move it aside" in str(info.value).lower()
 
 
@@ -151,29 +153,33 @@ def test_truncated_file_is_corrupt(tmp_path, keep):
         LabelCache(path).get_many([f"key{j}" for j in range(400)])
 
 
-def test_tampered_row_is_corrupt(tmp_path):
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "UPDATE labels SET forces = zeroblob(480) WHERE key = 'key3'",  # right length, wrong content
+        "UPDATE labels SET checksum = 'x' || substr(checksum, 2) WHERE key = 'key3'",
+        "UPDATE labels SET forces = substr(forces, 1, 100) WHERE key = 'key3'",  # wrong length
+        "UPDATE labels SET seconds = 'soon' WHERE key = 'key3'",  # wrong type
+    ],
+)
+def test_damaged_row_is_never_served(tmp_path, damage):
+    """A row that does not verify is left out (a miss), named in ``damaged`` with a warning; the other
+    rows are served; the next label stored under its key replaces it."""
     path = tmp_path / "tamper.sqlite"
     _filled(path, n=10)
-    forces = np.zeros((20, 3)).tobytes()  # right length, wrong content
     con = sqlite3.connect(path)
-    con.execute("UPDATE labels SET forces = ? WHERE key = 'key3'", (forces,))
+    con.execute(damage)
     con.commit()
     con.close()
     cache = LabelCache(path)
-    assert cache.get("key2") is not None  # untouched rows still read
-    with pytest.raises(CacheCorruptError, match="checksum"):
-        cache.get("key3")
-
-
-def test_wrong_blob_length_is_corrupt(tmp_path):
-    path = tmp_path / "short.sqlite"
-    _filled(path, n=10)
-    con = sqlite3.connect(path)
-    con.execute("UPDATE labels SET forces = substr(forces, 1, 100) WHERE key = 'key5'")
-    con.commit()
-    con.close()
-    with pytest.raises(CacheCorruptError, match="short.sqlite"):
-        LabelCache(path).get_many(["key5"])
+    with pytest.warns(DamagedRowWarning, match="key3"):
+        got = cache.get_many([f"key{j}" for j in range(10)])
+    assert sorted(got) == sorted(f"key{j}" for j in range(10) if j != 3)
+    assert got["key2"].forces.tobytes() == _label(2, n=20).forces.tobytes()
+    assert list(cache.damaged) == ["key3"]
+    cache.put_many([("key3", _label(3, n=20))])
+    assert cache.get("key3").forces.tobytes() == _label(3, n=20).forces.tobytes()
+    assert len(cache) == 10
 
 
 def test_foreign_sqlite_file_is_rejected(tmp_path):
@@ -183,5 +189,5 @@ def test_foreign_sqlite_file_is_rejected(tmp_path):
     con.execute("INSERT INTO meta VALUES ('format', 'something-else')")
     con.commit()
     con.close()
-    with pytest.raises(CacheCorruptError, match="not an alenv label cache"):
+    with pytest.raises(CacheCorruptError, match="other.sqlite is not an alenv label cache"):
         len(LabelCache(path))
