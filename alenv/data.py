@@ -52,6 +52,9 @@ def read_labelled(path: str | os.PathLike) -> tuple[list[Atoms], np.ndarray, np.
     for i, atoms in enumerate(frames):
         if len(atoms) != n:
             raise ValueError(f"{path} frame {i} has {len(atoms)} atoms, frame 0 has {n}; mixed sizes are not supported")
+        if not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.cell.array))):
+            bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
+            raise ValueError(f"{path} frame {i} has non-finite positions (atoms {bad.tolist()}) or cell")
         e = _result(atoms, "energy")
         f = _result(atoms, "forces")
         if e is None or f is None:

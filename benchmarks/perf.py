@@ -17,6 +17,7 @@ failure checks of every step, and uncertainty-biased) next to the same MD with t
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import statistics
 import time
@@ -30,6 +31,7 @@ def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dic
     import alenv  # noqa: F401
     from agents import make_agent
 
+    print(f"{task}: building the task (its first use makes the data by oracle MD) and playing one episode", flush=True)
     t0 = time.perf_counter()
     env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True, wall_times=True)
     make_seconds = time.perf_counter() - t0
@@ -94,6 +96,7 @@ def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
     from alenv.samplers.failures import FailureChecks
     from alenv.samplers.model_md import ModelMD, Walker
 
+    print(f"{task}: building the task and timing {n_steps} MD steps per calculator", flush=True)
     env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True)
     u = env.unwrapped
     u.reset(seed=seed)
@@ -137,10 +140,13 @@ def main() -> None:
     p.add_argument("--agent", default="uncertainty")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None)
-    p.add_argument("--md-tasks", nargs="*", default=["Ethanol-GFN2-OTF", "AlanineDipeptide-GFN2-OTF"],
-                   help="on-the-fly tasks whose MD speed to measure (none: skip)")
+    p.add_argument("--md-tasks", nargs="*", default=None,
+                   help="on-the-fly tasks whose MD speed to measure (default: two, unless --tasks is given)")
     p.add_argument("--md-steps", type=int, default=300)
     args = p.parse_args()
+    if args.md_tasks is None:  # by default MD speed only when no pool task was named either
+        explicit = any(a.startswith("--tasks") for a in sys.argv[1:])
+        args.md_tasks = [] if explicit else ["Ethanol-GFN2-OTF", "AlanineDipeptide-GFN2-OTF"]
     md_rows = [md_speed(t, args.md_steps, args.seed, args.cache_dir) for t in args.md_tasks]
     if md_rows:
         print()

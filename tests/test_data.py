@@ -125,3 +125,23 @@ def test_labels_round_trip(tmp_path):
     write_labelled(tmp_path / "labels.extxyz", [attach_label(frames[0], labels[0])])
     assert len(read_labelled(tmp_path / "labels.extxyz")[0]) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.extxyz"]
+
+
+def test_non_finite_positions_are_named(tmp_path):
+    import ase.io
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from alenv.data import read_labelled
+
+    frames = []
+    for k in range(3):
+        a = molecule("H2O")
+        a.calc = SinglePointCalculator(a, energy=-10.0 - k, forces=np.zeros((3, 3)))
+        frames.append(a)
+    frames[1].positions[2, 0] = np.nan
+    frames[1].calc = SinglePointCalculator(frames[1], energy=-11.0, forces=np.zeros((3, 3)))
+    path = tmp_path / "nan_position.extxyz"
+    ase.io.write(path, frames, format="extxyz")
+    with pytest.raises(ValueError, match=r"nan_position.extxyz frame 1 has non-finite positions \(atoms \[2\]\)"):
+        read_labelled(path)
