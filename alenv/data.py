@@ -115,13 +115,6 @@ class LabelledSet:
     def oracle_seconds(self) -> float:
         return float(sum(lab.seconds for lab in self.labels))
 
-    def energies_forces(self) -> tuple[np.ndarray, np.ndarray]:
-        """Energies (K,) and forces (K, n, 3) of the successful labels, in order."""
-        good = [lab for lab in self.labels if not lab.failed]
-        if not good:
-            return np.zeros(0), np.zeros((0, 0, 3))
-        return np.array([lab.energy for lab in good]), np.stack([lab.forces for lab in good])
-
     def write(self, path: str | os.PathLike) -> None:
         """Save every successful label as extxyz (pool index and round in each frame's info)."""
         frames = []
