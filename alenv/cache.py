@@ -51,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.summary())
     print(f"wrote {len(report.intact)} labels to {out}")
     if args.command == "salvage":
-        print(f"to use it in place of the damaged cache: mv '{args.path}' '{args.path}.corrupt' && mv '{out}' '{args.path}'")
+        swap = f"mv '{args.path}' '{args.path}.corrupt' && mv '{out}' '{args.path}'"
+        print(f"to use it in place of the damaged cache: {swap}")
     return 0 if report.ok else 1
 
 

@@ -88,7 +88,8 @@ def encode_row(key: str, label: Label) -> tuple:
     forces_b = forces.tobytes()
     seconds = float(label.seconds)
     error = None if label.error is None else str(label.error)
-    return (key, n_atoms, energy_b, forces_b, seconds, error, _checksum(key, n_atoms, energy_b, forces_b, seconds, error))
+    checksum = _checksum(key, n_atoms, energy_b, forces_b, seconds, error)
+    return (key, n_atoms, energy_b, forces_b, seconds, error, checksum)
 
 
 class LabelCache:

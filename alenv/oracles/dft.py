@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.calculators.calculator import Calculator, CalculationFailed, all_changes
+from ase.calculators.calculator import CalculationFailed, Calculator, all_changes
 from ase.units import Bohr, Hartree
 
 from alenv.oracles.base import CalculatorOracle, check_electrons
@@ -223,7 +223,7 @@ def _check_basis(basis: str, elements: Iterable[str], every: bool = True) -> Non
             with warnings.catch_warnings():  # PySCF suggests basis-set-exchange for any name it lacks
                 warnings.simplefilter("ignore")
                 found = bool(gto.basis.load(basis, el))
-        except Exception:  # BasisNotFoundError, KeyError, RuntimeError: not in PySCF's library
+        except (RuntimeError, KeyError, ValueError, OSError):  # BasisNotFoundError is a RuntimeError
             found = False
         if found:
             _BASIS_OK.add((basis, el))

@@ -20,16 +20,20 @@ ROOT = Path(__file__).resolve().parents[2]
 N_FRAMES = 6
 KILL_AT = 4  # SIGKILL as the 4th structure starts: 3 labels were paid for
 
-# EMT that takes half a second per structure and says when it starts one (on stdout)
+# EMT that takes 0.2 s per structure and says when it starts one (on stdout); the KILL_AT-th never ends,
+# so the SIGKILL always lands while that one is being computed
 CHILD = f"""
 import sys, time
 from alenv.oracles import CachedOracle, EMTOracle, LabelCache
 from tests.oracles.conftest import cu_frames
 
 class SlowEMT(EMTOracle):
+    started = 0
+
     def label(self, structures):
+        SlowEMT.started += 1
         print("computing", len(structures), flush=True)
-        time.sleep(0.5)
+        time.sleep(0.2 if SlowEMT.started < {KILL_AT} else 600)
         return super().label(structures)
 
 CachedOracle(SlowEMT(), LabelCache(sys.argv[1])).label(cu_frames({N_FRAMES}))

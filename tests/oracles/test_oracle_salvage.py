@@ -108,7 +108,7 @@ def test_cli_on_a_file_that_is_not_sqlite(tmp_path):
     path = tmp_path / "notes.sqlite"
     path.write_text("these are not labels\n" * 100)
     run = subprocess.run(
-        [sys.executable, "-m", "alenv.cache", "check", str(path)], cwd=ROOT, capture_output=True, text=True
+        [sys.executable, "-m", "alenv.cache", "check", str(path)], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert run.returncode == 2 and str(path) in run.stdout and "not a database" in run.stdout
     assert main(["salvage", str(path)]) == 2
