@@ -7,7 +7,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,8 +28,13 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True) -> dict[str, Any]:
+def run_episode(
+    env, agent, seed: int, progress: bool = True, echo: bool | Callable[[str], None] = True
+) -> dict[str, Any]:
     """Reset ``env`` with ``seed``, let ``agent`` act until the episode ends, return the record.
+
+    ``echo``: print the per-round table (True), or hand each of its lines to a function (the runner's
+    log, which prints and writes ``run.log``).
 
     The agent's generator is seeded from ``seed`` too (a separate stream from the environment's). Each
     round the agent is asked for ``info["max_picks"]`` candidates (``agent.act(obs, info, k, rng)``);
@@ -46,9 +51,10 @@ def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True)
         "initial": {"metrics": info["metrics"], "seconds": reset_seconds},
         "steps": [],
     }
-    if echo:
-        print(_header(bool(info["any_subset"])))
-        print(_row(0, info["metrics"], float("nan"), reset_seconds))
+    say = echo if callable(echo) else (tqdm.write if echo else None)
+    if say:
+        say(_header(bool(info["any_subset"])))
+        say(_row(0, info["metrics"], float("nan"), reset_seconds))
     bar = tqdm(desc="rounds", disable=not progress, leave=False)  # the number of rounds is the env's business
     done = False
     total_reward = 0.0
@@ -74,10 +80,12 @@ def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True)
             "failed": info["failed"],
             "seconds": {"agent": agent_seconds, "env": env_seconds},
         }
+        if "timings" in info:  # wall time of the round's stages; "label": what the oracle took now
+            step["timings"] = info["timings"]
         record["steps"].append(step)
         bar.update(1)
-        if echo:
-            tqdm.write(_row(info["round"], info["metrics"], reward, agent_seconds + env_seconds))
+        if say:
+            say(_row(info["round"], info["metrics"], reward, agent_seconds + env_seconds))
     bar.close()
     record["summary"] = {
         "final_metrics": info["metrics"],
@@ -88,7 +96,8 @@ def run_episode(env, agent, seed: int, progress: bool = True, echo: bool = True)
 
 
 def _header(otf: bool = False) -> str:
-    head = f"{'round':>5} {'labels':>6} {'F MAE meV/A':>12} {'E MAE meV':>10} {'reward':>8} {'train s':>8} {'round s':>8}"
+    """The per-round table's header; ``train s`` is the training time so far (a running total)."""
+    head = f"{'round':>5} {'labels':>6} {'F MAE meV/A':>12} {'E MAE meV':>10} {'reward':>8} {'train s sum':>11} {'round s':>8}"
     return head + (f" {'MD steps':>9} {'failures':>8} {'stable':>7}" if otf else "")
 
 
@@ -96,7 +105,7 @@ def _row(r: int, m: dict, reward: float, seconds: float) -> str:
     train = m.get("train_seconds", float("nan"))
     row = (
         f"{r:>5d} {m['n_labels']:>6d} {1000 * m['force_mae']:>12.1f} {1000 * m['energy_mae']:>10.1f} "
-        f"{reward:>8.3f} {train:>8.2f} {seconds:>8.2f}"
+        f"{reward:>8.3f} {train:>11.2f} {seconds:>8.2f}"
     )
     if "md_steps" in m:  # on-the-fly mode: model-MD steps so far, this round's failures, stability test
         row += f" {m['md_steps']:>9d} {m['md_failures']:>8d} {m.get('stability_steps', float('nan')):>7.0f}"
@@ -112,25 +121,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def plot_learning_curve(record: dict, path: Path, title: str) -> None:
-    """Test force and energy MAE against labels held, log scale, as PNG."""
-    import matplotlib
+    """Test force and energy MAE against labels held, log scale, as PNG (on-the-fly metrics too for an
+    on-the-fly run; see ``benchmarks.plots``)."""
+    from benchmarks.plots import plot_learning_curve as plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [record["initial"]["metrics"]] + [s["metrics"] for s in record["steps"]]
-    n = [m["n_labels"] for m in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    for ax, key, unit, label in (
-        (axes[0], "force_mae", "meV/Å", "test force MAE"),
-        (axes[1], "energy_mae", "meV", "test energy MAE"),
-    ):
-        ax.plot(n, [1000 * m[key] for m in rows], marker="o", ms=3)
-        ax.set_yscale("log")
-        ax.set_xlabel("labels")
-        ax.set_ylabel(f"{label} ({unit})")
-        ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plot(record, path, title)

@@ -5,10 +5,15 @@
 Reads every ``results.json`` below the given directories (runs without ``"complete": true`` are skipped
 and listed), and writes into ``--out`` (default: ``report/`` inside the first directory):
 ``runs.csv`` (one row per run and round), ``curves_<task>.png`` (test force and energy MAE against
-labels: mean over seeds with a band of one standard error, log scale) and ``report.md`` (per task and
-strategy: final errors with standard errors, ratio to random at equal budget, paired test against random,
-mean rank, max force error, area under the learning curve, labels needed to reach a target error, wall and
-oracle seconds).
+labels: mean over seeds with a band of one standard error, log scale), ``otf_<task>.png`` for on-the-fly
+tasks (model-MD steps, failures, stability, torsion coverage against rounds) and ``report.md`` (per task
+and strategy: final errors with standard errors, ratio to random at equal budget, paired test against
+random, mean rank, max force error, area under the learning curve, labels needed to reach a target error,
+wall and oracle seconds).
+
+Runs of one task are compared only if their configs differ in nothing but agent, seed and the keys their
+sweep varied (its override dirname): runs made with another budget, say, stop the report with the key
+named, unless ``--allow-mixed-configs`` is given.
 """
 
 from __future__ import annotations
@@ -84,34 +89,17 @@ def curves(runs: list[dict], key: str) -> dict[tuple[str, str], tuple[np.ndarray
 
 
 def plot(runs: list[dict], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """``curves_<task>.png`` for every task; ``otf_<task>.png`` for on-the-fly tasks too."""
+    from benchmarks.plots import is_otf, plot_task_curves, plot_task_otf
 
     paths = []
     f_curves, e_curves = curves(runs, "force_mae"), curves(runs, "energy_mae")
     for task in sorted({t for t, _ in f_curves}):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-        for ax, cv, unit, name in ((axes[0], f_curves, "meV/Å", "test force MAE"), (axes[1], e_curves, "meV", "test energy MAE")):
-            items = [(agent, v) for (t, agent), v in sorted(cv.items()) if t == task]
-            for i, (agent, (x, mean, se, n)) in enumerate(items):
-                # 20 distinct colours, and a line style per block of ten, so that many strategies stay apart
-                color = plt.cm.tab20(i % 20)
-                style = ("-", "--", ":")[(i // 10) % 3]
-                ax.plot(x, 1000 * mean, marker="o", ms=2.5, color=color, ls=style, label=f"{agent} (n={n})")
-                ax.fill_between(x, 1000 * (mean - se), 1000 * (mean + se), color=color, alpha=0.15)
-            ax.set_yscale("log")
-            ax.set_xlabel("labels")
-            ax.set_ylabel(f"{name} ({unit})")
-            ax.grid(True, which="both", alpha=0.3)
-        axes[0].legend(fontsize=7, ncol=2 if len(items) > 8 else 1)
-        fig.suptitle(task)
-        fig.tight_layout()
-        path = out / f"curves_{task.split('/')[-1]}.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        paths.append(path)
+        name = task.split("/")[-1]
+        paths.append(plot_task_curves(task, f_curves, e_curves, out / f"curves_{name}.png"))
+        otf = [r for r in runs if r["task"] == task and is_otf(r)]
+        if otf:
+            paths.append(plot_task_otf(task, otf, out / f"otf_{name}.png"))
     return paths
 
 
@@ -128,8 +116,16 @@ def run_stats(r: dict) -> dict:
         "auc_log10_force": auc,
         "wall_seconds": r.get("summary", {}).get("wall_seconds", float("nan")),
         "oracle_seconds": series[-1]["oracle_seconds"],
+        "label_seconds": _label_seconds(r),
         "curve": (x, np.array([m["force_mae"] for m in series])),
     }
+
+
+def _label_seconds(r: dict) -> float:
+    """Wall time this run spent getting its rounds' labels (cache hits cost next to nothing); NaN for
+    results recorded without per-round timings."""
+    times = [st.get("timings", {}).get("label") for st in r["steps"]]
+    return float(sum(times)) if times and all(t is not None for t in times) else float("nan")
 
 
 def labels_to_target(x: np.ndarray, y: np.ndarray, target: float) -> float:
@@ -193,62 +189,107 @@ def _otf_section(runs: list[dict]) -> list[str]:
     return lines
 
 
+def _ranks(stats: dict[str, dict[int, dict]], cheats: set[str]) -> dict[str, list[float]]:
+    """Rank of each agent among all agents run with a seed, by final force MAE, one entry per seed."""
+    ranks: dict[str, list[float]] = defaultdict(list)
+    for seed in sorted({seed for st in stats.values() for seed in st}):
+        have = {a: st[seed]["force_mae"] for a, st in stats.items() if seed in st and a not in cheats}
+        for i, a in enumerate(sorted(have, key=have.get)):
+            ranks[a].append(i + 1)
+    return ranks
+
+
+TABLE_HEAD = [
+    "| agent | seeds | labels | force MAE (meV/Å) | energy MAE (meV) | force MAE / random | p vs random "
+    "| mean rank | max force error (meV/Å) | AUC log10 force MAE | labels to target | wall s | oracle s charged "
+    "| oracle s paid here |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+
+
+def _task_table(task: str, runs: list[dict], f_curves: dict, e_curves: dict, cheats: set[str],
+                target: float | None) -> list[str]:
+    """One task's section: a line per strategy, and the target used for 'labels to target'."""
+    stats: dict[str, dict[int, dict]] = defaultdict(dict)
+    for r in runs:
+        if r["task"] == task:
+            stats[r["agent"]][r["seed"]] = run_stats(r)
+    rnd = f_curves.get((task, "random"))
+    tgt = target if target is not None else (float(rnd[1][-1]) if rnd is not None else None)
+    ranks = _ranks(stats, cheats)
+    random_final = {k: v["force_mae"] for k, v in stats.get("random", {}).items()}
+    lines = [f"## {task}", "", *TABLE_HEAD]
+    for (t, agent), (x, mean, se, n) in sorted(f_curves.items()):
+        if t != task:
+            continue
+        _, emean, ese, _ = e_curves[(t, agent)]
+        st = stats[agent]
+        ratio = f"{mean[-1] / rnd[1][min(len(rnd[1]), len(mean)) - 1]:.3f}" if rnd is not None else "n/a"
+        p = _paired_p({k: v["force_mae"] for k, v in st.items()}, random_final)
+        rank = f"{np.mean(ranks[agent]):.2f}" if ranks.get(agent) else "-"
+        to_target = labels_to_target(x, mean, tgt) if tgt is not None else float("nan")
+        mean_of = lambda key: float(np.mean([v[key] for v in st.values()]))  # noqa: E731
+        label = f"{agent} (cheating reference)" if agent in cheats else agent
+        lines.append(
+            f"| {label} | {n} | {x[-1]} | {1000 * mean[-1]:.1f} ± {1000 * se[-1]:.1f} | "
+            f"{1000 * emean[-1]:.1f} ± {1000 * ese[-1]:.1f} | {ratio} | "
+            f"{'-' if agent == 'random' or np.isnan(p) else f'{p:.3f}'} | {rank} | "
+            f"{1000 * mean_of('force_max'):.0f} | {mean_of('auc_log10_force'):.3f} | "
+            f"{'-' if np.isnan(to_target) else int(to_target)} | {mean_of('wall_seconds'):.0f} | "
+            f"{mean_of('oracle_seconds'):.1f} | {_seconds(mean_of('label_seconds'))} |"
+        )
+    lines.append("")
+    if tgt is not None:
+        lines.append(f"Target for 'labels to target': {1000 * tgt:.1f} meV/Å (the final mean force MAE of random unless --target is given).")
+    return lines + [""]
+
+
+NOTES = [
+    "Mean ± standard error over seeds, at the end of the budget. p: two-sided paired t-test of log final",
+    "force MAE against random over common seeds. Rank: by final force MAE among the strategies run with",
+    "that seed (cheating references excluded), averaged over seeds. AUC: mean of log10 force MAE (eV/Å) over",
+    "the labels axis (lower is better). Wall s: the whole episode. Oracle s charged: the oracle's original",
+    "compute time of every label the run holds, initial ones included, as the budget counts it (a label from",
+    "the cache is charged what it cost when it was first computed, which may have been on a busier machine).",
+    "Oracle s paid here: wall time this run spent obtaining its rounds' labels (cache hits cost next to",
+    "nothing; '-' for runs recorded without per-round timings).",
+]
+
+
 def markdown(runs: list[dict], target: float | None = None) -> str:
+    """The report: a table per task, the on-the-fly table, notes on the columns."""
     f_curves, e_curves = curves(runs, "force_mae"), curves(runs, "energy_mae")
     cheats = {r["agent"] for r in runs if r.get("cheating")}
     lines = ["# Results", ""]
     for task in sorted({t for t, _ in f_curves}):
-        task_runs = [r for r in runs if r["task"] == task]
-        stats: dict[str, dict[int, dict]] = defaultdict(dict)
-        for r in task_runs:
-            stats[r["agent"]][r["seed"]] = run_stats(r)
-        rnd = f_curves.get((task, "random"))
-        tgt = target if target is not None else (float(rnd[1][-1]) if rnd is not None else None)
-        # rank of each agent among all agents run with a seed, by final force MAE; mean over seeds
-        ranks: dict[str, list[float]] = defaultdict(list)
-        for seed in sorted({r["seed"] for r in task_runs}):
-            have = {a: st[seed]["force_mae"] for a, st in stats.items() if seed in st and a not in cheats}
-            order = sorted(have, key=have.get)
-            for i, a in enumerate(order):
-                ranks[a].append(i + 1)
-        lines += [
-            f"## {task}",
-            "",
-            "| agent | seeds | labels | force MAE (meV/Å) | energy MAE (meV) | force MAE / random | p vs random "
-            "| mean rank | max force error (meV/Å) | AUC log10 force MAE | labels to target | wall s | oracle s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for (t, agent), (x, mean, se, n) in sorted(f_curves.items()):
-            if t != task:
-                continue
-            _, emean, ese, _ = e_curves[(t, agent)]
-            st = stats[agent]
-            ratio = f"{mean[-1] / rnd[1][min(len(rnd[1]), len(mean)) - 1]:.3f}" if rnd is not None else "n/a"
-            p = _paired_p({k: v["force_mae"] for k, v in st.items()}, {k: v["force_mae"] for k, v in stats.get("random", {}).items()})
-            rank = f"{np.mean(ranks[agent]):.2f}" if ranks.get(agent) else "-"
-            to_target = labels_to_target(x, mean, tgt) if tgt is not None else float("nan")
-            mean_of = lambda key: float(np.mean([v[key] for v in st.values()]))  # noqa: E731
-            label = f"{agent} (cheating reference)" if agent in cheats else agent
-            lines.append(
-                f"| {label} | {n} | {x[-1]} | {1000 * mean[-1]:.1f} ± {1000 * se[-1]:.1f} | "
-                f"{1000 * emean[-1]:.1f} ± {1000 * ese[-1]:.1f} | {ratio} | "
-                f"{'-' if agent == 'random' or np.isnan(p) else f'{p:.3f}'} | {rank} | "
-                f"{1000 * mean_of('force_max'):.0f} | {mean_of('auc_log10_force'):.3f} | "
-                f"{'-' if np.isnan(to_target) else int(to_target)} | {mean_of('wall_seconds'):.0f} | "
-                f"{mean_of('oracle_seconds'):.1f} |"
-            )
-        lines.append("")
-        if tgt is not None:
-            lines.append(f"Target for 'labels to target': {1000 * tgt:.1f} meV/Å (the final mean force MAE of random unless --target is given).")
-        lines.append("")
+        lines += _task_table(task, runs, f_curves, e_curves, cheats, target)
     lines += _otf_section(runs)
-    lines += [
-        "Mean ± standard error over seeds, at the end of the budget. p: two-sided paired t-test of log final",
-        "force MAE against random over common seeds. Rank: by final force MAE among the strategies run with",
-        "that seed (cheating references excluded), averaged over seeds. AUC: mean of log10 force MAE (eV/Å) over",
-        "the labels axis (lower is better).",
-    ]
+    lines += NOTES
     return "\n".join(lines) + "\n"
+
+
+def _seconds(v: float) -> str:
+    return "-" if np.isnan(v) else f"{v:.1f}"
+
+
+def _check_mixing(runs: list[dict], allow: bool) -> None:
+    """Stop (or, allowed, warn) where runs to be compared were made with settings their sweep did not vary."""
+    from benchmarks.resume import mixed_configs
+
+    problems = mixed_configs(runs)
+    if not problems:
+        return
+    more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""
+    text = "\n  ".join(problems[:5]) + more
+    if allow:
+        print(f"warning: comparing runs made with different settings (--allow-mixed-configs):\n  {text}")
+        return
+    raise SystemExit(
+        "error: these runs differ in settings that their sweep did not vary, so the report would average or\n"
+        "compare them as if alike (an earlier sweep into the same folder with another preset leaves such runs):\n"
+        f"  {text}\nReport them separately (one folder each), rerun them with one config, or pass "
+        "--allow-mixed-configs."
+    )
 
 
 def main() -> None:
@@ -256,10 +297,13 @@ def main() -> None:
     p.add_argument("dirs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--target", type=float, default=None, help="force MAE target in meV/A for 'labels to target'")
+    p.add_argument("--allow-mixed-configs", action="store_true",
+                   help="compare runs of a task even where their configs differ in keys their sweep did not vary")
     args = p.parse_args()
     runs, skipped = load_runs(args.dirs)
     if not runs:
         raise SystemExit(f"no complete results.json below {', '.join(map(str, args.dirs))}")
+    _check_mixing(runs, args.allow_mixed_configs)
     out = args.out or (args.dirs[0] / "report")
     out.mkdir(parents=True, exist_ok=True)
     rows = tidy_rows(runs)

@@ -8,23 +8,28 @@ Config groups: ``task`` (one config per row of ``alenv.tasks.TASKS``, registered
 kept in files), ``agent``, ``model``, ``oracle`` and ``reward`` (files in ``conf/``). The model, oracle and
 reward groups become ``TaskSpec`` overrides, with ``task.overrides`` on top (:func:`task_overrides`).
 
-Writes into the run's output directory: ``results.json`` (resolved config, the task settings the groups
-chose, the initial metrics, one record per round: metrics, reward, chosen indices, timings),
-``learning_curve.png`` and ``labels.extxyz`` (every successful label; failed ones are listed per round in
-``results.json``). ``results.json`` is written last and atomically: a run whose directory already holds a
-complete one is skipped, so a killed sweep restarted with the same ``hydra.sweep.dir`` only runs what is
-missing (labels already paid for come from the label cache).
+Writes into the run's output directory: ``results.json`` (resolved config and its hash, the task settings
+the groups chose, the initial metrics, one record per round: metrics, reward, chosen indices, timings),
+``learning_curve.png``, ``labels.extxyz`` (every successful label; failed ones are listed per round in
+``results.json``) and ``run.log`` (the per-round table and the final line; a failed run's traceback, with
+``failed.json``). ``results.json`` is written last and atomically. A rerun into the same folder (a
+killed or extended sweep with the same ``hydra.sweep.dir``) skips a run whose results were made with the
+same config, reruns one whose config changed (keeping the earlier results as ``results.<hash>.json``) or
+that failed; labels already paid for come from the label cache (``benchmarks.resume``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+
+from benchmarks.jobs import ConfigError
 
 _HERE = Path(__file__).resolve().parent
 # Installed from a wheel, the configs are package data in benchmarks/conf; in the repository (and in an
@@ -50,8 +55,12 @@ def register_configs() -> None:
     """
     from alenv.tasks import TASKS, snake_case
 
+    from benchmarks.jobs import ray_temp_dir
+
     if not OmegaConf.has_resolver("alenv.rmd17"):
         OmegaConf.register_new_resolver("alenv.rmd17", _rmd17)
+    if not OmegaConf.has_resolver("alenv.ray_temp"):  # hydra/launcher=ray_local: Ray's files in the sweep
+        OmegaConf.register_new_resolver("alenv.ray_temp", ray_temp_dir)
     store = ConfigStore.instance()
     for name, spec in TASKS.items():
         overrides = dict(DATASET_FILES) if spec.system == "dataset" else {}
@@ -64,10 +73,52 @@ register_configs()
 @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> dict:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from benchmarks.jobs import follow_sweep, plain_bar_lock
 
     hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    if multirun:
+        follow_sweep()  # a job started by the sweep process ends with it
+        plain_bar_lock()
     _share_cores(hc)
-    return run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname)
+    try:
+        return run(cfg, Path(hc.runtime.output_dir), variant=hc.job.override_dirname, multirun=multirun)
+    except ConfigError as err:
+        if multirun:  # the job fails; the launcher reports it with the others
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        if multirun:  # the sweep process is interrupted too and says so once
+            raise RuntimeError("interrupted") from None
+        raise
+
+
+def cli() -> None:
+    """``python -m benchmarks.run``: config names in any accepted spelling; Ctrl-C ends with one line."""
+    from benchmarks.jobs import INTERRUPTED, canonical_argv, mark_sweep
+
+    sys.argv[1:] = canonical_argv(sys.argv[1:], CONFIG_DIR)
+    mark_sweep()
+    try:
+        main()
+    except KeyboardInterrupt:
+        _stop_workers()
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def _stop_workers() -> None:
+    """Stop the joblib launcher's workers, if it started any, and release their locks."""
+    if "joblib" not in sys.modules:
+        return
+    from joblib.externals.loky import reusable_executor
+
+    executor = getattr(reusable_executor, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=True)
 
 
 def _share_cores(hc: Any) -> None:
@@ -87,60 +138,131 @@ def _share_cores(hc: Any) -> None:
             os.environ.setdefault("ALENV_TORCH_THREADS", str(int(cpus)))
 
 
-def run(cfg: DictConfig, out: Path, variant: str = "") -> dict:
-    """Play the episode described by ``cfg`` and write its results into ``out``."""
+def run(cfg: DictConfig, out: Path, variant: str = "", multirun: bool = False) -> dict:
+    """Play the episode described by ``cfg`` and write its results into ``out``; the final metrics.
+
+    Skips a run whose ``results.json`` was made with the same config. A run that raises leaves
+    ``failed.json`` and its traceback in ``run.log``, and is rerun next time.
+    """
+    from benchmarks.resume import FAILED, config_hash, previous, record_failure
+
+    out.mkdir(parents=True, exist_ok=True)
+    log = RunLog(out / "run.log")
+    config = OmegaConf.to_container(cfg, resolve=True)
+    key = config_hash(config)
+    try:
+        _check(cfg)
+        done, why = previous(out, config)
+        if done is not None:  # a restarted sweep skips what already finished (results.json is written last)
+            log(f"{out}: already complete with this config ({key}), skipped")
+            return done["summary"]["final_metrics"]
+        if why:
+            log(f"{out}: {why}")
+        final = _play(cfg, out, config, key, variant, multirun, log)
+    except BaseException as err:
+        if not isinstance(err, SystemExit):
+            log(record_failure(out, err, key).rstrip(), echo=False)  # Hydra or the sweep reports it
+        raise
+    (out / FAILED).unlink(missing_ok=True)
+    return final
+
+
+class RunLog:
+    """The run's lines: printed (above any progress bar) and appended to ``run.log``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, line: str, echo: bool = True) -> None:
+        """Print ``line`` (unless ``echo`` is False) and append it to ``run.log``."""
+        from tqdm.auto import tqdm
+
+        if echo:
+            tqdm.write(line)
+        with open(self.path, "a") as fh:
+            fh.write(line + "\n")
+
+
+def _check(cfg: DictConfig) -> None:
+    """Everything that can be checked before task data, descriptors or an env are built."""
+    from alenv.round_env import file_overrides
+    from alenv.tasks import get_task
+    from benchmarks.jobs import check_config
+    from benchmarks.references import REFERENCES
+
+    check_config(cfg)
+    try:
+        get_task(cfg.task.id).with_overrides(**file_overrides(task_overrides(cfg)))
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"task {cfg.task.name}: {err}") from err
+    if cfg.agent.name not in REFERENCES:
+        try:
+            _our_agents().make_agent(cfg.agent.name, **_container(cfg.agent.get("kwargs")))
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"agent {cfg.agent.name}: {err}{_agent_settings(cfg.agent.name)}") from err
+
+
+def _agent_settings(name: str) -> str:
+    """``"; its settings (agent.kwargs): a, b"`` for a registered strategy, else ``""``."""
+    import inspect
+
+    agents = _our_agents()
+    try:
+        params = inspect.signature(agents.STRATEGIES[agents.resolve_name(name)]).parameters
+    except (ValueError, KeyError):
+        return ""
+    return f"; its settings (agent.kwargs): {', '.join(params) or 'none'}"
+
+
+def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, multirun: bool,
+          log: Callable[[str], None]) -> dict:
+    """Build the env and agent, play the episode, write labels, plot and (last) ``results.json``."""
     import gymnasium as gym
 
     import alenv  # noqa: F401  (registers the tasks)
     from benchmarks.episode import plot_learning_curve, run_episode, write_json
-
-    done = _finished(out)
-    if done is not None:  # a restarted sweep skips what already finished (results.json is written last)
-        print(f"{out}: already complete, skipped")
-        return done["summary"]["final_metrics"]
-    make_agent = _our_agents().make_agent
-    if cfg.get("torch_threads"):  # an explicit setting wins over alenv's share of the cores
-        os.environ["ALENV_TORCH_THREADS"] = str(int(cfg.torch_threads))
-    out.mkdir(parents=True, exist_ok=True)
-    overrides = task_overrides(cfg)
-    env = gym.make(
-        cfg.task.id,
-        cache_dir=cfg.cache_dir,
-        progress=bool(cfg.progress),
-        wall_times=True,  # per-round timings go into results.json
-        **overrides,
-    )
+    from benchmarks.jobs import ORPHANED, show_progress, sweep_gone
     from benchmarks.references import REFERENCES, make_reference
 
-    if cfg.agent.name in REFERENCES:  # a cheating reference, wired to the environment on purpose
-        agent = make_reference(cfg.agent.name, env)
-    else:
-        agent = make_agent(cfg.agent.name, **_container(cfg.agent.get("kwargs")))
-    spec = env.unwrapped.task
-    print(f"{cfg.task.id}  agent={cfg.agent.name}  model={spec.model}  seed={cfg.seed}  ->  {out}")
-    record = run_episode(env, agent, seed=int(cfg.seed), progress=bool(cfg.progress))
-    result = {
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "task": cfg.task.id,
-        "agent": cfg.agent.name,
-        "seed": int(cfg.seed),
-        "variant": variant,  # overrides other than task, agent and seed ("" for the presets as they are)
-        "overrides": overrides,  # the TaskSpec overrides the run passed to gym.make
-        "settings": {f: getattr(spec, f) for f in SETTINGS},  # the task settings they gave
-        "cheating": bool(getattr(agent, "cheating", False)),
-        "pid": os.getpid(),
-        **record,
-        "complete": True,
-    }
-    env.unwrapped.save_labels(out / "labels.extxyz")
-    plot_learning_curve(result, out / "learning_curve.png", f"{cfg.task.name} / {cfg.agent.name} / seed {cfg.seed}")
-    write_json(out / "results.json", result)
+    if cfg.get("torch_threads"):  # an explicit setting wins over alenv's share of the cores
+        os.environ["ALENV_TORCH_THREADS"] = str(int(cfg.torch_threads))
+    progress = show_progress(cfg.get("progress"), multirun)
+    overrides = task_overrides(cfg)
+    env = gym.make(cfg.task.id, cache_dir=cfg.cache_dir, progress=progress, wall_times=True, **overrides)
+    try:
+        if cfg.agent.name in REFERENCES:  # a cheating reference, wired to the environment on purpose
+            agent = make_reference(cfg.agent.name, env)
+        else:
+            agent = _our_agents().make_agent(cfg.agent.name, **_container(cfg.agent.get("kwargs")))
+        spec = env.unwrapped.task
+        log(f"{cfg.task.id}  agent={cfg.agent.name}  model={spec.model}  seed={cfg.seed}  ->  {out}")
+        record = run_episode(env, agent, seed=int(cfg.seed), progress=progress, echo=log)
+        result = {
+            "config": config,
+            "config_hash": key,  # of the config without the keys that do not change results
+            "task": cfg.task.id,
+            "agent": cfg.agent.name,
+            "seed": int(cfg.seed),
+            "variant": variant,  # overrides other than task, agent and seed ("" for the presets as they are)
+            "overrides": overrides,  # the TaskSpec overrides the run passed to gym.make
+            "settings": {f: getattr(spec, f) for f in SETTINGS},  # the task settings they gave
+            "cheating": bool(getattr(agent, "cheating", False)),
+            "pid": os.getpid(),
+            **record,
+            "complete": True,
+        }
+        env.unwrapped.save_labels(out / "labels.extxyz")
+        plot_learning_curve(result, out / "learning_curve.png", f"{cfg.task.name} / {cfg.agent.name} / seed {cfg.seed}")
+        if sweep_gone():  # the sweep was killed while this job ran: write nothing more
+            os._exit(ORPHANED)
+        write_json(out / "results.json", result)
+    finally:
+        env.close()
     final = result["summary"]["final_metrics"]
-    print(
+    log(
         f"final: force MAE {1000 * final['force_mae']:.1f} meV/A, energy MAE {1000 * final['energy_mae']:.1f} meV, "
         f"{final['n_labels']} labels, {result['summary']['wall_seconds']:.1f} s"
     )
-    env.close()
     return final
 
 
@@ -213,20 +335,9 @@ def _our_agents():
     return agents
 
 
-def _finished(out: Path) -> dict | None:
-    """The results of a complete earlier run in ``out``, or None (absent, partial or unreadable)."""
-    import json
-
-    try:
-        res = json.loads((out / "results.json").read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return res if res.get("complete") else None
-
-
 def _container(node: Any) -> dict:
     return {} if node is None else OmegaConf.to_container(node, resolve=True)
 
 
 if __name__ == "__main__":
-    main()
+    cli()
