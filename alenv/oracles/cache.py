@@ -37,7 +37,7 @@ SALVAGE = "python -m alenv.cache salvage"
 
 
 class DamagedRowWarning(UserWarning):
-    """A cached label failed its checksum: it is not used, and the structure is labelled again."""
+    """A cached label does not verify (checksum, blob lengths): it is not used; the structure is labelled again."""
 
 
 def _checksum(key: str, n_atoms: int, energy: bytes, forces: bytes, seconds: float, error: str | None) -> str:
@@ -55,7 +55,7 @@ def _checksum(key: str, n_atoms: int, energy: bytes, forces: bytes, seconds: flo
 def row_problem(row: tuple) -> str | None:
     """Why a stored row (columns as ``_COLUMNS``) cannot be used, or None for a row that verifies."""
     key, n_atoms, energy, forces, seconds, error, checksum = row
-    if not isinstance(energy, bytes) or not isinstance(forces, bytes) or not isinstance(n_atoms, int):
+    if not all(isinstance(v, t) for v, t in ((key, str), (n_atoms, int), (energy, bytes), (forces, bytes))):
         return "wrong column types"
     if len(energy) != 8 or n_atoms < 0 or len(forces) != 24 * n_atoms:
         return f"blob lengths energy={len(energy)}, forces={len(forces)} do not fit {n_atoms} atoms"

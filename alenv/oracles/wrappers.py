@@ -126,7 +126,10 @@ class CachedOracle:
         structures = check_structures(structures)
         keys = self.keys(structures)
         found = self.cache.get_many(keys)
-        misses = {key: atoms for key, atoms in zip(keys, structures) if key not in found}  # first copy each
+        misses: dict[str, Atoms] = {}  # each missing structure once, in order of first appearance
+        for key, atoms in zip(keys, structures):
+            if key not in found:
+                misses.setdefault(key, atoms)
         if misses:
             check_config(self.oracle, list(misses.values()))
         fresh: dict[str, Label] = {}
