@@ -56,8 +56,10 @@ def log_ticks(ax: Any, axis: str = "y") -> None:
                  for s in subs if lo <= s * 10.0**k <= hi]
         if len(ticks) >= 3:
             break
-    if len(ticks) < 3:  # a narrow range: four ticks spread evenly in log, two significant figures
-        ticks = [float(f"{v:.2g}") for v in np.geomspace(lo, hi, 6)[1:-1]]
+    if len(ticks) < 3:  # a narrow range: round linear steps (10, 20, 25, 50 ...) inside it
+        from matplotlib.ticker import MaxNLocator
+
+        ticks = [t for t in MaxNLocator(nbins=5, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
     target = ax.yaxis if axis == "y" else ax.xaxis
     target.set_ticks(ticks)
     target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -65,9 +67,16 @@ def log_ticks(ax: Any, axis: str = "y") -> None:
     (ax.set_ylim if axis == "y" else ax.set_xlim)(lo, hi)
 
 
+def _integer_x(ax: Any, label: str) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel(label)
+
+
 def _error_axes(ax: Any, name: str, unit: str) -> None:
     ax.set_yscale("log")
-    ax.set_xlabel("labels")
+    _integer_x(ax, "labels")
     ax.set_ylabel(f"{name} ({unit})")
     ax.grid(True, which="both", alpha=0.3)
 
@@ -109,7 +118,7 @@ def plot_learning_curve(record: dict, path: Path, title: str) -> None:
                 ax.plot(*_finite(rounds, [m.get("label_torsion_coverage") for m in rows]), **style(1), ms=3,
                         label="labels")
                 ax.legend(fontsize=8)
-            ax.set_xlabel("round")
+            _integer_x(ax, "round")
             ax.set_ylabel(label)
             ax.grid(True, alpha=0.3)
     fig.suptitle(title)
@@ -153,7 +162,7 @@ def plot_task_otf(task: str, runs: list[dict], path: Path) -> Path:
             have = np.isfinite(vals).any(0)  # e.g. the stability test runs every few rounds only
             mean = np.array([np.nanmean(col) if ok else np.nan for col, ok in zip(vals.T, have)])
             ax.plot(*_finite(range(n), mean), ms=3, label=f"{agent} (n={len(series)})", **style(i))
-        ax.set_xlabel("round")
+        _integer_x(ax, "round")
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=7)

@@ -188,9 +188,11 @@ def _check(cfg: DictConfig) -> None:
     from alenv.round_env import file_overrides
     from alenv.tasks import get_task
     from benchmarks.jobs import check_config
-    from benchmarks.references import REFERENCES
 
     check_config(cfg)
+    _our_agents()  # this project's strategies, or an error naming the package found instead
+    from benchmarks.references import REFERENCES
+
     try:
         get_task(cfg.task.id).with_overrides(**file_overrides(task_overrides(cfg)))
     except (ValueError, TypeError) as err:

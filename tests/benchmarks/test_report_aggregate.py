@@ -107,3 +107,93 @@ def test_report_compares_on_the_fly_runs_at_equal_labels(tmp_path: Path) -> None
     md = markdown(runs)
     assert "## On-the-fly mode" in md
     assert "| alenv/Toy-OTF-v0 | trust | 2 | 11 | 15 → 60 | 3 | 320 | 0.50 | 0.25 |" in md, md
+
+
+# ----------------------------------------------------------------------------------------- mixed configs
+def _with_config(run: dict, budget: int, variant: str = "", model: str | None = None, feature: str = "a") -> dict:
+    config = {"task": {"name": "Toy", "id": run["task"], "overrides": {"budget": budget}},
+              "agent": {"name": run["agent"], "kwargs": {"feature": feature}}, "seed": run["seed"],
+              "model": {"name": model, "kwargs": {}}, "progress": True, "cache_dir": None, "torch_threads": None}
+    return {**run, "config": config, "variant": variant, "_path": f"{run['agent']}/{budget}/{variant}"}
+
+
+def test_runs_that_differ_in_an_unswept_setting_are_not_compared() -> None:
+    """Budgets differ: refused, naming the key; model swept (in the variant): fine; seeds, progress and the
+    cache folder never count; an agent's settings count within its report line only."""
+    from benchmarks.resume import mixed_configs
+
+    base = {"task": "alenv/Toy-v0", "agent": "random", "seed": 0}
+    a, b = _with_config(base, 100), _with_config({**base, "seed": 1}, 50)
+    problems = mixed_configs([a, b])
+    assert len(problems) == 1 and "task.overrides.budget = 100 in random/100/ but 50 in random/50/" in problems[0]
+    ridge = _with_config({**base, "agent": "random[model=ridge]"}, 100, "model=ridge", model="ridge")
+    later = _with_config({**base, "seed": 1}, 100)
+    later["config"].update(progress=False, cache_dir="/elsewhere", torch_threads=1)
+    assert mixed_configs([a, ridge, later]) == []
+    fps, fps_b = _with_config({**base, "agent": "fps"}, 100, feature="b"), _with_config({**base, "agent": "fps", "seed": 1}, 100)
+    assert mixed_configs([a, fps]) == []  # other strategies have other settings
+    assert "agent.kwargs.feature" in mixed_configs([a, fps, fps_b])[0]
+    assert mixed_configs([{**base, "initial": {}}]) == []  # results without a config are not checked
+
+
+def test_config_hash_ignores_what_does_not_change_results() -> None:
+    from benchmarks.resume import config_diff, config_hash
+
+    config = {"seed": 0, "progress": None, "cache_dir": None, "torch_threads": None, "task": {"overrides": {}}}
+    same = {**config, "progress": False, "cache_dir": "/x", "torch_threads": 2}
+    assert config_hash(config) == config_hash(same)
+    other = {**config, "task": {"overrides": {"budget": 50}}}
+    assert config_hash(other) != config_hash(config)
+    assert config_diff(config, other) == ["task.overrides.budget changed: (unset) -> 50"]
+
+
+# ----------------------------------------------------------------------------------------- figures
+def test_strategies_get_distinct_styles_and_log_axes_labelled_ticks() -> None:
+    """Neighbouring strategies were drawn in two near-identical blues; log axes showed one or two labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+
+    from benchmarks.plots import log_ticks, style
+
+    styles = [style(i) for i in range(20)]
+    assert len({(s["color"], s["ls"], s["marker"]) for s in styles}) == 20
+    colors = [np.array(to_rgb(s["color"])) for s in styles[:10]]
+    assert min(np.abs(c1 - c2).sum() for i, c1 in enumerate(colors) for c2 in colors[i + 1:]) > 0.3
+    for lo, hi in ((20.0, 700.0), (150.0, 215.0), (0.5, 5000.0), (301.0, 309.0)):
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [lo, hi])
+        ax.set_yscale("log")
+        log_ticks(ax)
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_yticklabels() if lo * 0.95 <= t.get_position()[1] <= hi * 1.05]
+        assert len([t for t in labels if t]) >= 3, (lo, hi, labels)
+        plt.close(fig)
+
+
+def test_the_report_writes_its_columns_and_on_the_fly_figures(tmp_path: Path) -> None:
+    """Oracle time is labelled as what it is (charged, and what this run paid); the training time of the
+    per-round table says it is a running total; on-the-fly metrics get their own figure."""
+    from benchmarks.episode import _header
+    from benchmarks.report import plot
+
+    _write(tmp_path, "random", 0, [1.0, 0.8, 0.6])
+    runs, _ = load_runs([tmp_path])
+    md = markdown(runs)
+    assert "| oracle s charged | oracle s paid here |" in md and "original" in md
+    assert "train s sum" in _header()
+    d = tmp_path / "otf" / "seed0"
+    d.mkdir(parents=True)
+    ms = [dict(_metrics(5 + i, 1.0 / (i + 1), 1.0), md_steps=80 * (i + 1), md_failures_total=i,
+               stability_steps=10.0 * i, torsion_coverage=0.1 * i, label_torsion_coverage=0.05 * i) for i in range(4)]
+    res = {"task": "alenv/Toy-OTF-v0", "agent": "trust", "seed": 0, "complete": True, "initial": {"metrics": ms[0]},
+           "steps": [{"round": i, "metrics": m} for i, m in enumerate(ms[1:], 1)], "summary": {"wall_seconds": 1.0}}
+    (d / "results.json").write_text(json.dumps(res))
+    runs, _ = load_runs([tmp_path / "otf"])
+    out = tmp_path / "report"
+    out.mkdir()
+    paths = plot(runs, out)
+    assert sorted(p.name for p in paths) == ["curves_Toy-OTF-v0.png", "otf_Toy-OTF-v0.png"]
+    assert all(p.stat().st_size > 10_000 for p in paths)

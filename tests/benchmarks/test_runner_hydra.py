@@ -129,13 +129,16 @@ def test_sweep_over_models_with_the_per_cost_reward(tmp_path: Path, alenv_cache:
 
 
 def test_multirun_through_ray_local(tmp_path: Path, alenv_cache: Path) -> None:
-    """The Ray launcher path (Hydra's Ray plugin) on a local Ray instance started by the launcher."""
+    """The Ray launcher path (Hydra's Ray plugin) on a local Ray instance started by the launcher, which
+    keeps its session files (logs, sockets) in the sweep's folder, not in /tmp/ray."""
     pytest.importorskip("hydra_plugins.hydra_ray_launcher")
     results = _multirun(tmp_path, alenv_cache, "hydra/launcher=ray_local", "task=cu_emt_tiny", "agent=random,fps", "seed=0")
     runs = [json.loads(p.read_text()) for p in results]
     assert {r["agent"] for r in runs} == {"random", "fps"}
     assert all(r["complete"] for r in runs)
     assert os.getpid() not in {r["pid"] for r in runs}
+    sessions = list((tmp_path / ".ray").glob("session_2*"))
+    assert len(sessions) == 1 and (sessions[0] / "logs").is_dir()
 
 
 def test_tiny_multirun_through_the_report(tmp_path: Path, alenv_cache: Path) -> None:
