@@ -135,11 +135,18 @@ def _first_difference(a: dict, b: dict, *, within: str | None) -> str | None:
 def mixed_configs(runs: list[dict]) -> list[str]:
     """Why ``runs`` must not be compared: runs of one task whose configs differ in anything but task, agent,
     seed and the keys of their sweep's override dirname (the agent's settings are compared within one
-    report line). Runs without a recorded config are not checked."""
+    report line; runs without a recorded config are not checked), and one line's seed read twice (from two
+    folders holding the same run: it would count as two seeds)."""
     problems: list[str] = []
     by_task: dict[str, list[dict]] = {}
+    seen: dict[tuple, str] = {}
     for r in runs:
         by_task.setdefault(r["task"], []).append(r)
+        key = (r["task"], r["agent"], r["seed"])
+        if key in seen:
+            problems.append(f"{r['task']}, {r['agent']}, seed {r['seed']}: read twice, from {seen[key]} and "
+                            f"{r.get('_path', '?')} (it would count as two seeds)")
+        seen.setdefault(key, r.get("_path", "?"))
     for task, rs in sorted(by_task.items()):
         lines: dict[str, dict] = {}
         for r in rs:

@@ -269,7 +269,7 @@ def test_every_config_file_composes_and_resolves(path: str) -> None:
     elif parts[0] == "experiment":
         overrides = [f"+experiment={parts[1]}"]
     elif parts[0] == "hydra":
-        if parts[-1] == "ray_local":
+        if parts[-1].startswith("ray_"):
             pytest.importorskip("hydra_plugins.hydra_ray_launcher")
         overrides = [f"hydra/{parts[1]}={parts[2]}"]
     else:

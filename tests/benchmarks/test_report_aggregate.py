@@ -134,6 +134,8 @@ def test_runs_that_differ_in_an_unswept_setting_are_not_compared() -> None:
     assert mixed_configs([a, fps]) == []  # other strategies have other settings
     assert "agent.kwargs.feature" in mixed_configs([a, fps, fps_b])[0]
     assert mixed_configs([{**base, "initial": {}}]) == []  # results without a config are not checked
+    twice = mixed_configs([a, {**a, "_path": "copy/results.json"}])  # one run read from two folders
+    assert len(twice) == 1 and "read twice" in twice[0] and "copy/results.json" in twice[0]
 
 
 def test_config_hash_ignores_what_does_not_change_results() -> None:

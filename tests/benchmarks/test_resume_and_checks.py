@@ -58,6 +58,30 @@ def test_a_rerun_with_another_budget_reruns_and_keeps_the_earlier_results(tmp_pa
     assert log.count("final: force MAE") == 2 and "rerunning" in log
 
 
+def test_a_sweep_rerun_with_another_preset_reruns_its_jobs(tmp_path: Path, alenv_cache: Path) -> None:
+    """As met: the same sweep folder, ``+experiment=`` swapped for a preset with another budget (presets
+    are not part of the job folders' names)."""
+    presets = tmp_path / "conf" / "experiment"
+    presets.mkdir(parents=True)
+    for budget in (10, 5):
+        (presets / f"budget{budget}.yaml").write_text(f"# @package _global_\ntask:\n  overrides:\n    budget: {budget}\n")
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "ALENV_CACHE": str(alenv_cache)}
+    said = []
+    for preset in ("budget10", "budget5"):
+        cmd = [sys.executable, "-m", "benchmarks.run", "--multirun", f"hydra.searchpath=[file://{presets.parent}]",
+               f"+experiment={preset}", "task=ethanol_gfn2_tiny", "agent=random,fps", "seed=0", f"hydra.sweep.dir={sweep}"]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        said.append(proc.stdout)
+    assert said[1].count("task.overrides.budget changed: 10 -> 5; rerunning") == 2, said[1]
+    for job in ("random", "fps"):
+        folder = sweep / "Ethanol-GFN2-tiny" / job / "seed0"
+        assert len(json.loads((folder / "results.json").read_text())["steps"]) == 1
+        (kept,) = folder.glob("results.*.json")
+        assert len(json.loads(kept.read_text())["steps"]) == 2
+
+
 def test_the_report_refuses_runs_made_with_different_budgets(tmp_path: Path, alenv_cache: Path) -> None:
     """Two folders of the same task, agent, seed and variant, one with budget 10, one with 5."""
     for budget in (10, 5):
