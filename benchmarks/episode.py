@@ -72,17 +72,7 @@ def run_episode(
         env_seconds = time.perf_counter() - te
         done = terminated or truncated
         total_reward += reward
-        step = {
-            "round": info["round"],
-            "metrics": info["metrics"],
-            "reward": reward,
-            "chosen": info["chosen"],
-            "failed": info["failed"],
-            "seconds": {"agent": agent_seconds, "env": env_seconds},
-        }
-        if "timings" in info:  # wall time of the round's stages; "label": what the oracle took now
-            step["timings"] = info["timings"]
-        record["steps"].append(step)
+        record["steps"].append(_step(info, reward, agent_seconds, env_seconds))
         bar.update(1)
         if say:
             say(_row(info["round"], info["metrics"], reward, agent_seconds + env_seconds))
@@ -93,6 +83,21 @@ def run_episode(
         "wall_seconds": time.perf_counter() - t0,
     }
     return _jsonable(record)
+
+
+def _step(info: dict, reward: float, agent_seconds: float, env_seconds: float) -> dict[str, Any]:
+    """One round's record: metrics, reward, picks, failures, seconds (and the env's stage timings)."""
+    step = {
+        "round": info["round"],
+        "metrics": info["metrics"],
+        "reward": reward,
+        "chosen": info["chosen"],
+        "failed": info["failed"],
+        "seconds": {"agent": agent_seconds, "env": env_seconds},
+    }
+    if "timings" in info:  # wall time of the round's stages; "label": what the oracle took now
+        step["timings"] = info["timings"]
+    return step
 
 
 def _header(otf: bool = False) -> str:

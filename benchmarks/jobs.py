@@ -150,18 +150,23 @@ def ray_temp_dir(sweep_dir: str) -> str:
     """Ray's temporary folder for a sweep: ``<sweep dir>/.ray``, so that its logs and spilled objects stay
     with the sweep's results (not in /tmp/ray). Where that path is too long for Ray's sockets, a short link
     in the system's temporary folder points there (``/tmp/alenv-ray-<hash>`` -> ``<sweep dir>/.ray``)."""
-    import hashlib
-    import tempfile
-
     target = Path(sweep_dir).resolve() / ".ray"
     target.mkdir(parents=True, exist_ok=True)
     limit = (103 if sys.platform == "darwin" else 107) - _RAY_SOCKET_TAIL
     if len(str(target).encode()) <= limit:
         return str(target)
-    link = Path(tempfile.gettempdir()) / f"alenv-ray-{hashlib.sha256(str(target).encode()).hexdigest()[:10]}"
+    link = ray_link(target)
     if not (link.is_symlink() and link.resolve() == target):
         tmp = link.with_name(f"{link.name}.{os.getpid()}")
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(target, target_is_directory=True)
         os.replace(tmp, link)
     return str(link)
+
+
+def ray_link(target: Path) -> Path:
+    """The short link in the system's temporary folder that stands for Ray's folder ``target``."""
+    import hashlib
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"alenv-ray-{hashlib.sha256(str(target).encode()).hexdigest()[:10]}"

@@ -139,6 +139,9 @@ def test_multirun_through_ray_local(tmp_path: Path, alenv_cache: Path) -> None:
     assert os.getpid() not in {r["pid"] for r in runs}
     sessions = list((tmp_path / ".ray").glob("session_2*"))
     assert len(sessions) == 1 and (sessions[0] / "logs").is_dir()
+    from benchmarks.jobs import ray_link
+
+    ray_link((tmp_path / ".ray").resolve()).unlink(missing_ok=True)  # the short link to it, if one was made
 
 
 def test_tiny_multirun_through_the_report(tmp_path: Path, alenv_cache: Path) -> None:
