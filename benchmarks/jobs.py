@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import CompactHydraException
+
 # The exit status of a job whose sweep process died (nothing written).
 ORPHANED = 75
 SWEEP_PID = "ALENV_SWEEP_PID"  # set by the command-line entry point; inherited by the sweep's job processes
@@ -20,8 +22,9 @@ GROUPS = ("task", "agent", "model", "oracle", "reward")
 _parent: int | None = None  # the sweep process this job watches, once watching
 
 
-class ConfigError(ValueError):
-    """A setting of the run's config that cannot work, found before any task data is built."""
+class ConfigError(ValueError, CompactHydraException):
+    """A setting of the run's config that cannot work, found before any task data is built (Hydra prints
+    such an error as its message alone, also when a sweep's job raises it)."""
 
 
 # ----------------------------------------------------------------------------------------- spellings

@@ -164,6 +164,12 @@ def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path: Path) -> None
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: seed must be a non-negative integer (seed=0, seed=1, ...), got seed=1.7"
     assert not (tmp_path / "cache").exists()
+    # a sweep's jobs: the message, not a traceback through Hydra's launcher
+    cmd = [sys.executable, "-m", "benchmarks.run", "--multirun", "task=ethanol_gfn2_tiny", "agent=random,fps",
+           "seed=-1", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "seed must be a non-negative integer (seed=0, seed=1, ...), got seed=-1" in proc.stderr
 
 
 # ----------------------------------------------------------------------------------------- spellings
