@@ -189,6 +189,12 @@ def _otf_section(runs: list[dict]) -> list[str]:
     return lines
 
 
+def _baseline(agent: str) -> str:
+    """The random line an agent's line is compared with: ``random``, or ``random[v]`` for a line with the
+    sweep variant ``v`` (the same other settings)."""
+    return "random" + (agent[agent.index("["):] if "[" in agent else "")
+
+
 def _ranks(stats: dict[str, dict[int, dict]], cheats: set[str]) -> dict[str, list[float]]:
     """Rank of each agent among all agents run with a seed, by final force MAE, one entry per seed."""
     ranks: dict[str, list[float]] = defaultdict(list)
@@ -214,17 +220,19 @@ def _task_table(task: str, runs: list[dict], f_curves: dict, e_curves: dict, che
     for r in runs:
         if r["task"] == task:
             stats[r["agent"]][r["seed"]] = run_stats(r)
-    rnd = f_curves.get((task, "random"))
-    tgt = target if target is not None else (float(rnd[1][-1]) if rnd is not None else None)
+    randoms = sorted(a for a in stats if _baseline(a) == a)
+    first = f_curves.get((task, randoms[0])) if randoms else None
+    tgt = target if target is not None else (float(first[1][-1]) if first is not None else None)
     ranks = _ranks(stats, cheats)
-    random_final = {k: v["force_mae"] for k, v in stats.get("random", {}).items()}
     lines = [f"## {task}", "", *TABLE_HEAD]
     for (t, agent), (x, mean, se, n) in sorted(f_curves.items()):
         if t != task:
             continue
         _, emean, ese, _ = e_curves[(t, agent)]
         st = stats[agent]
+        rnd = f_curves.get((task, _baseline(agent)))
         ratio = f"{mean[-1] / rnd[1][min(len(rnd[1]), len(mean)) - 1]:.3f}" if rnd is not None else "n/a"
+        random_final = {k: v["force_mae"] for k, v in stats.get(_baseline(agent), {}).items()}
         p = _paired_p({k: v["force_mae"] for k, v in st.items()}, random_final)
         rank = f"{np.mean(ranks[agent]):.2f}" if ranks.get(agent) else "-"
         to_target = labels_to_target(x, mean, tgt) if tgt is not None else float("nan")
@@ -233,26 +241,27 @@ def _task_table(task: str, runs: list[dict], f_curves: dict, e_curves: dict, che
         lines.append(
             f"| {label} | {n} | {x[-1]} | {1000 * mean[-1]:.1f} ± {1000 * se[-1]:.1f} | "
             f"{1000 * emean[-1]:.1f} ± {1000 * ese[-1]:.1f} | {ratio} | "
-            f"{'-' if agent == 'random' or np.isnan(p) else f'{p:.3f}'} | {rank} | "
+            f"{'-' if agent == _baseline(agent) or np.isnan(p) else f'{p:.3f}'} | {rank} | "
             f"{1000 * mean_of('force_max'):.0f} | {mean_of('auc_log10_force'):.3f} | "
             f"{'-' if np.isnan(to_target) else int(to_target)} | {mean_of('wall_seconds'):.0f} | "
-            f"{mean_of('oracle_seconds'):.1f} | {_seconds(mean_of('label_seconds'))} |"
+            f"{_seconds(mean_of('oracle_seconds'))} | {_seconds(mean_of('label_seconds'))} |"
         )
     lines.append("")
     if tgt is not None:
-        lines.append(f"Target for 'labels to target': {1000 * tgt:.1f} meV/Å (the final mean force MAE of random unless --target is given).")
+        lines.append(f"Target for 'labels to target': {1000 * tgt:.1f} meV/Å (the final mean force MAE of "
+                     f"{randoms[0] if target is None else 'the --target'}).")
     return lines + [""]
 
 
 NOTES = [
     "Mean ± standard error over seeds, at the end of the budget. p: two-sided paired t-test of log final",
-    "force MAE against random over common seeds. Rank: by final force MAE among the strategies run with",
-    "that seed (cheating references excluded), averaged over seeds. AUC: mean of log10 force MAE (eV/Å) over",
-    "the labels axis (lower is better). Wall s: the whole episode. Oracle s charged: the oracle's original",
-    "compute time of every label the run holds, initial ones included, as the budget counts it (a label from",
-    "the cache is charged what it cost when it was first computed, which may have been on a busier machine).",
-    "Oracle s paid here: wall time this run spent obtaining its rounds' labels (cache hits cost next to",
-    "nothing; '-' for runs recorded without per-round timings).",
+    "force MAE against random (with the same sweep settings) over common seeds. Rank: by final force MAE",
+    "among the strategies run with that seed (cheating references excluded), averaged over seeds. AUC: mean",
+    "of log10 force MAE (eV/Å) over the labels axis (lower is better). Wall s: the whole episode. Oracle s",
+    "charged: the oracle's original compute time of every label the run holds, initial ones included, as the",
+    "budget counts it (a label from the cache is charged what it cost when it was first computed, which may",
+    "have been on a busier machine). Oracle s paid here: wall time this run spent obtaining its rounds' labels",
+    "(cache hits cost next to nothing; '-' for runs recorded without per-round timings).",
 ]
 
 
@@ -269,7 +278,8 @@ def markdown(runs: list[dict], target: float | None = None) -> str:
 
 
 def _seconds(v: float) -> str:
-    return "-" if np.isnan(v) else f"{v:.1f}"
+    """Seconds to three significant figures (an xtb label takes milliseconds), '-' if unknown."""
+    return "-" if np.isnan(v) else f"{v:.3g}"
 
 
 def _check_mixing(runs: list[dict], allow: bool) -> None:

@@ -199,3 +199,17 @@ def test_the_report_writes_its_columns_and_on_the_fly_figures(tmp_path: Path) ->
     paths = plot(runs, out)
     assert sorted(p.name for p in paths) == ["curves_Toy-OTF-v0.png", "otf_Toy-OTF-v0.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
+
+
+def test_a_swept_setting_is_compared_with_random_under_the_same_setting(tmp_path: Path) -> None:
+    """``model=ridge`` lines were shown as 'n/a' against random: each line is compared with the random line
+    of its own sweep settings, not with random under other ones."""
+    for agent, seed, forces, variant in (("random", 0, [1.0, 0.5], "model=ridge"), ("random", 1, [1.0, 0.5], "model=ridge"),
+                                         ("fps", 0, [1.0, 0.2], "model=ridge"), ("fps", 1, [1.0, 0.3], "model=ridge"),
+                                         ("random", 2, [1.0, 0.9], "")):
+        _write(tmp_path / (variant or "plain"), agent, seed, forces)
+        path = tmp_path / (variant or "plain") / agent / f"seed{seed}" / "results.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "variant": variant}))
+    runs, _ = load_runs([tmp_path])
+    row = next(line for line in markdown(runs).splitlines() if line.startswith("| fps[model=ridge] |"))
+    assert "| 0.500 |" in row, row  # mean 0.25 / 0.5, not 0.25 / 0.9
