@@ -159,8 +159,10 @@ def _otf_section(runs: list[dict]) -> list[str]:
     lines = [
         "## On-the-fly mode",
         "",
-        "| task | agent | seeds | labels | stable MD steps, start → end | MD failures | MD steps "
-        "| torsion coverage (MD) | torsion coverage (labels) |",
+        (
+            "| task | agent | seeds | labels | stable MD steps, start → end | MD failures | MD steps "
+            "| torsion coverage (MD) | torsion coverage (labels) |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
@@ -206,9 +208,11 @@ def _ranks(stats: dict[str, dict[int, dict]], cheats: set[str]) -> dict[str, lis
 
 
 TABLE_HEAD = [
-    "| agent | seeds | labels | force MAE (meV/Å) | energy MAE (meV) | force MAE / random | p vs random "
-    "| mean rank | max force error (meV/Å) | AUC log10 force MAE | labels to target | wall s | oracle s charged "
-    "| oracle s paid here |",
+    (
+        "| agent | seeds | labels | force MAE (meV/Å) | energy MAE (meV) | force MAE / random | p vs random "
+        "| mean rank | max force error (meV/Å) | AUC log10 force MAE | labels to target | wall s | oracle s charged "
+        "| oracle s paid here |"
+    ),
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
 ]
 
@@ -236,7 +240,7 @@ def _task_table(task: str, runs: list[dict], f_curves: dict, e_curves: dict, che
         p = _paired_p({k: v["force_mae"] for k, v in st.items()}, random_final)
         rank = f"{np.mean(ranks[agent]):.2f}" if ranks.get(agent) else "-"
         to_target = labels_to_target(x, mean, tgt) if tgt is not None else float("nan")
-        mean_of = lambda key: float(np.mean([v[key] for v in st.values()]))  # noqa: E731
+        mean_of = lambda key, st=st: float(np.mean([v[key] for v in st.values()]))
         label = f"{agent} (cheating reference)" if agent in cheats else agent
         lines.append(
             f"| {label} | {n} | {x[-1]} | {1000 * mean[-1]:.1f} ± {1000 * se[-1]:.1f} | "

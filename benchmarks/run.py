@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -54,7 +55,6 @@ def register_configs() -> None:
     lack a config or have a stale one. Idempotent.
     """
     from alenv.tasks import TASKS, snake_case
-
     from benchmarks.jobs import ray_temp_dir
 
     if not OmegaConf.has_resolver("alenv.rmd17"):
