@@ -20,7 +20,8 @@ class ActiveLearningEnv(RoundEnv):
     **Episode.** ``reset`` draws ``n_initial`` configurations from the task's reserve (not part of the pool),
     labels them with the oracle and trains the task's model (``TaskSpec.model``, default a 5-member
     ensemble of atomic neural networks) from scratch. Each ``step`` sends the chosen pool candidates to the
-    oracle, refits the model (warm start) on every successful label, and evaluates it on the test set.
+    oracle, refits the model (warm start) on every successful label, and evaluates it on the validation
+    set. The test set is sealed: only ``test_metrics()`` reads it, for reports.
 
     **Observation** (``Dict``, fixed shapes; N = pool size):
 
@@ -30,7 +31,7 @@ class ActiveLearningEnv(RoundEnv):
     - ``embedding`` (N, D) float32: invariant descriptor of each candidate (per-element mean of normalised
       atomic descriptors, projected on the pool's leading principal axes).
     - ``mask`` (N,) int8: 1 where a candidate may still be chosen (0 once labelled, failures included).
-    - ``globals`` (G,) float32: named in ``global_features`` (budget used, labels held, log10 test errors,
+    - ``globals`` (G,) float32: named in ``global_features`` (budget used, labels held, log10 validation errors,
       fraction failed).
 
     **Action.** ``batch_size`` = k distinct indices of unmasked candidates: ``Discrete(N)`` when k = 1,
@@ -38,7 +39,7 @@ class ActiveLearningEnv(RoundEnv):
     The action space's ``sample()`` follows the live mask, so it always returns a valid action.
     ``alenv.spaces.picks_to_action(picks, obs, info)`` turns k indices into an action of either mode.
 
-    **Reward.** By default the decrease of log test force MAE over the round (``reward="log_force_mae"``);
+    **Reward.** By default the decrease of log validation force MAE over the round (``reward="log_force_mae"``);
     with ``reward_per_cost=True`` it is divided by the round's oracle seconds (``alenv.rewards``).
 
     **Episode end.** ``terminated`` once ``budget`` labels were requested (failed calculations count:
@@ -53,16 +54,17 @@ class ActiveLearningEnv(RoundEnv):
     calculation failed), ``max_picks`` (picks the next action must hold: ``batch_size``, 0 once over) and
     ``any_subset`` (False: exactly ``max_picks``).
 
-    **Arguments.** ``task``: a name from ``alenv.tasks.TASKS``; ``cache_dir``: where pools, test sets and
+    **Arguments.** ``task``: a name from ``alenv.tasks.TASKS``; ``cache_dir``: where pools, validation and test sets and
     labels live (default ``$ALENV_CACHE`` or ``~/.cache/alenv``); ``progress``: show progress bars;
     ``wall_times``: put wall-clock timings in ``info`` (off by default: they differ between otherwise
     identical runs, which Gymnasium's ``check_env`` rejects); ``render_mode``: accepted and kept, nothing
     renders; any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
-    ``n_initial``, ``model="ridge"``, ``model_kwargs={"n_members": 3}``, ...); ``pool`` and ``test`` are
+    ``n_initial``, ``model="ridge"``, ``model_kwargs={"n_members": 3}``, ...); ``pool``, ``test`` (and optionally ``validation``) are
     the Dataset task's labelled extxyz files.
 
     **Determinism.** All randomness comes from ``self.np_random`` (seeded by ``reset(seed=...)``): the
-    initial labels, the model's initial weights and the minibatch order. Same seed, same episode (CPU).
+    initial labels, the model's initial weights and the minibatch order. Same seed, same episode (CPU, with
+    the same number of torch threads: a different thread count sums in another order, see ``alenv.threads``).
 
     **Version history.** Each task's ``history`` (``alenv.tasks.TASKS[name].history``).
     """

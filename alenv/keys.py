@@ -53,14 +53,15 @@ STABILITY_MIN = "stability_min"
 TORSION_COVERAGE = "torsion_coverage"
 LABEL_TORSION_COVERAGE = "label_torsion_coverage"
 
+# Error metrics: of the validation set in info["metrics"]; of the sealed test set in env.test_metrics()
 TEST_METRICS = (ENERGY_MAE, ENERGY_RMSE, FORCE_MAE, FORCE_RMSE, FORCE_MAX)
 
 METRICS: dict[str, str] = {
-    ENERGY_MAE: "mean absolute energy error of the ensemble mean on the test set [eV per structure]",
-    ENERGY_RMSE: "root-mean-square energy error on the test set [eV per structure]",
-    FORCE_MAE: "mean absolute force-component error on the test set [eV/Angstrom]",
-    FORCE_RMSE: "root-mean-square force-component error on the test set [eV/Angstrom]",
-    FORCE_MAX: "largest absolute force-component error on the test set [eV/Angstrom]",
+    ENERGY_MAE: "mean absolute energy error of the ensemble mean on the validation set [eV per structure]",
+    ENERGY_RMSE: "root-mean-square energy error on the validation set [eV per structure]",
+    FORCE_MAE: "mean absolute force-component error on the validation set [eV/Angstrom]",
+    FORCE_RMSE: "root-mean-square force-component error on the validation set [eV/Angstrom]",
+    FORCE_MAX: "largest absolute force-component error on the validation set [eV/Angstrom]",
     N_LABELS: "labels paid for, initial ones and failures included [count]",
     N_FAILED: "labels whose calculation failed [count]",
     BUDGET_USED: "labels requested after the initial ones [count]",
@@ -72,8 +73,8 @@ METRICS: dict[str, str] = {
     MD_FAILURES: "on-the-fly mode: MD failures in the last round [count]",
     MD_FAILURES_TOTAL: "on-the-fly mode: MD failures so far [count]",
     MD_SURVIVED: "on-the-fly mode: mean steps before each walker's first failure in the last round [count]",
-    STABILITY_STEPS: "on-the-fly mode: mean steps to failure of fresh MD from test-set starts, capped [count]",
+    STABILITY_STEPS: "on-the-fly mode: mean steps to failure of fresh MD from validation-set starts, capped [count]",
     STABILITY_MIN: "on-the-fly mode: the least of those [count]",
-    TORSION_COVERAGE: "on-the-fly mode: share of the test set's torsion cells that model MD visited [1]",
-    LABEL_TORSION_COVERAGE: "on-the-fly mode: share of the test set's torsion cells the labels cover [1]",
+    TORSION_COVERAGE: "on-the-fly mode: share of the validation set's torsion cells that model MD visited [1]",
+    LABEL_TORSION_COVERAGE: "on-the-fly mode: share of the validation set's torsion cells the labels cover [1]",
 }

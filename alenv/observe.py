@@ -21,8 +21,8 @@ CANDIDATE_FEATURES: tuple[str, ...] = (
 GLOBAL_FEATURES: tuple[str, ...] = (
     "budget_used",  # fraction of the label budget spent [1]
     "n_labels",  # labels held (initial + acquired), as a fraction of n_initial + budget [1]
-    "log10_force_mae",  # current test force MAE [log10 eV/Angstrom]
-    "log10_energy_mae",  # current test energy MAE [log10 eV]
+    "log10_force_mae",  # current validation force MAE [log10 eV/Angstrom]
+    "log10_energy_mae",  # current validation energy MAE [log10 eV]
     "failed_fraction",  # fraction of labels that failed [1]
 )
 

@@ -28,7 +28,7 @@ class OnTheFlyEnv(RoundEnv):
     **Episode.** ``reset`` labels ``n_initial`` configurations drawn from the task's reserve, trains the
     ensemble from scratch, starts ``otf.walkers`` MD walkers from them (walker w at the task temperature
     ``temperatures[w % len]``), and runs the first round of model MD. Each ``step`` labels the chosen
-    candidates, retrains (warm start) if any label succeeded, evaluates on the test set, and runs the next
+    candidates, retrains (warm start) if any label succeeded, evaluates on the validation set, and runs the next
     round of MD with the new model. Each round, every walker runs ``otf.steps_per_round`` Langevin steps
     and leaves ``otf.candidates_per_walker`` evenly spaced frames as candidates.
 
@@ -48,7 +48,7 @@ class OnTheFlyEnv(RoundEnv):
     valid, the empty one included (label nothing, keep exploring). Anything else raises ``ValueError``.
     ``action_space.sample()`` follows the live mask and limits.
 
-    **Reward.** The decrease of log test force MAE over the round (``reward`` of the task), plus
+    **Reward.** The decrease of log validation force MAE over the round (``reward`` of the task), plus
     ``otf.stability_weight`` times the fraction of the next MD round's steps that the walkers survived
     before their first failure (``alenv.rewards.round_reward``).
 
@@ -58,22 +58,23 @@ class OnTheFlyEnv(RoundEnv):
 
     **Info.** ``metrics`` as in pool mode plus ``md_steps`` (model-MD steps so far), ``md_failures`` (this
     round), ``md_failures_total``, ``md_survived`` (mean steps before a walker's first failure this round),
-    ``stability_steps`` and ``stability_min`` (mean and least steps to failure of fresh MD runs from test-set
+    ``stability_steps`` and ``stability_min`` (mean and least steps to failure of fresh MD runs from validation-set
     starting points, capped at ``otf.stability_steps``; measured at reset, every ``otf.stability_every``
     rounds and at the end), and for molecules with torsions ``torsion_coverage`` (share of the torsion-space
-    cells visited by the test set's oracle MD that model MD has visited so far) and
+    cells visited by the validation set's oracle MD that model MD has visited so far) and
     ``label_torsion_coverage`` (the same for the labelled frames). Also ``round``, ``chosen`` (candidate
     indices labelled, a list), ``failed`` (labels that failed), ``md_failure_kinds`` (counts by kind this
     round), ``max_picks`` (the most candidates the next action may label: batch size, labels left and
     unmasked candidates) and ``any_subset`` = True (agents may choose fewer, none included). Every key and
-    unit: ``alenv.keys``.
+    unit: ``alenv.keys``. The sealed test set is read only by ``test_metrics()``, for reports.
 
     **Arguments.** As ``ActiveLearningEnv``: ``task`` (an on-the-fly task, mode ``"otf"``), ``cache_dir``,
     ``progress``, ``wall_times`` (off by default), ``render_mode`` (accepted, nothing renders), and
     overrides of any ``TaskSpec`` field (``otf={"walkers": 2}``, ...).
 
     **Determinism.** All randomness (initial labels, weights, minibatches, velocities, Langevin noise,
-    restarts) comes from ``self.np_random``. Same seed, same episode (CPU).
+    restarts) comes from ``self.np_random``. Same seed, same episode (CPU, with the same number of torch
+    threads: a different thread count sums in another order, see ``alenv.threads``).
     """
 
     mode = "otf"
@@ -82,19 +83,20 @@ class OnTheFlyEnv(RoundEnv):
     def _prepare(self, data: TaskData) -> None:
         spec, rep = self.task, self.representation
         reserve = rep.featurize(self.reserve_frames, jacobian=False)
-        test = rep.featurize(self.test_frames, jacobian=False)
-        # Normalisation and embedding axes come from the geometries of the reserve and the test set (never
-        # their labels): fixed coordinates for the whole episode, the same for every strategy.
-        rep.set_normalisation([reserve, test])
-        rep.fit_embedding(np.concatenate([rep.per_element(reserve), rep.per_element(test)]))
+        validation = rep.featurize(self.validation_frames, jacobian=False)
+        # Normalisation and embedding axes come from the geometries of the reserve and the validation set
+        # (never labels, never the sealed test set): fixed coordinates for the episode, for every strategy.
+        rep.set_normalisation([reserve, validation])
+        rep.fit_embedding(np.concatenate([rep.per_element(reserve), rep.per_element(validation)]))
         self.sampler = ModelMD(spec.md, spec.otf)
         self.n_candidates = spec.otf.n_candidates
         self.n_fragments_ref = n_fragments(self.reserve_frames[0], spec.otf.checks.bond_factor)
-        n_starts = min(spec.otf.stability_starts, len(self.test_frames))
-        picks = np.linspace(0, len(self.test_frames) - 1, n_starts).round().astype(int) if n_starts else []
-        self.stability_starts = [self.test_frames[i] for i in picks]
+        n_starts = min(spec.otf.stability_starts, len(self.validation_frames))
+        picks = np.linspace(0, len(self.validation_frames) - 1, n_starts).round().astype(int) if n_starts else []
+        self.stability_starts = [self.validation_frames[i] for i in picks]
         self.torsions = TORSIONS.get(spec.system)
-        self.test_torsions = dihedrals(self.test_frames, self.torsions) if self.torsions else None
+        # torsion coverage is measured against the target distribution's validation frames
+        self.target_torsions = dihedrals(self.validation_frames, self.torsions) if self.torsions else None
         self.candidate_features = CANDIDATE_FEATURES
         self.global_features = OTF_GLOBAL_FEATURES
         self.observation_space = observation_space(self.n_candidates, spec.embedding_dim, len(OTF_GLOBAL_FEATURES))
@@ -190,8 +192,8 @@ class OnTheFlyEnv(RoundEnv):
             explored = np.concatenate(self.explored_torsions) if self.explored_torsions else np.zeros((0, len(self.torsions)))
             ep = self.episode
             ok = [a for a, lab in zip(ep.labelled.frames, ep.labelled.labels) if not lab.failed]
-            out[keys.TORSION_COVERAGE] = torsion_coverage(explored, self.test_torsions)
-            out[keys.LABEL_TORSION_COVERAGE] = torsion_coverage(dihedrals(ok, self.torsions), self.test_torsions)
+            out[keys.TORSION_COVERAGE] = torsion_coverage(explored, self.target_torsions)
+            out[keys.LABEL_TORSION_COVERAGE] = torsion_coverage(dihedrals(ok, self.torsions), self.target_torsions)
         return out
 
     def _info(self, chosen: Any, failed: list[int], seconds: float) -> dict[str, Any]:

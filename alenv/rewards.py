@@ -9,17 +9,17 @@ RewardFn = Callable[[Mapping[str, float], Mapping[str, float]], float]
 
 
 def log_force_mae(before: Mapping[str, float], after: Mapping[str, float]) -> float:
-    """Decrease of log test force MAE: scale-free, so rounds early and late weigh alike."""
+    """Decrease of log validation force MAE: scale-free, so rounds early and late weigh alike."""
     return math.log(before["force_mae"]) - math.log(after["force_mae"])
 
 
 def log_energy_mae(before: Mapping[str, float], after: Mapping[str, float]) -> float:
-    """Decrease of log test energy MAE."""
+    """Decrease of log validation energy MAE."""
     return math.log(before["energy_mae"]) - math.log(after["energy_mae"])
 
 
 def force_mae(before: Mapping[str, float], after: Mapping[str, float]) -> float:
-    """Decrease of test force MAE in eV/Angstrom."""
+    """Decrease of validation force MAE in eV/Angstrom."""
     return before["force_mae"] - after["force_mae"]
 
 

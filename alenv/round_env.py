@@ -53,14 +53,17 @@ class RoundEnv(gym.Env):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.wall_times, self.progress = wall_times, progress
         data = load_task_data(spec, self.cache_dir, progress=progress)
-        self.reserve_frames, self.test_frames = data.reserve, data.test
+        self.reserve_frames, self.test_frames, self.validation_frames = data.reserve, data.test, data.validation
         self.oracle = task_oracle(spec, data, self.cache_dir)
         self.representation = Representation.for_frames(
-            data.pool + data.reserve + data.test, spec.descriptor, spec.embedding_dim
+            data.pool + data.reserve + data.validation + data.test, spec.descriptor, spec.embedding_dim
         )
         t0 = time.perf_counter()
         self._prepare(data)
-        self.test = loop.Reference.of(self.test_frames, self.representation)
+        # The validation set is what the reward, the observation and info see; the test set is sealed:
+        # only test_metrics() reads it, for reports.
+        self.validation = loop.Reference.of(self.validation_frames, self.representation)
+        self._test = loop.Reference.of(self.test_frames, self.representation)
         self.featurize_seconds = time.perf_counter() - t0
         self.reward_fn = get_reward(spec.reward)
         self.episode: loop.Episode | None = None
@@ -122,7 +125,7 @@ class RoundEnv(gym.Env):
         frames = [self.reserve_frames[i] for i in init]
         rows = self._rows(init, initial=True)
         self.episode, ok = loop.start(
-            spec, self.representation, self.oracle, frames, rows, self.test, rng, self._training_data()
+            spec, self.representation, self.oracle, frames, rows, self.validation, rng, self._training_data()
         )
         self._on_labelled(None, ok)
         self._start_sampling(rng, ok)
@@ -138,7 +141,7 @@ class RoundEnv(gym.Env):
         frames = self._candidate_frames(chosen)
         rows = self._rows(chosen)
         before, failed, labels = loop.play_round(
-            ep, self.oracle, frames, chosen.tolist(), rows, self.representation, self.test, rng
+            ep, self.oracle, frames, chosen.tolist(), rows, self.representation, self.validation, rng
         )
         self._on_labelled(chosen, [f for f, lab in zip(frames, labels) if not lab.failed])
         terminated = self._terminated()
@@ -190,6 +193,16 @@ class RoundEnv(gym.Env):
         """Every label paid for in this episode, failures included."""
         return None if self.episode is None else self.episode.labelled
 
+    def test_metrics(self) -> dict[str, float]:
+        """Errors of the current potential on the sealed test set (``keys.TEST_METRICS``), for reports.
+
+        Nothing the agent is given (observation, reward, ``info``) comes from the test set; a benchmark
+        harness calls this after each step to record what it reports.
+        """
+        if self.episode is None:
+            raise RuntimeError("no episode: call reset() first")
+        return loop.evaluate(self.episode.potential, self._test)
+
     @property
     def budget_used(self) -> int:
         """Labels requested after the initial ones, failures included."""
@@ -214,7 +227,7 @@ def file_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of ``gymnasium.make`` as TaskSpec fields (the Dataset task's ``pool=``/``test=``
     become ``pool_path``/``test_path``)."""
     out = dict(overrides)
-    for short, field_name in (("pool", "pool_path"), ("test", "test_path")):
+    for short, field_name in (("pool", "pool_path"), ("test", "test_path"), ("validation", "validation_path")):
         if short in out:
             out[field_name] = str(out.pop(short))
     return out

@@ -41,6 +41,10 @@ def run_episode(
     round the agent is asked for ``info["max_picks"]`` candidates (``agent.act(obs, info, k, rng)``);
     where ``info["any_subset"]`` (on-the-fly mode) it may return fewer, and with no picks allowed the
     action is the empty selection. ``alenv.spaces.picks_to_action`` makes the action for either space.
+
+    Recorded ``metrics`` are what reports compare: the error metrics of the sealed test set
+    (``env.unwrapped.test_metrics()``, read by the harness only), with the counters of ``info["metrics"]``;
+    the validation errors that the agent and the reward saw are kept beside them under ``validation``.
     """
     from alenv.spaces import picks_to_action
 
@@ -48,14 +52,15 @@ def run_episode(
     t0 = time.perf_counter()
     obs, info = env.reset(seed=int(seed))
     reset_seconds = time.perf_counter() - t0
+    metrics, validation = _reported(env, info)
     record: dict[str, Any] = {
-        "initial": {"metrics": info["metrics"], "seconds": reset_seconds},
+        "initial": {"metrics": metrics, "validation": validation, "seconds": reset_seconds},
         "steps": [],
     }
     say = echo if callable(echo) else (tqdm.write if echo else None)
     if say:
         say(_header(bool(info["any_subset"])))
-        say(_row(0, info["metrics"], float("nan"), reset_seconds))
+        say(_row(0, metrics, float("nan"), reset_seconds))
     bar = tqdm(desc="rounds", disable=not progress, leave=False)  # the number of rounds is the env's business
     done = False
     total_reward = 0.0
@@ -73,24 +78,41 @@ def run_episode(
         env_seconds = time.perf_counter() - te
         done = terminated or truncated
         total_reward += reward
-        record["steps"].append(_step(info, reward, agent_seconds, env_seconds))
+        metrics, validation = _reported(env, info)
+        record["steps"].append(_step(info, metrics, validation, reward, agent_seconds, env_seconds))
         bar.update(1)
         if say:
-            say(_row(info["round"], info["metrics"], reward, agent_seconds + env_seconds))
+            say(_row(info["round"], metrics, reward, agent_seconds + env_seconds))
     bar.close()
     record["summary"] = {
-        "final_metrics": info["metrics"],
+        "final_metrics": metrics,
         "return": total_reward,
         "wall_seconds": time.perf_counter() - t0,
     }
     return _jsonable(record)
 
 
-def _step(info: dict, reward: float, agent_seconds: float, env_seconds: float) -> dict[str, Any]:
-    """One round's record: metrics, reward, picks, failures, seconds (and the env's stage timings)."""
+def _reported(env: Any, info: dict) -> tuple[dict, dict]:
+    """Test metrics with info's counters (what reports compare), and the validation errors from info."""
+    from alenv.keys import TEST_METRICS
+
+    metrics = dict(info["metrics"])
+    validation = {k: metrics[k] for k in TEST_METRICS if k in metrics}
+    test = getattr(getattr(env, "unwrapped", env), "test_metrics", None)
+    if test is not None:
+        metrics.update(test())
+    return metrics, validation
+
+
+def _step(
+    info: dict, metrics: dict, validation: dict, reward: float, agent_seconds: float, env_seconds: float
+) -> dict[str, Any]:
+    """One round's record: test metrics (with counters), validation errors, reward, picks, failures,
+    seconds (and the env's stage timings)."""
     step = {
         "round": info["round"],
-        "metrics": info["metrics"],
+        "metrics": metrics,
+        "validation": validation,
         "reward": reward,
         "chosen": info["chosen"],
         "failed": info["failed"],
@@ -103,7 +125,7 @@ def _step(info: dict, reward: float, agent_seconds: float, env_seconds: float) -
 
 def _header(otf: bool = False) -> str:
     """The per-round table's header; ``train s`` is the training time so far (a running total)."""
-    head = f"{'round':>5} {'labels':>6} {'F MAE meV/A':>12} {'E MAE meV':>10} {'reward':>8} {'train s sum':>11} {'round s':>8}"
+    head = f"{'round':>5} {'labels':>6} {'test F meV/A':>12} {'test E meV':>10} {'reward':>8} {'train s sum':>11} {'round s':>8}"
     return head + (f" {'MD steps':>9} {'failures':>8} {'stable':>7}" if otf else "")
 
 

@@ -30,10 +30,11 @@ def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dic
 
     import alenv  # noqa: F401
     from agents import make_agent
+    from alenv.tasks import get_task
 
     print(f"{task}: building the task (its first use makes the data by oracle MD) and playing one episode", flush=True)
     t0 = time.perf_counter()
-    env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True, wall_times=True)
+    env = gym.make(get_task(task).id, cache_dir=cache_dir, progress=sys.stderr.isatty(), wall_times=True)
     make_seconds = time.perf_counter() - t0
     u = env.unwrapped
     meta_path = None if u.task.system == "dataset" else u.cache_dir / "tasks" / u.task.data_key() / "meta.json"
@@ -92,12 +93,13 @@ def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
 
     import alenv  # noqa: F401
     from alenv.models.calculator import UncertaintyBiasedCalculator
+    from alenv.tasks import get_task
     from alenv.samplers.dynamics import langevin, thermalise
     from alenv.samplers.failures import FailureChecks
     from alenv.samplers.model_md import ModelMD, Walker
 
     print(f"{task}: building the task and timing {n_steps} MD steps per calculator", flush=True)
-    env = gym.make(f"alenv/{task}-v0", cache_dir=cache_dir, progress=True)
+    env = gym.make(get_task(task).id, cache_dir=cache_dir, progress=sys.stderr.isatty())
     u = env.unwrapped
     u.reset(seed=seed)
     start, T = u.reserve_frames[0], max(u.task.temperatures)

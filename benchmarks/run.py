@@ -262,7 +262,7 @@ def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, mult
         env.close()
     final = result["summary"]["final_metrics"]
     log(
-        f"final: force MAE {1000 * final['force_mae']:.1f} meV/A, energy MAE {1000 * final['energy_mae']:.1f} meV, "
+        f"final: test force MAE {1000 * final['force_mae']:.1f} meV/A, energy MAE {1000 * final['energy_mae']:.1f} meV, "
         f"{final['n_labels']} labels, {result['summary']['wall_seconds']:.1f} s"
     )
     return final

@@ -1,5 +1,6 @@
-"""The metrics behind the reward, recomputed independently: the potential's ASE calculator on the test
-frames, errors by hand, against ``info["metrics"]``; and the error paths of ``alenv.metrics``."""
+"""The metrics behind the reward, recomputed independently: the potential's ASE calculator on the
+validation frames (what ``info["metrics"]`` and the reward use) and on the sealed test frames (what
+``test_metrics()`` reports), errors by hand; and the error paths of ``alenv.metrics``."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ import pytest
 from alenv.metrics import errors, torsion_coverage
 
 
-def _by_hand(env) -> dict[str, float]:
-    """Test-set errors of the env's current potential, through its ASE calculator, one frame at a time."""
+def _by_hand(env, part: str = "validation") -> dict[str, float]:
+    """Errors of the env's current potential on its validation (or test) frames, through its ASE
+    calculator, one frame at a time."""
     u = env.unwrapped
     calc = u.potential.as_calculator()
     de, df = [], []
-    for frame in u.test_frames:
+    for frame in getattr(u, f"{part}_frames"):
         atoms = frame.copy()  # without the reference labels' calculator
         atoms.calc = calc
         de.append(atoms.get_potential_energy() - frame.get_potential_energy())
@@ -43,7 +45,8 @@ def test_reported_metrics_and_reward_match_an_independent_computation(ethanol_ti
     obs, info = env.reset(seed=7)
     before = _by_hand(env)
     _assert_close(info["metrics"], before)
-    assert len(u.test_frames) == u.task.test_size
+    _assert_close(u.test_metrics(), _by_hand(env, "test"))
+    assert len(u.test_frames) == u.task.test_size and len(u.validation_frames) == u.task.validation_size
     obs, reward, _, _, info = env.step(np.flatnonzero(obs["mask"])[:: 7][: u.task.batch_size])
     after = _by_hand(env)
     _assert_close(info["metrics"], after)

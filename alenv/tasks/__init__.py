@@ -16,17 +16,23 @@ from alenv.tasks.spec import TaskSpec, default_cache_dir
 TINY_MODEL = {"n_members": 3, "hidden": (32, 32), "epochs_initial": 200, "steps_per_round": 60}
 TINY_DESCRIPTOR = {"radial_shells": 8, "angular_shells": 4, "angle_sections": 4}
 
+V1 = (
+    "v1: a validation set (independent oracle MD at the test temperatures; for Dataset, drawn from the pool file "
+    "or given as validation=PATH) drives the reward, the observation and info; the test set is sealed and read "
+    "only by test_metrics() for reports."
+)
+
 # Episode settings not given in a row are TaskSpec's defaults: pool 2,000, test 500, reserve 50,
 # 10 initial labels, then 20 rounds of 10 (budget 200).
 _BASE = [
     TaskSpec(
         name="Ethanol-GFN2",
-        version=0,
+        version=1,
         description=(
             "Ethanol with GFN2-xTB. Pool: 2,000 frames of oracle Langevin MD at 300, 600 and 1000 K; test set: "
             "500 frames of independent trajectories at the same temperatures; initial labels from a 300 K reserve."
         ),
-        history=("v0: first release.",),
+        history=("v0: first release.", V1),
         system="ethanol",
         oracle="xtb",
         temperatures=(300.0, 600.0, 1000.0),
@@ -34,12 +40,12 @@ _BASE = [
     ),
     TaskSpec(
         name="Cu-EMT",
-        version=0,
+        version=1,
         description=(
             "Periodic fcc Cu (2x2x2 cubic cells, 31 atoms: one vacancy) with EMT. Pool and test set from Langevin MD "
             "at 300, 800 and 1500 K."
         ),
-        history=("v0: first release.",),
+        history=("v0: first release.", V1),
         system="cu_vacancy",
         oracle="emt",
         temperatures=(300.0, 800.0, 1500.0),
@@ -47,12 +53,12 @@ _BASE = [
     ),
     TaskSpec(
         name="Dataset",
-        version=0,
+        version=1,
         description=(
             "Your own labelled data: pool and test set read from extxyz files with energies (eV) and forces "
-            "(eV/Angstrom); labels are looked up, not computed. gymnasium.make('alenv/Dataset-v0', pool=..., test=...)."
+            "(eV/Angstrom); labels are looked up, not computed. gymnasium.make('alenv/Dataset-v1', pool=..., test=...)."
         ),
-        history=("v0: first release.",),
+        history=("v0: first release.", V1),
         system="dataset",
         oracle="lookup",
         pool_size=0,  # 0: every frame of the file that is not in the reserve
@@ -66,7 +72,7 @@ _BASE = [
 def _on_the_fly(pool: TaskSpec, description: str, **changes) -> TaskSpec:
     return dataclasses.replace(
         pool, name=f"{pool.name}-OTF", mode="otf", pool_size=0, description=description,
-        history=("v0: first release.",), **changes,
+        history=("v0: first release.", V1), **changes,
     )
 
 
@@ -87,14 +93,14 @@ _OTF = [
     ),
     TaskSpec(
         name="AlanineDipeptide-GFN2-OTF",
-        version=0,
+        version=1,
         description=(
             "Alanine dipeptide (Ace-Ala-NMe, 22 atoms) with GFN2-xTB, on the fly: an exploration task. The "
             "initial labels come from oracle MD at 300 K in the extended basin where it starts; walkers run "
             "model MD at 300, 600 and 900 K; the test set (300 frames) is oracle MD at those temperatures, "
             "whose hotter runs visit other backbone basins. Coverage of the (phi, psi) plane is reported."
         ),
-        history=("v0: first release.",),
+        history=("v0: first release.", V1),
         mode="otf",
         system="alanine_dipeptide",
         oracle="xtb",
@@ -121,6 +127,7 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
         budget=15,
         batch_size=5,
         model_kwargs=TINY_MODEL,
+        validation_size=20,
         descriptor=TINY_DESCRIPTOR,
         embedding_dim=8,
         description=f"Small, fast variant of {spec.name} for tests and quick looks. " + spec.description,
@@ -141,7 +148,7 @@ for _spec in _BASE + _OTF:
 
 
 def get_task(name: str) -> TaskSpec:
-    """Look up a task by name (``Ethanol-GFN2``), by id (``alenv/Ethanol-GFN2-v0``) or by snake-case name."""
+    """Look up a task by name (``Ethanol-GFN2``), by id (``alenv/Ethanol-GFN2-v1``) or by snake-case name."""
     key = name.split("/", 1)[-1]
     version = None
     if "-v" in key and key.rsplit("-v", 1)[-1].isdigit():

@@ -1,4 +1,4 @@
-"""Making a task's data once: pool, reserve (initial labels) and test set, cached on disk.
+"""Making a task's data once: pool, reserve (initial labels), validation and test set, cached on disk.
 
 MD tasks run Langevin MD with the oracle at each temperature: the pool and the reserve come from one set
 of trajectories, the test set from independent ones (other random streams). The Dataset task reads the
@@ -93,6 +93,7 @@ class TaskData:
     pool: list[Atoms]
     reserve: list[Atoms]
     test: list[Atoms]
+    validation: list[Atoms]
     directory: Path | None = None
 
 
@@ -127,8 +128,11 @@ def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
     jobs = [("pool", t, c, 0) for t, c in zip(T, pool_counts)]
     jobs += [("reserve", min(T), spec.reserve_size, 1)]
     jobs += [("test", t, c, 2) for t, c in zip(T, test_counts)]
+    # validation: more independent trajectories from the test set's target distribution (appended, so the
+    # streams of pool, reserve and test are those of tasks made before validation sets existed)
+    jobs += [("validation", t, c, 3) for t, c in zip(T, _split(spec.validation_size, len(T)))]
     total = sum(spec.md.equilibration + c * spec.md.stride for _, _, c, _ in jobs if c > 0)
-    out: dict[str, list[Atoms]] = {"pool": [], "reserve": [], "test": []}
+    out: dict[str, list[Atoms]] = {"pool": [], "reserve": [], "test": [], "validation": []}
     bar = tqdm(total=total, desc=f"{spec.name}: oracle MD", unit="step", disable=not progress, leave=False)
     try:
         for k, (part, t, count, stream) in enumerate(jobs):
@@ -140,7 +144,7 @@ def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
                 out[part].append(a)
     finally:
         bar.close()
-    return TaskData(out["pool"], out["reserve"], out["test"])
+    return TaskData(out["pool"], out["reserve"], out["test"], out["validation"])
 
 
 def _sha256(path: Path) -> str | None:
@@ -191,14 +195,16 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
     if spec.system not in SYSTEMS:
         raise ValueError(f"unknown system {spec.system!r}; known: {sorted(SYSTEMS)}")
     directory = Path(cache_dir) / "tasks" / spec.data_key()
-    files = {p: directory / f"{p}.extxyz" for p in ("pool", "reserve", "test")}
+    files = {p: directory / f"{p}.extxyz" for p in ("pool", "reserve", "test", "validation")}
     meta_path = directory / "meta.json"
     with _locked(directory.with_suffix(".lock")):
         if not meta_path.exists():
             _build(spec, files, meta_path, progress)
         _verify(files, meta_path, directory)
     parts = {}
-    expected = {"pool": spec.pool_size, "reserve": spec.reserve_size, "test": spec.test_size}
+    expected = {
+        "pool": spec.pool_size, "reserve": spec.reserve_size, "test": spec.test_size, "validation": spec.validation_size,
+    }
     for part, path in files.items():
         if expected[part] == 0:
             parts[part] = []
@@ -215,7 +221,7 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
             raise ValueError(
                 f"cached {part} in {directory} has {len(parts[part])} frames, expected {n}; delete it to rebuild"
             )
-    return TaskData(parts["pool"], parts["reserve"], parts["test"], directory)
+    return TaskData(parts["pool"], parts["reserve"], parts["test"], parts["validation"], directory)
 
 
 def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle:
@@ -225,7 +231,7 @@ def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle
     Dataset file holds them), so an agent pays for each label it asks for at the seconds it first cost.
     """
     frames = data.pool + data.reserve
-    n_atoms = sorted({len(a) for a in frames + data.test})
+    n_atoms = sorted({len(a) for a in frames + data.test + data.validation})
     if len(n_atoms) != 1:
         raise ValueError(f"all configurations of a task must have the same number of atoms, got {n_atoms}")
     kwargs = dict(spec.oracle_kwargs)

@@ -7,6 +7,7 @@ with the file, the frame and the likely cause; units can be converted explicitly
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Sequence
 
@@ -113,11 +114,15 @@ def check_pair(pool: Sequence[Atoms], test: Sequence[Atoms], spec: TaskSpec) -> 
             )
 
 
-def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms]]:
-    """Pool, reserve (initial labels) and test frames of the Dataset task, in eV and checked."""
+def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms], list[Atoms]]:
+    """Pool, reserve (initial labels), test and validation frames of the Dataset task, in eV and checked.
+
+    The validation set comes from ``validation_path``, or else ``validation_size`` frames drawn (seeded)
+    from the pool file and removed from the pool; never from the test file.
+    """
     if spec.pool_path is None or spec.test_path is None:
         raise ValueError(
-            "the Dataset task needs labelled extxyz files: gymnasium.make('alenv/Dataset-v0', pool=PATH, test=PATH)"
+            "the Dataset task needs labelled extxyz files: gymnasium.make('alenv/Dataset-v1', pool=PATH, test=PATH)"
         )
     pool = read_in_ev(spec.pool_path, spec.units)
     test = read_in_ev(spec.test_path, spec.units)
@@ -126,22 +131,31 @@ def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms]]
             f"frames of {spec.pool_path} have {len(pool[0])} atoms but frames of {spec.test_path} have {len(test[0])}"
         )
     check_pair(pool, test, spec)
-    need = spec.reserve_size + spec.budget
+    validation = None
+    if spec.validation_path is not None:
+        validation = read_in_ev(spec.validation_path, spec.units)
+        check_pair(pool, validation, dataclasses.replace(spec, test_path=spec.validation_path))
+        check_pair(test, validation, dataclasses.replace(spec, pool_path=spec.test_path, test_path=spec.validation_path))
+    n_val = 0 if validation is not None else spec.validation_size
+    need = spec.reserve_size + spec.budget + n_val
     if len(pool) < need:
         raise ValueError(
             f"{spec.pool_path} has {len(pool)} frames; reserve_size {spec.reserve_size} + budget {spec.budget} "
-            f"= {need} are needed"
+            + (f"+ validation_size {n_val} " if n_val else "") + f"= {need} are needed"
         )
     if spec.reserve_size < spec.n_initial:
         raise ValueError(f"reserve_size {spec.reserve_size} is smaller than n_initial {spec.n_initial}")
-    n_pool = len(pool) - spec.reserve_size if not spec.pool_size else min(spec.pool_size, len(pool) - spec.reserve_size)
+    left = len(pool) - spec.reserve_size - n_val
+    n_pool = left if not spec.pool_size else min(spec.pool_size, left)
     if n_pool < spec.budget:
         raise ValueError(f"the pool would hold {n_pool} candidates, fewer than the budget {spec.budget}")
     rng = np.random.default_rng(spec.pool_seed)
     order = rng.permutation(len(pool))
     reserve = [pool[i] for i in sorted(order[: spec.reserve_size])]
-    rest = sorted(order[spec.reserve_size :])
+    rest = sorted(order[spec.reserve_size : len(pool) - n_val])
+    if validation is None:  # the last n_val of the permutation: the pool and reserve draws stay as they were
+        validation = [pool[i] for i in sorted(order[len(pool) - n_val :])]
     if spec.pool_size and spec.pool_size < len(rest):
         rest = sorted(rng.choice(rest, size=spec.pool_size, replace=False))
     test_frames = test if not spec.test_size or spec.test_size >= len(test) else test[: spec.test_size]
-    return [pool[i] for i in rest], reserve, test_frames
+    return [pool[i] for i in rest], reserve, test_frames, validation

@@ -45,9 +45,11 @@ class TaskSpec:
     md: MDSettings = MDSettings()
     pool_size: int = 2000
     test_size: int = 500
+    validation_size: int = 200  # the target distribution's frames that reward, observation and agents see
     reserve_size: int = 50  # frames the initial labels are drawn from (not in the pool)
     pool_path: str | None = None  # Dataset task: labelled extxyz of candidates
     test_path: str | None = None  # Dataset task: labelled extxyz of the test set
+    validation_path: str | None = None  # Dataset task: labelled extxyz of the validation set (else from the pool)
     units: str = "auto"  # Dataset task: "auto" (eV, magnitudes checked), or "eV", "kcal/mol", "kJ/mol", "Hartree"
     allow_overlap: bool = False  # Dataset task: accept test frames that are also in the pool
     pool_seed: int = 0
@@ -69,6 +71,8 @@ class TaskSpec:
         self._check_names()
         if self.budget <= 0 or self.batch_size <= 0 or self.n_initial <= 0:
             raise ValueError("budget, batch_size and n_initial must be positive")
+        if self.validation_size <= 0 and self.validation_path is None:
+            raise ValueError("validation_size must be positive: the reward and the observation need a validation set")
         if self.mode not in ("pool", "otf"):
             raise ValueError(f"mode must be 'pool' or 'otf', got {self.mode!r}")
         if self.mode == "otf":
@@ -105,7 +109,7 @@ class TaskSpec:
 
     DATA_FIELDS = (
         "name", "version", "system", "oracle", "oracle_kwargs", "temperatures", "md", "pool_size",
-        "test_size", "reserve_size", "pool_path", "test_path", "pool_seed",
+        "test_size", "validation_size", "reserve_size", "pool_path", "test_path", "validation_path", "pool_seed",
     )
 
     def data_key(self) -> str:

@@ -22,7 +22,7 @@ def _write(root: Path, agent: str, seed: int, forces: list[float], complete: boo
     d = root / agent / f"seed{seed}"
     d.mkdir(parents=True)
     res = {
-        "task": "alenv/Toy-v0", "agent": agent, "seed": seed, "complete": complete,
+        "task": "alenv/Toy-v1", "agent": agent, "seed": seed, "complete": complete,
         "initial": {"metrics": _metrics(10, forces[0], 1.0)},
         "steps": [{"round": i, "metrics": _metrics(10 + 10 * i, f, 1.0 / (i + 1))} for i, f in enumerate(forces[1:], 1)],
     }
@@ -42,7 +42,7 @@ def test_report_numbers(tmp_path: Path) -> None:
     rows = tidy_rows(runs)
     assert len(rows) == 4 * 3
     c = curves(runs, "force_mae")
-    x, mean, se, n = c[("alenv/Toy-v0", "random")]
+    x, mean, se, n = c[("alenv/Toy-v1", "random")]
     assert list(x) == [10, 20, 30] and n == 2
     assert mean == pytest.approx([1.0, 0.7, 0.5])
     assert se[-1] == pytest.approx(0.1)  # std of (0.6, 0.4) with ddof=1 is 0.1414; / sqrt(2) = 0.1
@@ -91,7 +91,7 @@ def test_report_compares_on_the_fly_runs_at_equal_labels(tmp_path: Path) -> None
                    torsion_coverage=0.5, label_torsion_coverage=0.25) for i, (n, f) in enumerate(zip(labels, forces))]
         ms[-1]["stability_steps"] = stab[1]
         res = {
-            "task": "alenv/Toy-OTF-v0", "agent": "trust", "seed": seed, "complete": True,
+            "task": "alenv/Toy-OTF-v1", "agent": "trust", "seed": seed, "complete": True,
             "initial": {"metrics": ms[0]}, "steps": [{"round": i, "metrics": m} for i, m in enumerate(ms[1:], 1)],
             "summary": {"final_metrics": ms[-1], "wall_seconds": 1.0},
         }
@@ -100,13 +100,13 @@ def test_report_compares_on_the_fly_runs_at_equal_labels(tmp_path: Path) -> None
     otf(0, [5, 5, 8, 10], [1.0, 0.9, 0.6, 0.5], (10, 50))
     otf(1, [5, 7, 10, 12], [1.0, 0.8, 0.4, 0.3], (20, 70))
     runs, _ = load_runs([tmp_path])
-    x, mean, se, n = curves(runs, "force_mae")[("alenv/Toy-OTF-v0", "trust")]
+    x, mean, se, n = curves(runs, "force_mae")[("alenv/Toy-OTF-v1", "trust")]
     assert list(x) == [5, 7, 8, 10] and n == 2
     # seed 0 at 5, 7, 8, 10 labels: 0.9, 0.9, 0.6, 0.5; seed 1: 1.0, 0.8, 0.8, 0.4
     assert mean == pytest.approx([0.95, 0.85, 0.7, 0.45])
     md = markdown(runs)
     assert "## On-the-fly mode" in md
-    assert "| alenv/Toy-OTF-v0 | trust | 2 | 11 | 15 → 60 | 3 | 320 | 0.50 | 0.25 |" in md, md
+    assert "| alenv/Toy-OTF-v1 | trust | 2 | 11 | 15 → 60 | 3 | 320 | 0.50 | 0.25 |" in md, md
 
 
 # ----------------------------------------------------------------------------------------- mixed configs
@@ -122,7 +122,7 @@ def test_runs_that_differ_in_an_unswept_setting_are_not_compared() -> None:
     cache folder never count; an agent's settings count within its report line only."""
     from benchmarks.resume import mixed_configs
 
-    base = {"task": "alenv/Toy-v0", "agent": "random", "seed": 0}
+    base = {"task": "alenv/Toy-v1", "agent": "random", "seed": 0}
     a, b = _with_config(base, 100), _with_config({**base, "seed": 1}, 50)
     problems = mixed_configs([a, b])
     assert len(problems) == 1 and "task.overrides.budget = 100 in random/100/ but 50 in random/50/" in problems[0]
@@ -190,14 +190,14 @@ def test_the_report_writes_its_columns_and_on_the_fly_figures(tmp_path: Path) ->
     d.mkdir(parents=True)
     ms = [dict(_metrics(5 + i, 1.0 / (i + 1), 1.0), md_steps=80 * (i + 1), md_failures_total=i,
                stability_steps=10.0 * i, torsion_coverage=0.1 * i, label_torsion_coverage=0.05 * i) for i in range(4)]
-    res = {"task": "alenv/Toy-OTF-v0", "agent": "trust", "seed": 0, "complete": True, "initial": {"metrics": ms[0]},
+    res = {"task": "alenv/Toy-OTF-v1", "agent": "trust", "seed": 0, "complete": True, "initial": {"metrics": ms[0]},
            "steps": [{"round": i, "metrics": m} for i, m in enumerate(ms[1:], 1)], "summary": {"wall_seconds": 1.0}}
     (d / "results.json").write_text(json.dumps(res))
     runs, _ = load_runs([tmp_path / "otf"])
     out = tmp_path / "report"
     out.mkdir()
     paths = plot(runs, out)
-    assert sorted(p.name for p in paths) == ["curves_Toy-OTF-v0.png", "otf_Toy-OTF-v0.png"]
+    assert sorted(p.name for p in paths) == ["curves_Toy-OTF-v1.png", "otf_Toy-OTF-v1.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 

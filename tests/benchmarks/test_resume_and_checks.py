@@ -55,7 +55,7 @@ def test_a_rerun_with_another_budget_reruns_and_keeps_the_earlier_results(tmp_pa
     kept = out / f"results.{first['config_hash']}.json"
     assert json.loads(kept.read_text())["steps"] == first["steps"]
     log = (out / "run.log").read_text()
-    assert log.count("final: force MAE") == 2 and "rerunning" in log
+    assert log.count("final: test force MAE") == 2 and "rerunning" in log
 
 
 def test_a_sweep_rerun_with_another_preset_reruns_its_jobs(tmp_path: Path, alenv_cache: Path) -> None:
@@ -118,7 +118,7 @@ def test_a_failed_run_leaves_its_error_and_runs_again(tmp_path: Path, alenv_cach
     log = (out / "run.log").read_text()
     assert "an earlier attempt failed (RuntimeError: the oracle went away); rerunning" in log
     # the per-round table and the final line, as printed
-    assert "round labels" in log and log.rstrip().splitlines()[-1].startswith("final: force MAE")
+    assert "round labels" in log and log.rstrip().splitlines()[-1].startswith("final: test force MAE")
 
 
 # ----------------------------------------------------------------------------------------- config checks
@@ -177,8 +177,8 @@ def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path: Path) -> None
     "typed, meant",
     [
         ("task=Ethanol-GFN2", "task=ethanol_gfn2"),
-        ("task=alenv/Ethanol-GFN2-v0", "task=ethanol_gfn2"),
-        ("task=Ethanol-GFN2-tiny-v0", "task=ethanol_gfn2_tiny"),
+        ("task=alenv/Ethanol-GFN2-v1", "task=ethanol_gfn2"),
+        ("task=Ethanol-GFN2-tiny-v1", "task=ethanol_gfn2_tiny"),
         ("task=AlanineDipeptide-GFN2-OTF", "task=alanine_dipeptide_gfn2_otf"),
         ("task=ethanol_gfn2", "task=ethanol_gfn2"),
         ("agent=kmeans++", "agent=kmeanspp"),

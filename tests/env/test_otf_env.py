@@ -19,7 +19,7 @@ from alenv.wrappers import SinglePick
 OTF_TASKS = sorted(n for n, s in TASKS.items() if s.mode == "otf")
 # Small overrides so that the full-size on-the-fly tasks build and run in seconds.
 SMALL = dict(
-    test_size=12, reserve_size=8, n_initial=4, budget=6, batch_size=3,
+    test_size=12, validation_size=12, reserve_size=8, n_initial=4, budget=6, batch_size=3,
     ensemble={"n_members": 2, "hidden": [16, 16], "epochs_initial": 20},
     otf={"walkers": 2, "steps_per_round": 20, "candidates_per_walker": 2, "stability_starts": 1, "stability_steps": 20},
     md={"equilibration": 20, "stride": 10},
@@ -29,7 +29,7 @@ SMALL = dict(
 @pytest.fixture(scope="module")
 def otf_env(make_env):
     """Ethanol-GFN2-OTF-tiny, built once here. Reset it before use."""
-    return make_env("alenv/Ethanol-GFN2-OTF-tiny-v0")
+    return make_env("alenv/Ethanol-GFN2-OTF-tiny-v1")
 
 
 @pytest.mark.parametrize(
@@ -103,7 +103,7 @@ def test_any_subset_action_and_clear_errors(otf_env):
 
 def test_empty_slots_are_masked_and_refused(make_env):
     """Walkers that fail at once and may not restart leave their candidate slots empty (mask 0)."""
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"checks": {"max_force_std": 0.3}, "max_restarts": 0})
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v1", otf={"checks": {"max_force_std": 0.3}, "max_restarts": 0})
     obs, info = env.reset(seed=0)
     assert info["metrics"]["md_failures"] > 0 and not obs["mask"].all()
     empty = int(np.flatnonzero(obs["mask"] == 0)[0])
@@ -116,7 +116,7 @@ def test_empty_slots_are_masked_and_refused(make_env):
 
 def test_failures_restart_and_every_label_is_kept(make_env, tmp_path, alenv_cache):
     """A tight spread ceiling makes walkers fail often; labels are never lost and restarts are sound."""
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"checks": {"max_force_std": 0.4}})
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v1", otf={"checks": {"max_force_std": 0.4}})
     u = env.unwrapped
     obs, info = env.reset(seed=1)
     failures = info["metrics"]["md_failures"]
@@ -146,7 +146,7 @@ def test_failures_restart_and_every_label_is_kept(make_env, tmp_path, alenv_cach
 
 
 def test_md_step_budget_ends_the_episode(make_env):
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"md_step_budget": 240})
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v1", otf={"md_step_budget": 240})
     o = env.unwrapped.task.otf
     assert o.stability_every == 0  # the tiny task tests stability at reset and at the end only
     obs, info = env.reset(seed=0)
@@ -168,7 +168,7 @@ def test_md_step_budget_ends_the_episode(make_env):
 
 
 def test_single_pick_wrapper_in_otf_mode(make_env):
-    env = SinglePick(make_env("alenv/Ethanol-GFN2-OTF-tiny-v0"))
+    env = SinglePick(make_env("alenv/Ethanol-GFN2-OTF-tiny-v1"))
     obs, info = env.reset(seed=0)
     C = env.unwrapped.n_candidates
     assert env.action_space.n == C + 1
@@ -214,8 +214,8 @@ BIAS = {"bias": 1.0, "bias_width": 0.05}  # eV: a well 40 kT deep at 300 K, acti
 @pytest.fixture(scope="module")
 def biased_pair(make_env):
     """Unbiased and uncertainty-biased Ethanol-GFN2-OTF-tiny, both reset with seed 0 (no stability test)."""
-    plain = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"stability_steps": 0})
-    biased = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"stability_steps": 0, **BIAS})
+    plain = make_env("alenv/Ethanol-GFN2-OTF-tiny-v1", otf={"stability_steps": 0})
+    biased = make_env("alenv/Ethanol-GFN2-OTF-tiny-v1", otf={"stability_steps": 0, **BIAS})
     return [(env, *env.reset(seed=0)) for env in (plain, biased)]
 
 
@@ -234,10 +234,11 @@ def test_biased_md_is_the_samplers_only_change(biased_pair):
 
 
 def test_biased_md_raises_the_ensemble_spread(biased_pair, tmp_path):
-    """From each initial label, 20 steps of the task's model MD with the same seed (same velocities and
-    Langevin noise): with the bias the ensemble's energy spread along the trajectory is larger, from every
-    one of the 5 starts (a sign test at p = 1/32). Short runs, because a model trained on 5 labels leaves
-    its data within tens of femtoseconds and then spreads blow up with or without the bias."""
+    """From each initial label and 3 seeds, 20 steps of the task's model MD with the same seed (same
+    velocities and Langevin noise): with the bias the ensemble's energy spread along the trajectory is
+    larger in at least 12 of the 15 pairs (a sign test, one-sided p = 0.018). Short runs, because a model
+    trained on 5 labels leaves its data within tens of femtoseconds and then spreads blow up with or
+    without the bias."""
     from alenv.samplers.failures import n_fragments
     from alenv.samplers.model_md import ModelMD, Walker, thermalise
 
@@ -261,10 +262,11 @@ def test_biased_md_raises_the_ensemble_spread(biased_pair, tmp_path):
         return float(np.mean(spread))
 
     pairs = [
-        (mean_spread(plain.unwrapped.calculator(), a, i), mean_spread(biased.unwrapped.calculator(), a, i))
+        (mean_spread(plain.unwrapped.calculator(), a, 10 * i + s), mean_spread(biased.unwrapped.calculator(), a, 10 * i + s))
         for i, a in enumerate(starts)
+        for s in range(3)
     ]
-    assert all(b > p for p, b in pairs), pairs
+    assert sum(b > p for p, b in pairs) >= 12, pairs
 
 
 def _random_picks(seed: int):
@@ -301,7 +303,7 @@ def test_labels_from_model_md_make_the_model_more_stable(otf_env, make_env):
     seeds) and even falls behind the unlabelled control on one seed of 8, so no strategy claim is made."""
     # the labelled episode ends on its label budget after 3 rounds and 240 MD steps; the control, which
     # labels nothing, ends on an MD-step budget of 240 after the same 3 rounds
-    control_env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", otf={"md_step_budget": 240})
+    control_env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v1", otf={"md_step_budget": 240})
     empty = lambda obs, info: np.zeros(len(obs["mask"]), dtype=np.int8)  # noqa: E731
     for seed in range(5):
         labelled = _run(otf_env, seed, _random_picks(seed))
@@ -324,7 +326,7 @@ def test_alanine_dipeptide_starts_in_one_basin(make_env):
 
     from alenv.tasks.build import SYSTEMS
 
-    u = make_env("alenv/AlanineDipeptide-GFN2-OTF-tiny-v0").unwrapped
+    u = make_env("alenv/AlanineDipeptide-GFN2-OTF-tiny-v1").unwrapped
     assert len(u.reserve_frames[0]) == 22
     quads = TORSIONS["alanine_dipeptide"]
     start = dihedrals([SYSTEMS["alanine_dipeptide"]()], quads)[0]  # (-138, 163): extended, L-alanine
@@ -332,7 +334,13 @@ def test_alanine_dipeptide_starts_in_one_basin(make_env):
     dev = np.abs(dihedrals(u.reserve_frames, quads) - start) % 360
     assert np.minimum(dev, 360 - dev).max() < 60  # every initial label within 60 degrees of the start
     obs, info = u.reset(seed=0)
-    assert 0 < info["metrics"]["torsion_coverage"] <= 1
+    assert 0 <= info["metrics"]["torsion_coverage"] <= 1
+    # coverage is measured against the validation set (the target distribution), never the sealed test set
+    from alenv.metrics import torsion_coverage
+
+    labels = dihedrals(u.labelled.frames, quads)
+    expected = torsion_coverage(labels, dihedrals(u.validation_frames, quads))
+    assert info["metrics"]["label_torsion_coverage"] == expected
 
 
 def test_pool_task_rejected_by_otf_env(alenv_cache):
@@ -342,7 +350,7 @@ def test_pool_task_rejected_by_otf_env(alenv_cache):
         OnTheFlyEnv("Ethanol-GFN2-tiny", cache_dir=alenv_cache)
     with pytest.raises(ValueError, match="pool_size=0"):
         OnTheFlyEnv("Ethanol-GFN2-OTF-tiny", cache_dir=alenv_cache, pool_size=10)
-    assert gymnasium.spec("alenv/Ethanol-GFN2-OTF-v0").entry_point == "alenv.otf:OnTheFlyEnv"
+    assert gymnasium.spec("alenv/Ethanol-GFN2-OTF-v1").entry_point == "alenv.otf:OnTheFlyEnv"
 
 
 def test_label_mask_space_samples_within_its_limits():
@@ -376,7 +384,7 @@ def test_round_reward_per_cost():
 
 
 def test_reward_per_cost_in_an_otf_episode(make_env):
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v0", reward_per_cost=True)
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v1", reward_per_cost=True)
     obs, info = env.reset(seed=0)
     a = np.zeros(len(obs["mask"]), dtype=np.int8)
     a[np.flatnonzero(obs["mask"])[:2]] = 1

@@ -34,7 +34,7 @@ def test_cache_made_before_checksums_gets_them(tmp_path):
     data = load_task_data(spec, tmp_path, progress=False)
     meta_path = data.directory / "meta.json"
     meta = json.loads(meta_path.read_text())
-    assert set(meta["sha256"]) == {"pool", "reserve", "test"}
+    assert set(meta["sha256"]) == {"pool", "reserve", "test", "validation"}
     del meta["sha256"]
     meta_path.write_text(json.dumps(meta))
     load_task_data(spec, tmp_path, progress=False)
