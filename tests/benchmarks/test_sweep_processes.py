@@ -22,11 +22,18 @@ ROOT = Path(__file__).resolve().parents[2]
 SLOW = "+task.overrides.model_kwargs.steps_per_round=3000"  # about 10 s per round on one core
 
 
+def _as_from_a_terminal() -> None:
+    """Ctrl-C's default meaning in the child, even where the test suite itself was started in the
+    background (a shell starts background jobs with SIGINT ignored, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(cache: Path, *args: str) -> subprocess.Popen:
     """``python -m benchmarks.run ARGS`` in its own process group (as a terminal runs a command)."""
     env = {**os.environ, "ALENV_CACHE": str(cache)}
     return subprocess.Popen([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=_as_from_a_terminal)
 
 
 def _wait_for_episodes(proc: subprocess.Popen, folder: Path, n: int, timeout: float = 300) -> None:
