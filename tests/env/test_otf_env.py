@@ -36,7 +36,9 @@ def otf_env(make_env):
     "name", [pytest.param(n, marks=pytest.mark.slow) if n == "AlanineDipeptide-GFN2-OTF" else n for n in OTF_TASKS]
 )
 def test_check_env_every_otf_task(name, make_env, check_env_clean):
-    env = make_env(TASKS[name].id, **({} if name.endswith("-tiny") else SMALL))
+    # tiny tasks with a shorter MD budget and stability test, so that the episode played to its end is short
+    quick = {"otf": {"md_step_budget": 800, "stability_steps": 50}}
+    env = make_env(TASKS[name].id, **(quick if name.endswith("-tiny") else SMALL))
     check_env_clean(env)
     u = env.unwrapped
     obs, info = env.reset(seed=3)
