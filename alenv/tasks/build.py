@@ -1,8 +1,9 @@
 """Making a task's data once: pool, reserve (initial labels), validation and test set, cached on disk.
 
 MD tasks run Langevin MD with the oracle at each temperature: the pool and the reserve come from one set
-of trajectories, the test set from independent ones (other random streams). The Dataset task reads the
-user's labelled extxyz files. Building is guarded by a file lock, so parallel jobs of a sweep build a
+of trajectories, the test and validation sets from independent ones (other random streams); every stream
+is seeded with the task's ``data_seed``, so another data seed gives other trajectories, cached under their
+own key. The Dataset task reads the user's labelled extxyz files. Building is guarded by a file lock, so parallel jobs of a sweep build a
 task once and the others wait and read it.
 """
 
@@ -136,7 +137,7 @@ def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
     bar = tqdm(total=total, desc=f"{spec.name}: oracle MD", unit="step", disable=not progress, leave=False)
     try:
         for k, (part, t, count, stream) in enumerate(jobs):
-            rng = np.random.default_rng([spec.pool_seed, stream, k])
+            rng = np.random.default_rng([spec.data_seed, stream, k])
             frames, labels = langevin_frames(start, calc, t, count, spec.md, rng, on_step=bar.update)
             for f, lab in zip(frames, labels):
                 a = attach_label(f, lab)
@@ -160,7 +161,7 @@ def _build(spec: TaskSpec, files: dict[str, Path], meta_path: Path, progress: bo
             write_labelled(path, getattr(data, part))
     meta = {
         "task": spec.id,
-        "pool_seed": spec.pool_seed,
+        "data_seed": spec.data_seed,
         "seconds": time.perf_counter() - t0,
         "counts": {p: len(getattr(data, p)) for p in files},
         "sha256": {p: _sha256(path) for p, path in files.items()},

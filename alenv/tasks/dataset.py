@@ -149,7 +149,7 @@ def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms],
     n_pool = left if not spec.pool_size else min(spec.pool_size, left)
     if n_pool < spec.budget:
         raise ValueError(f"the pool would hold {n_pool} candidates, fewer than the budget {spec.budget}")
-    rng = np.random.default_rng(spec.pool_seed)
+    rng = np.random.default_rng(spec.data_seed)
     order = rng.permutation(len(pool))
     reserve = [pool[i] for i in sorted(order[: spec.reserve_size])]
     rest = sorted(order[spec.reserve_size : len(pool) - n_val])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,8 +30,14 @@ def default_cache_dir() -> Path:
 class TaskSpec:
     """Everything that defines a task. Result-changing edits bump ``version`` (see ``history``).
 
-    Data fields (``system`` ... ``pool_seed``) decide the pool, reserve and test set; they are hashed into
-    the on-disk cache key so an override never reuses data made with other settings.
+    Data fields (``system`` ... ``data_seed``) decide the pool, reserve, validation and test set; they are
+    hashed into the on-disk cache key so an override never reuses data made with other settings.
+
+    ``data_seed`` regenerates the task's data: for MD tasks it seeds the oracle MD streams (another pool,
+    reserve, validation and test set), for the Dataset task the draw of reserve and validation frames from
+    the pool file. It is not the run seed (``env.reset(seed=...)``: initial labels, model weights, minibatch
+    order), so results should cross both. ``pool_seed`` is its former name (accepted by ``with_overrides``
+    with a DeprecationWarning).
     """
 
     name: str
@@ -52,7 +60,7 @@ class TaskSpec:
     validation_path: str | None = None  # Dataset task: labelled extxyz of the validation set (else from the pool)
     units: str = "auto"  # Dataset task: "auto" (eV, magnitudes checked), or "eV", "kcal/mol", "kJ/mol", "Hartree"
     allow_overlap: bool = False  # Dataset task: accept test frames that are also in the pool
-    pool_seed: int = 0
+    data_seed: int = 0  # which pool, reserve, validation and test set (see the class docstring)
     # --- episode
     n_initial: int = 10
     budget: int = 200  # labels the agent may request after the initial ones
@@ -68,6 +76,10 @@ class TaskSpec:
     otf: OTFSettings = OTFSettings()
 
     def __post_init__(self) -> None:
+        seed = self.data_seed
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ValueError(f"data_seed must be a non-negative integer (0, 1, ...), got data_seed={seed!r}")
+        object.__setattr__(self, "data_seed", int(seed))  # numpy integers as plain int (hashed, written to JSON)
         self._check_names()
         if self.budget <= 0 or self.batch_size <= 0 or self.n_initial <= 0:
             raise ValueError("budget, batch_size and n_initial must be positive")
@@ -109,24 +121,40 @@ class TaskSpec:
 
     DATA_FIELDS = (
         "name", "version", "system", "oracle", "oracle_kwargs", "temperatures", "md", "pool_size",
-        "test_size", "validation_size", "reserve_size", "pool_path", "test_path", "validation_path", "pool_seed",
+        "test_size", "validation_size", "reserve_size", "pool_path", "test_path", "validation_path", "data_seed",
     )
+    # Names under which fields are hashed, where they differ: ``data_seed`` keeps its former name, so the
+    # keys (and cached data) of tasks made before the rename stay the same.
+    _HASHED_AS = {"data_seed": "pool_seed"}
+
+    @property
+    def pool_seed(self) -> int:
+        """Former name of ``data_seed`` (deprecated)."""
+        warnings.warn("TaskSpec.pool_seed is deprecated: use data_seed", DeprecationWarning, stacklevel=2)
+        return self.data_seed
 
     def data_key(self) -> str:
-        """Directory name of this task's cached data: name, version, seed and a hash of the data fields."""
+        """Directory name of this task's cached data: name, version, data seed and a hash of the data fields."""
         payload = {"data_format": DATA_FORMAT}
         for f in self.DATA_FIELDS:
             v = getattr(self, f)
-            payload[f] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+            payload[self._HASHED_AS.get(f, f)] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        return f"{self.name}-v{self.version}-seed{self.pool_seed}-{digest}"
+        return f"{self.name}-v{self.version}-seed{self.data_seed}-{digest}"
 
     def with_overrides(self, **overrides: Any) -> "TaskSpec":
         """A copy with fields replaced; ``otf`` and ``md`` accept dicts of their own fields.
 
         ``model_kwargs`` (alias ``ensemble``) is merged into the task's own model settings when the model
-        stays the same, and replaces them when ``model`` names another one.
+        stays the same, and replaces them when ``model`` names another one. ``pool_seed`` is the former name
+        of ``data_seed``: mapped to it, with a DeprecationWarning.
         """
+        if "pool_seed" in overrides:
+            seed = overrides.pop("pool_seed")
+            warnings.warn("the task setting pool_seed is deprecated: use data_seed", DeprecationWarning, stacklevel=2)
+            if "data_seed" in overrides and overrides["data_seed"] != seed:
+                raise ValueError(f"pool_seed={seed!r} and data_seed={overrides['data_seed']!r} disagree; give data_seed only")
+            overrides["data_seed"] = seed
         if "ensemble" in overrides:  # the settings of the default ensemble model, by their older name
             overrides["model_kwargs"] = {**overrides.pop("ensemble"), **overrides.get("model_kwargs", {})}
         known = {f.name for f in dataclasses.fields(self)}
