@@ -32,11 +32,15 @@ def write_labelled(path: str | os.PathLike, frames: Sequence[Atoms]) -> None:
     os.replace(tmp, path)
 
 
-def read_labelled(path: str | os.PathLike) -> tuple[list[Atoms], np.ndarray, np.ndarray, np.ndarray]:
+def read_labelled(
+    path: str | os.PathLike, forces_required: bool = True
+) -> tuple[list[Atoms], np.ndarray, np.ndarray, np.ndarray]:
     """Frames, energies (F,) eV, forces (F, n, 3) eV/Angstrom and oracle seconds (F,) from extxyz.
 
-    Every frame must carry a finite energy and forces, and all frames the same number of atoms;
-    otherwise a ValueError names the file and the frame.
+    Every frame must carry a finite energy, and all frames the same number of atoms; otherwise a ValueError
+    names the file and the frame. Forces are required too (training data: the models learn from them)
+    unless ``forces_required=False`` (validation and test sets, which may hold energy-only frames such as
+    bond scans): a frame without forces then has NaN forces, and forces that are present must be finite.
     """
     path = Path(path)
     if not path.is_file():
@@ -55,20 +59,38 @@ def read_labelled(path: str | os.PathLike) -> tuple[list[Atoms], np.ndarray, np.
         if not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.cell.array))):
             bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
             raise ValueError(f"{path} frame {i} has non-finite positions (atoms {bad.tolist()}) or cell")
-        e = _result(atoms, "energy")
-        f = _result(atoms, "forces")
-        if e is None or f is None:
+        e, f = frame_labels(atoms)
+        if e is None or (f is None and forces_required):
             missing = "energy and forces (eV, eV/Angstrom)" if e is None and f is None else (
                 "energy (eV)" if e is None else "forces (eV/Angstrom)"
             )
             raise ValueError(f"{path} frame {i} has no {missing} to learn from")
-        f = np.asarray(f, dtype=np.float64)
-        if not (np.isfinite(e) and np.all(np.isfinite(f))):
+        if not (np.isfinite(e) and (f is None or np.all(np.isfinite(f)))):
             raise ValueError(f"{path} frame {i} has a non-finite energy or forces")
         energies.append(float(e))
-        forces.append(f)
+        forces.append(np.full((n, 3), np.nan) if f is None else f)
         seconds.append(float(atoms.info.get("oracle_seconds", 0.0)))
     return frames, np.array(energies), np.stack(forces), np.array(seconds)
+
+
+def frame_labels(atoms: Atoms) -> tuple[float | None, np.ndarray | None]:
+    """A frame's reference energy (eV) and forces (n, 3) eV/Angstrom, each None where the frame has none.
+
+    An extxyz frame with only an energy reads back with a single-point calculator holding only the energy:
+    its forces are None here, not an error (``atoms.get_forces()`` would raise).
+    """
+    e, f = _result(atoms, "energy"), _result(atoms, "forces")
+    return (None if e is None else float(e)), (None if f is None else np.array(f, dtype=np.float64))
+
+
+def subset_of(atoms: Atoms) -> str | None:
+    """The subset a reference frame belongs to, for per-subset metrics: its ``subset`` or ``config_type``
+    tag in ``atoms.info`` (Dataset files), else ``T=<temperature>K`` (frames of MD-built tasks), else None."""
+    for tag in ("subset", "config_type"):
+        if atoms.info.get(tag) is not None and str(atoms.info[tag]) != "":
+            return str(atoms.info[tag])
+    t = atoms.info.get("temperature")
+    return None if t is None else f"T={float(t):g}K"
 
 
 def _result(atoms: Atoms, name: str):

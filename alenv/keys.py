@@ -37,6 +37,12 @@ ENERGY_RMSE = "energy_rmse"
 FORCE_MAE = "force_mae"
 FORCE_RMSE = "force_rmse"
 FORCE_MAX = "force_max"
+FORCE_NORM_P95 = "force_norm_p95"
+FORCE_NORM_P99 = "force_norm_p99"
+ENERGY_MAE_CENTRED = "energy_mae_centred"
+ENERGY_RMSE_CENTRED = "energy_rmse_centred"
+N_ENERGY_FRAMES = "n_energy_frames"
+N_FORCE_FRAMES = "n_force_frames"
 N_LABELS = "n_labels"
 N_FAILED = "n_failed"
 BUDGET_USED = "budget_used"
@@ -53,15 +59,41 @@ STABILITY_MIN = "stability_min"
 TORSION_COVERAGE = "torsion_coverage"
 LABEL_TORSION_COVERAGE = "label_torsion_coverage"
 
-# Error metrics: of the validation set in info["metrics"]; of the sealed test set in env.test_metrics()
-TEST_METRICS = (ENERGY_MAE, ENERGY_RMSE, FORCE_MAE, FORCE_RMSE, FORCE_MAX)
+# Error metrics of the potential's ensemble-mean prediction: of the validation set in info["metrics"], of
+# the sealed test set in env.test_metrics(). Energy errors count every frame of the set, force errors only
+# the frames that carry forces (a Dataset file may hold energy-only frames); without any, they are NaN.
+TEST_METRICS = (
+    ENERGY_MAE, ENERGY_RMSE, FORCE_MAE, FORCE_RMSE, FORCE_MAX, FORCE_NORM_P95, FORCE_NORM_P99,
+    ENERGY_MAE_CENTRED, ENERGY_RMSE_CENTRED, N_ENERGY_FRAMES, N_FORCE_FRAMES,
+)
+
+
+def per_subset(key: str, subset: str) -> str:
+    """Key of metric ``key`` on one subset of the test set: ``force_mae[T=300K]``, ``energy_mae[dimer_scan]``.
+
+    A frame's subset is its temperature for MD-built tasks (``T=300K``) and its ``subset`` or ``config_type``
+    tag for Dataset files (``alenv.data.subset_of``). ``env.test_metrics()`` holds every metric of
+    ``TEST_METRICS`` for every subset; ``info["metrics"]`` holds none of these.
+    """
+    return f"{key}[{subset}]"
+
 
 METRICS: dict[str, str] = {
-    ENERGY_MAE: "mean absolute energy error of the ensemble mean on the validation set [eV per structure]",
-    ENERGY_RMSE: "root-mean-square energy error on the validation set [eV per structure]",
-    FORCE_MAE: "mean absolute force-component error on the validation set [eV/Angstrom]",
-    FORCE_RMSE: "root-mean-square force-component error on the validation set [eV/Angstrom]",
-    FORCE_MAX: "largest absolute force-component error on the validation set [eV/Angstrom]",
+    ENERGY_MAE: "mean absolute energy error of the ensemble mean [eV per structure]",
+    ENERGY_RMSE: "root-mean-square energy error [eV per structure]",
+    FORCE_MAE: "mean absolute force-component error, frames with forces [eV/Angstrom]",
+    FORCE_RMSE: "root-mean-square force-component error, frames with forces [eV/Angstrom]",
+    FORCE_MAX: "largest per-atom force-error norm |F_pred - F_ref| over every atom of the set's frames with "
+    "forces [eV/Angstrom]",
+    FORCE_NORM_P95: "95th percentile of the per-atom force-error norm |F_pred - F_ref| over every atom of the "
+    "frames with forces (linear interpolation) [eV/Angstrom]",
+    FORCE_NORM_P99: "99th percentile of the per-atom force-error norm, as force_norm_p95 [eV/Angstrom]",
+    ENERGY_MAE_CENTRED: "energy MAE after subtracting the set's mean signed error (mean of predicted - reference): "
+    "offset-invariant, as used for condensed phases [eV per structure]",
+    ENERGY_RMSE_CENTRED: "energy RMSE after subtracting the mean signed error (the standard deviation of the "
+    "energy error) [eV per structure]",
+    N_ENERGY_FRAMES: "frames of the set that the energy errors count (every frame) [count]",
+    N_FORCE_FRAMES: "frames of the set that the force errors count (those with reference forces) [count]",
     N_LABELS: "labels paid for, initial ones and failures included [count]",
     N_FAILED: "labels whose calculation failed [count]",
     BUDGET_USED: "labels requested after the initial ones [count]",

@@ -16,9 +16,9 @@ import numpy as np
 from ase import Atoms
 
 from alenv import keys
-from alenv.data import LabelledSet
+from alenv.data import LabelledSet, frame_labels, subset_of
 from alenv.descriptors.representation import FeaturizedFrames, Representation
-from alenv.metrics import errors
+from alenv.metrics import errors, subset_errors
 from alenv.models import make_potential
 from alenv.models.base import Potential
 from alenv.oracles.base import Oracle
@@ -27,18 +27,36 @@ from alenv.types import Label
 
 @dataclass
 class Reference:
-    """Featurised frames with their reference labels: eV (F,), eV/Angstrom (F, n, 3)."""
+    """Featurised frames with their reference labels: energies (F,) eV and forces (F, n, 3) eV/Angstrom.
+
+    ``has_forces`` (F,) marks the frames with reference forces; the others (energy-only frames of a Dataset
+    validation or test file) hold NaN forces and count only in energy errors. ``subsets`` (F,) names each
+    frame's subset for per-subset metrics (``alenv.data.subset_of``: ``T=300K``, a ``config_type``), or None.
+    """
 
     data: FeaturizedFrames
     energies: np.ndarray
     forces: np.ndarray
+    has_forces: np.ndarray
+    subsets: list[str | None]
 
     @classmethod
     def of(cls, frames: Sequence[Atoms], representation: Representation) -> "Reference":
-        """Featurise ``frames`` (which carry their labels) once."""
-        E = np.array([a.get_potential_energy() for a in frames])
-        F = np.stack([a.get_forces() for a in frames])
-        return cls(representation.featurize(frames), E, F)
+        """Featurise ``frames`` (which carry their labels) once; frames without forces are kept for energies."""
+        if not frames:
+            raise ValueError("a reference set needs at least one labelled frame")
+        E, F, has = [], [], []
+        for i, atoms in enumerate(frames):
+            e, f = frame_labels(atoms)
+            if e is None:
+                raise ValueError(f"reference frame {i} has no energy")
+            E.append(e)
+            F.append(np.full((len(atoms), 3), np.nan) if f is None else f)
+            has.append(f is not None)
+        return cls(
+            representation.featurize(frames), np.array(E), np.stack(F), np.array(has, dtype=bool),
+            [subset_of(a) for a in frames],
+        )
 
 
 @dataclass
@@ -121,10 +139,18 @@ def fit(ep: Episode, rng: np.random.Generator) -> None:
     ep.train_force_rmse = float(np.sqrt(((Fp.mean(0) - F) ** 2).mean()))
 
 
-def evaluate(potential: Potential, reference: Reference) -> dict[str, float]:
-    """Errors of the potential's mean prediction on ``reference`` (``keys.TEST_METRICS``)."""
+def evaluate(potential: Potential, reference: Reference, by_subset: bool = False) -> dict[str, float]:
+    """Errors of the potential's mean prediction on ``reference`` (``keys.TEST_METRICS``).
+
+    With ``by_subset`` also every one of them per subset of the frames, keyed ``keys.per_subset`` (reports
+    read these from ``test_metrics()``; ``info`` keeps only the overall errors, a small fixed set of keys).
+    """
     E, F = potential.predict(reference.data)
-    return errors(E.mean(0), F.mean(0), reference.energies, reference.forces).as_dict()
+    args = (E.mean(0), F.mean(0), reference.energies, reference.forces, reference.has_forces)
+    out = errors(*args).as_dict()
+    if by_subset:
+        out.update(subset_errors(*args, reference.subsets))
+    return out
 
 
 def start(

@@ -7,25 +7,81 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
+from alenv import keys
 from alenv.types import Metrics
 
 
-def errors(pred_energy: np.ndarray, pred_forces: np.ndarray, energy: np.ndarray, forces: np.ndarray) -> Metrics:
-    """MAE/RMSE of energies (eV per structure) and force components (eV/Angstrom), and max force error.
+def errors(
+    pred_energy: np.ndarray,
+    pred_forces: np.ndarray,
+    energy: np.ndarray,
+    forces: np.ndarray,
+    has_forces: np.ndarray | None = None,
+) -> Metrics:
+    """Errors of ensemble-mean predictions against reference labels (keys and units in ``keys.METRICS``).
 
-    ``pred_*`` are the ensemble-mean predictions, (F,) and (F, n, 3), aligned with the references.
+    ``pred_*`` are the ensemble-mean predictions, (F,) eV and (F, n, 3) eV/Angstrom, aligned with the
+    references. ``has_forces`` (F,) bool marks the frames whose reference forces exist (None: all of them);
+    energy errors count every frame, force errors only those frames (NaN where there are none), so a set
+    may hold energy-only frames (bond scans, normal-mode paths). Force tails are percentiles (numpy's linear
+    interpolation) and the maximum of the per-atom error norm |F_pred - F_ref| over all atoms of those frames.
+    The centred energy errors remove the mean signed error first: the offset-invariant measure used for
+    condensed phases, where a constant shift of the energy zero is no error of the potential.
     """
+    energy, forces = np.asarray(energy, dtype=np.float64), np.asarray(forces, dtype=np.float64)
     if pred_energy.shape != energy.shape or pred_forces.shape != forces.shape:
         raise ValueError(f"prediction shapes {pred_energy.shape}, {pred_forces.shape} != {energy.shape}, {forces.shape}")
+    if len(energy) == 0:
+        raise ValueError("errors need at least one reference frame")
+    mask = np.ones(len(energy), dtype=bool) if has_forces is None else np.asarray(has_forces, dtype=bool)
+    if mask.shape != energy.shape:
+        raise ValueError(f"has_forces has shape {mask.shape}, the references {energy.shape}")
+    if not np.all(np.isfinite(energy)) or not np.all(np.isfinite(forces[mask])):
+        raise ValueError("reference energies (every frame) and forces (frames with forces) must be finite")
     de = pred_energy - energy
-    df = pred_forces - forces
-    return Metrics(
+    dc = de - de.mean()
+    out = Metrics(
         energy_mae=float(np.abs(de).mean()),
         energy_rmse=float(np.sqrt((de**2).mean())),
-        force_mae=float(np.abs(df).mean()),
-        force_rmse=float(np.sqrt((df**2).mean())),
-        force_max=float(np.abs(df).max()),
+        force_mae=float("nan"),
+        force_rmse=float("nan"),
+        energy_mae_centred=float(np.abs(dc).mean()),
+        energy_rmse_centred=float(np.sqrt((dc**2).mean())),
+        n_energy_frames=int(len(energy)),
+        n_force_frames=int(mask.sum()),
     )
+    if mask.any():
+        df = pred_forces[mask] - forces[mask]
+        norms = np.linalg.norm(df, axis=-1).ravel()  # per atom, eV/Angstrom
+        out.force_mae = float(np.abs(df).mean())
+        out.force_rmse = float(np.sqrt((df**2).mean()))
+        out.force_max = float(norms.max())
+        out.force_norm_p95, out.force_norm_p99 = (float(v) for v in np.percentile(norms, [95.0, 99.0]))
+    return out
+
+
+def subset_errors(
+    pred_energy: np.ndarray,
+    pred_forces: np.ndarray,
+    energy: np.ndarray,
+    forces: np.ndarray,
+    has_forces: np.ndarray,
+    subsets: Sequence[str | None],
+) -> dict[str, float]:
+    """``errors`` of each subset of frames, keyed ``keys.per_subset(metric, subset)`` (``force_mae[T=300K]``).
+
+    ``subsets`` (F,) names each frame's subset (``alenv.data.subset_of``); frames with None belong to none.
+    Subsets appear in sorted order.
+    """
+    if len(subsets) != len(energy):
+        raise ValueError(f"{len(subsets)} subset labels for {len(energy)} frames")
+    has_forces = np.asarray(has_forces, dtype=bool)
+    out: dict[str, float] = {}
+    for name in sorted({s for s in subsets if s is not None}):
+        rows = np.array([i for i, s in enumerate(subsets) if s == name])
+        m = errors(pred_energy[rows], pred_forces[rows], energy[rows], forces[rows], has_forces[rows])
+        out.update({keys.per_subset(k, name): v for k, v in m.as_dict().items()})
+    return out
 
 
 def dihedrals(frames: Sequence[Atoms], quads: Sequence[tuple[int, int, int, int]]) -> np.ndarray:

@@ -194,14 +194,19 @@ class RoundEnv(gym.Env):
         return None if self.episode is None else self.episode.labelled
 
     def test_metrics(self) -> dict[str, float]:
-        """Errors of the current potential on the sealed test set (``keys.TEST_METRICS``), for reports.
+        """Errors of the current potential on the sealed test set, for reports: every metric of
+        ``keys.TEST_METRICS`` over the whole set, and again per subset of its frames under
+        ``keys.per_subset(metric, subset)`` keys such as ``force_mae[T=300K]`` (MD tasks: one subset per
+        temperature; Dataset files: their ``subset`` or ``config_type`` tags).
 
-        Nothing the agent is given (observation, reward, ``info``) comes from the test set; a benchmark
-        harness calls this after each step to record what it reports.
+        ``n_energy_frames`` and ``n_force_frames`` say which frames counted: energy errors use every frame,
+        force errors the frames with forces (NaN where a set or subset has none). Nothing the agent is
+        given (observation, reward, ``info``) comes from the test set; a benchmark harness calls this after
+        each step to record what it reports.
         """
         if self.episode is None:
             raise RuntimeError("no episode: call reset() first")
-        return loop.evaluate(self.episode.potential, self._test)
+        return loop.evaluate(self.episode.potential, self._test, by_subset=True)
 
     @property
     def budget_used(self) -> int:

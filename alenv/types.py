@@ -51,20 +51,24 @@ class Label:
 
 @dataclass
 class Metrics:
-    """Errors of a potential on a labelled test set, with costs so far."""
+    """Errors of a potential's ensemble-mean prediction on a labelled set (``alenv.metrics.errors``).
+
+    Field names are the metric keys of ``alenv.keys`` (units there). Energy errors count every frame, force
+    errors only the frames that carry forces; a set without forces has NaN force errors.
+    """
 
     energy_mae: float  # eV per structure
     energy_rmse: float  # eV per structure
     force_mae: float  # eV/Angstrom per component
     force_rmse: float  # eV/Angstrom per component
-    force_max: float = float("nan")  # largest absolute force-component error, eV/Angstrom
+    force_max: float = float("nan")  # largest per-atom force-error norm |F_pred - F_ref|, eV/Angstrom
+    force_norm_p95: float = float("nan")  # 95th percentile of the per-atom force-error norm, eV/Angstrom
+    force_norm_p99: float = float("nan")  # 99th percentile of the per-atom force-error norm, eV/Angstrom
+    energy_mae_centred: float = float("nan")  # energy MAE after removing the mean signed error, eV per structure
+    energy_rmse_centred: float = float("nan")  # energy RMSE after removing the mean signed error, eV per structure
+    n_energy_frames: int = 0  # frames the energy errors count
+    n_force_frames: int = 0  # frames the force errors count
 
     def as_dict(self) -> dict[str, float]:
-        d = {
-            "energy_mae": self.energy_mae,
-            "energy_rmse": self.energy_rmse,
-            "force_mae": self.force_mae,
-            "force_rmse": self.force_rmse,
-            "force_max": self.force_max,
-        }
-        return d
+        """Every field by its metric key, in field order."""
+        return dict(vars(self))

@@ -93,7 +93,11 @@ def run_episode(
 
 
 def _reported(env: Any, info: dict) -> tuple[dict, dict]:
-    """Test metrics with info's counters (what reports compare), and the validation errors from info."""
+    """Test metrics with info's counters (what reports compare), and the validation errors from info.
+
+    The test metrics hold the overall errors (``keys.TEST_METRICS``) and the same per subset of the test
+    set, keyed ``keys.per_subset`` (``force_mae[T=300K]``); the validation record holds the overall ones.
+    """
     from alenv.keys import TEST_METRICS
 
     metrics = dict(info["metrics"])

@@ -12,25 +12,44 @@ import pytest
 from alenv.metrics import errors, torsion_coverage
 
 
-def _by_hand(env, part: str = "validation") -> dict[str, float]:
-    """Errors of the env's current potential on its validation (or test) frames, through its ASE
-    calculator, one frame at a time."""
-    u = env.unwrapped
-    calc = u.potential.as_calculator()
-    de, df = [], []
-    for frame in getattr(u, f"{part}_frames"):
-        atoms = frame.copy()  # without the reference labels' calculator
-        atoms.calc = calc
-        de.append(atoms.get_potential_energy() - frame.get_potential_energy())
-        df.append(atoms.get_forces() - frame.get_forces())
-    de, df = np.array(de), np.stack(df)
+def _errors_by_hand(de: np.ndarray, df: np.ndarray) -> dict[str, float]:
+    """Every error metric from energy errors (F,) and force errors (F, n, 3), written out the obvious way."""
+    norms = np.sqrt((df**2).sum(-1)).ravel()  # per-atom force-error norms
+    centred = de - de.mean()
     return {
         "energy_mae": float(np.abs(de).mean()),
         "energy_rmse": float(np.sqrt((de**2).mean())),
         "force_mae": float(np.abs(df).mean()),
         "force_rmse": float(np.sqrt((df**2).mean())),
-        "force_max": float(np.abs(df).max()),
+        "force_max": float(norms.max()),
+        "force_norm_p95": float(np.percentile(norms, 95)),
+        "force_norm_p99": float(np.percentile(norms, 99)),
+        "energy_mae_centred": float(np.abs(centred).mean()),
+        "energy_rmse_centred": float(np.sqrt((centred**2).mean())),
+        "n_energy_frames": len(de),
+        "n_force_frames": len(df),
     }
+
+
+def _by_hand(env, part: str = "validation") -> dict[str, float]:
+    """Errors of the env's current potential on its validation (or test) frames, through its ASE
+    calculator, one frame at a time; for the test set also per temperature (``force_mae[T=300K]``)."""
+    u = env.unwrapped
+    calc = u.potential.as_calculator()
+    de, df, temps = [], [], []
+    for frame in getattr(u, f"{part}_frames"):
+        atoms = frame.copy()  # without the reference labels' calculator
+        atoms.calc = calc
+        de.append(atoms.get_potential_energy() - frame.get_potential_energy())
+        df.append(atoms.get_forces() - frame.get_forces())
+        temps.append(frame.info["temperature"])
+    de, df, temps = np.array(de), np.stack(df), np.array(temps)
+    out = _errors_by_hand(de, df)
+    if part == "test":
+        for t in np.unique(temps):
+            rows = temps == t
+            out.update({f"{k}[T={t:.0f}K]": v for k, v in _errors_by_hand(de[rows], df[rows]).items()})
+    return out
 
 
 def _assert_close(reported: dict, mine: dict) -> None:
@@ -45,7 +64,12 @@ def test_reported_metrics_and_reward_match_an_independent_computation(ethanol_ti
     obs, info = env.reset(seed=7)
     before = _by_hand(env)
     _assert_close(info["metrics"], before)
-    _assert_close(u.test_metrics(), _by_hand(env, "test"))
+    test, test_by_hand = u.test_metrics(), _by_hand(env, "test")
+    _assert_close(test, test_by_hand)
+    assert set(test) == set(test_by_hand)  # the overall errors and those of each temperature, nothing else
+    subsets = {k[k.index("[") :] for k in test if "[" in k}
+    assert subsets == {f"[T={t:.0f}K]" for t in u.task.temperatures}  # every temperature, nothing else
+    assert not any("[" in k for k in info["metrics"])  # info keeps only the overall errors
     assert len(u.test_frames) == u.task.test_size and len(u.validation_frames) == u.task.validation_size
     obs, reward, _, _, info = env.step(np.flatnonzero(obs["mask"])[:: 7][: u.task.batch_size])
     after = _by_hand(env)
@@ -59,7 +83,10 @@ def test_errors_reject_misaligned_predictions():
     with pytest.raises(ValueError, match="prediction shapes"):
         errors(np.zeros(2), np.zeros((2, 2, 3)), E, F)
     m = errors(np.array([1.0, -1.0, 0.0]), F + 0.5, E, F)
-    assert (m.energy_mae, m.energy_rmse, m.force_mae, m.force_max) == pytest.approx((2 / 3, math.sqrt(2 / 3), 0.5, 0.5))
+    # every component off by 0.5: the per-atom error norm is sqrt(3 * 0.25)
+    assert (m.energy_mae, m.energy_rmse, m.force_mae, m.force_max) == pytest.approx(
+        (2 / 3, math.sqrt(2 / 3), 0.5, math.sqrt(0.75))
+    )
 
 
 def test_torsion_coverage_needs_reference_angles():
