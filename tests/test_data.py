@@ -71,10 +71,14 @@ def test_read_labelled_rejects_unusable_files(case, tmp_path):
     assert str(path) in str(info.value)  # the message names the file
 
 
-@pytest.mark.parametrize("case", ["no forces", "NaN energy", "mixed sizes", "unreadable", "missing"])
-@pytest.mark.parametrize("role", ["pool", "test"])
+@pytest.mark.parametrize(
+    "case, role",
+    [(c, r) for c in ["no labels", "NaN energy", "mixed sizes", "unreadable", "missing"] for r in ["pool", "test"]]
+    + [("no forces", "pool")],
+)
 def test_dataset_task_rejects_unusable_files(case, role, tmp_path, rmd17_ethanol):
-    """The same errors from ``gymnasium.make("alenv/Dataset-v1", pool=..., test=...)``, for either file."""
+    """The same errors from ``gymnasium.make("alenv/Dataset-v1", pool=..., test=...)``, for either file; a
+    frame without forces only in the pool (a test file may hold energy-only frames: tests/tasks/test_energy_only.py)."""
     path, error, fragment = _bad_files(tmp_path)[case]
     pool, test = rmd17_ethanol
     files = {"pool": pool, "test": test, role: path}

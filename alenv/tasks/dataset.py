@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from alenv.data import read_labelled
+from alenv.data import frame_labels, read_labelled
 from alenv.oracles.lookup import structure_key
 from alenv.tasks.spec import TaskSpec
 
@@ -44,11 +44,15 @@ def _likely_unit(force_rms: float) -> str:
 
 def check_units(frames: Sequence[Atoms], forces: np.ndarray, path: str) -> float:
     """The RMS force component (eV/Angstrom) of a file read as eV; ValueError naming the likely unit when it
-    is implausible for eV/Angstrom."""
+    is implausible for eV/Angstrom. Frames without forces (NaN rows) are left out; with none, NaN (no check)."""
+    rows = np.flatnonzero(np.isfinite(forces).all(axis=(1, 2)))
+    if len(rows) == 0:
+        return float("nan")
+    forces = forces[rows]
     rms = float(np.sqrt(np.mean(forces**2)))
     lo, hi = FORCE_RMS_RANGE
     if not lo <= rms <= hi and rms > 0:
-        worst = int(np.argmax(np.abs(forces).max(axis=(1, 2)) if rms > hi else -np.abs(forces).max(axis=(1, 2))))
+        worst = int(rows[np.argmax(np.abs(forces).max(axis=(1, 2)) if rms > hi else -np.abs(forces).max(axis=(1, 2)))])
         unit = _likely_unit(rms)
         raise ValueError(
             f"{path}: forces have an RMS of {rms:.3g} per component (frame {worst} is the most extreme), outside "
@@ -60,24 +64,43 @@ def check_units(frames: Sequence[Atoms], forces: np.ndarray, path: str) -> float
 
 def _relabel(frames: list[Atoms], energies: np.ndarray, forces: np.ndarray) -> list[Atoms]:
     for atoms, e, f in zip(frames, energies, forces):
-        atoms.calc = SinglePointCalculator(atoms, energy=float(e), forces=f)
+        if np.all(np.isfinite(f)):
+            atoms.calc = SinglePointCalculator(atoms, energy=float(e), forces=f)
+        else:  # an energy-only frame stays one
+            atoms.calc = SinglePointCalculator(atoms, energy=float(e))
     return frames
 
 
-def read_in_ev(path: str, units: str) -> list[Atoms]:
+def read_in_ev(path: str, units: str, forces_required: bool = True) -> list[Atoms]:
     """Frames of a labelled extxyz with energies and forces in eV and eV/Angstrom.
 
-    ``units="auto"`` reads the values as eV and refuses implausible magnitudes; a name of ``UNITS``
-    converts from that unit without a check.
+    ``units="auto"`` reads the values as eV and refuses implausible force magnitudes (judged on the frames
+    with forces); a name of ``UNITS`` converts from that unit without a check. Without ``forces_required``
+    (validation and test files) energy-only frames are kept as they are: they count in energy errors only.
+    A pool file needs forces on every frame, since the model trains on them.
     """
     if units != "auto" and units not in UNITS:
         raise ValueError(f"unknown units {units!r}; known: 'auto', {', '.join(repr(u) for u in UNITS)}")
-    frames, E, F, _ = read_labelled(path)
+    frames, E, F, _ = read_labelled(path, forces_required=False)
+    has = np.isfinite(F).all(axis=(1, 2))
+    if forces_required and not has.all():
+        i = int(np.flatnonzero(~has)[0])
+        raise ValueError(
+            f"{path} frame {i} has no forces (eV/Angstrom): pool frames are trained on and the model learns from "
+            f"forces ({int((~has).sum())} of {len(frames)} frames have only an energy). Energy-only frames (bond "
+            "scans, normal-mode paths) can go into the validation or test file, where they count in energy errors"
+        )
     if units == "auto":
         check_units(frames, F, path)
         return frames
     e_scale, f_scale = UNITS[units]
     return _relabel(frames, E * e_scale, F * f_scale)
+
+
+def _force_rms(frames: Sequence[Atoms]) -> float:
+    """RMS force component (eV/Angstrom) over the frames that carry forces; NaN if none does."""
+    forces = [f for f in (frame_labels(a)[1] for a in frames) if f is not None]
+    return float(np.sqrt(np.mean([np.mean(f**2) for f in forces]))) if forces else float("nan")
 
 
 def check_pair(pool: Sequence[Atoms], test: Sequence[Atoms], spec: TaskSpec) -> None:
@@ -96,9 +119,8 @@ def check_pair(pool: Sequence[Atoms], test: Sequence[Atoms], spec: TaskSpec) -> 
                 f"{spec.test_path} frame {i} is {atoms.get_chemical_formula()}, a composition that no frame of "
                 f"{spec.pool_path} has (it holds {', '.join(sorted(pool_formulas))}): is it another molecule?"
             )
-    f_pool = np.sqrt(np.mean([np.mean(a.get_forces() ** 2) for a in pool]))
-    f_test = np.sqrt(np.mean([np.mean(a.get_forces() ** 2) for a in test]))
-    if max(f_pool, f_test) > 5 * min(f_pool, f_test):
+    f_pool, f_test = _force_rms(pool), _force_rms(test)  # NaN (no comparison) where a file has only energies
+    if np.isfinite(f_pool) and np.isfinite(f_test) and max(f_pool, f_test) > 5 * min(f_pool, f_test):
         raise ValueError(
             f"force magnitudes differ {max(f_pool, f_test) / min(f_pool, f_test):.1f}-fold between "
             f"{spec.pool_path} (RMS {f_pool:.3g}) and {spec.test_path} (RMS {f_test:.3g}): are they in the same units?"
@@ -118,14 +140,16 @@ def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms],
     """Pool, reserve (initial labels), test and validation frames of the Dataset task, in eV and checked.
 
     The validation set comes from ``validation_path``, or else ``validation_size`` frames drawn (seeded)
-    from the pool file and removed from the pool; never from the test file.
+    from the pool file and removed from the pool; never from the test file. Pool frames need forces; test
+    and validation files may hold energy-only frames (force errors count the others), but a validation set
+    needs some frames with forces: its force errors drive the observation and the reward.
     """
     if spec.pool_path is None or spec.test_path is None:
         raise ValueError(
             "the Dataset task needs labelled extxyz files: gymnasium.make('alenv/Dataset-v1', pool=PATH, test=PATH)"
         )
     pool = read_in_ev(spec.pool_path, spec.units)
-    test = read_in_ev(spec.test_path, spec.units)
+    test = read_in_ev(spec.test_path, spec.units, forces_required=False)
     if len(pool[0]) != len(test[0]):
         raise ValueError(
             f"frames of {spec.pool_path} have {len(pool[0])} atoms but frames of {spec.test_path} have {len(test[0])}"
@@ -133,7 +157,14 @@ def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms],
     check_pair(pool, test, spec)
     validation = None
     if spec.validation_path is not None:
-        validation = read_in_ev(spec.validation_path, spec.units)
+        validation = read_in_ev(spec.validation_path, spec.units, forces_required=False)
+        if not any(frame_labels(a)[1] is not None for a in validation):
+            raise ValueError(
+                f"{spec.validation_path}: no frame has forces (all {len(validation)} have only an energy); the "
+                f"validation force errors drive the observation (log10_force_mae) and the reward "
+                f"({spec.reward!r}), so a validation set needs frames with forces. Energy-only frames "
+                "may stand beside them (they count in energy errors), or go into the test file"
+            )
         check_pair(pool, validation, dataclasses.replace(spec, test_path=spec.validation_path))
         check_pair(test, validation, dataclasses.replace(spec, pool_path=spec.test_path, test_path=spec.validation_path))
     n_val = 0 if validation is not None else spec.validation_size
