@@ -1,5 +1,6 @@
-"""Figures of the harness: one run's learning curve, a report's curves per task, and the on-the-fly
-metrics (model-MD steps, failures, stability, torsion coverage) of on-the-fly runs.
+"""Figures of the harness: one run's learning curve, a report's curves per task (the mean over units with
+a 95% t confidence band), and the on-the-fly metrics (model-MD steps, failures, stability, torsion
+coverage) of on-the-fly runs.
 
 Strategies are told apart by colour (a qualitative palette of ten), line style and marker together;
 log axes carry labelled ticks at 1-2-5 steps (finer where the range is narrow), never a lone decade.
@@ -127,22 +128,53 @@ def plot_learning_curve(record: dict, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def plot_task_curves(task: str, f_curves: dict, e_curves: dict, path: Path) -> Path:
-    """One task's mean learning curves of every strategy (band: one standard error), as PNG."""
+BAND = "95% t confidence interval of the mean"
+CAPTION = f"mean over units (data seed, seed); band: {BAND}"
+
+
+def axis_range(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """The y range of a log axis of ``(mean, half)`` curves: the bands' extent, but no lower than a tenth
+    of the smallest mean and no higher than three times the largest (a wide interval of few units would
+    otherwise flatten every curve); a band beyond it runs off the plot's edge."""
+    means = np.concatenate([m for m, _ in curves])
+    positive = means[means > 0]
+    if not len(positive):
+        return 1e-12, 1.0
+    lows = np.concatenate([m - h for m, h in curves])
+    highs = np.concatenate([m + h for m, h in curves])
+    return max(float(lows.min()), 0.1 * float(positive.min())), min(float(highs.max()), 3.0 * float(positive.max()))
+
+
+def task_curves_figure(task: str, f_curves: dict, e_curves: dict) -> Any:
+    """The figure of :func:`plot_task_curves`: each strategy's mean over units with its 95% t band."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     items: list = []
     for ax, cv, unit, name in ((axes[0], f_curves, "meV/Å", "test force MAE"), (axes[1], e_curves, "meV", "test energy MAE")):
         items = [(agent, v) for (t, agent), v in sorted(cv.items()) if t == task]
-        for i, (agent, (x, mean, se, n)) in enumerate(items):
+        if not items:
+            continue
+        lo, hi = axis_range([(mean, half) for _, (_, mean, half, _) in items])
+        for i, (agent, (x, mean, half, n)) in enumerate(items):
             st = style(i)
             ax.plot(x, 1000 * mean, ms=3.5, lw=1.6, label=f"{agent} (n={n})", **st)
-            ax.fill_between(x, 1000 * (mean - se), 1000 * (mean + se), color=st["color"], alpha=0.12)
+            ax.fill_between(x, 1000 * np.clip(mean - half, lo, None), 1000 * (mean + half), color=st["color"],
+                            alpha=0.12)
         _error_axes(ax, name, unit)
+        ax.set_ylim(1000 * lo / 1.05, 1000 * hi * 1.05)
         log_ticks(ax)
-    axes[0].legend(fontsize=7, ncol=2 if len(items) > 8 else 1)
-    fig.suptitle(task)
+    axes[0].legend(fontsize=7, ncol=2 if len(items) > 8 else 1, title="mean, 95% t band", title_fontsize=7)
+    fig.suptitle(f"{task}\n{CAPTION}", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_task_curves(task: str, f_curves: dict, e_curves: dict, path: Path) -> Path:
+    """One task's learning curves of every strategy, as PNG: the mean over units (one run each) with a band
+    of the 95% t confidence interval of the mean (``curves`` of ``benchmarks.report`` gives its half-width),
+    said so in the legend and the title."""
+    plt = _pyplot()
+    fig = task_curves_figure(task, f_curves, e_curves)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -150,7 +182,7 @@ def plot_task_curves(task: str, f_curves: dict, e_curves: dict, path: Path) -> P
 
 def plot_task_otf(task: str, runs: list[dict], path: Path) -> Path:
     """One on-the-fly task: each strategy's model-MD steps, failures, stability and torsion coverage
-    against rounds (mean over seeds, over the rounds all its runs reached), as PNG."""
+    against rounds (mean over units, over the rounds all its runs reached), as PNG."""
     plt = _pyplot()
     agents = sorted({r["agent"] for r in runs})
     fig, axes = plt.subplots(1, len(OTF_PANELS), figsize=(4 * len(OTF_PANELS), 3.8))
