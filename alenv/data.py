@@ -137,8 +137,18 @@ class LabelledSet:
     def oracle_seconds(self) -> float:
         return float(sum(lab.seconds for lab in self.labels))
 
+    @property
+    def noise_sigmas(self) -> np.ndarray:
+        """The recorded force-noise sigma (eV/Angstrom per component) of each successful label, in label
+        order (the order of the training set); NaN where a label records none."""
+        return np.array(
+            [np.nan if lab.noise_sigma is None else lab.noise_sigma for lab in self.labels if not lab.failed],
+            dtype=np.float64,
+        )
+
     def write(self, path: str | os.PathLike) -> None:
-        """Save every successful label as extxyz (pool index and round in each frame's info)."""
+        """Save every successful label as extxyz (pool index and round in each frame's info, and the
+        noise sigmas where the oracle recorded them: ``noise_sigma`` eV/Angstrom, ``energy_noise_sigma`` eV)."""
         frames = []
         for atoms, lab, idx, rnd in zip(self.frames, self.labels, self.index, self.round):
             if lab.failed:
@@ -146,5 +156,9 @@ class LabelledSet:
             a = attach_label(atoms, lab)
             a.info["pool_index"] = idx
             a.info["round"] = rnd
+            if lab.noise_sigma is not None:
+                a.info["noise_sigma"] = float(lab.noise_sigma)
+            if lab.energy_noise_sigma is not None:
+                a.info["energy_noise_sigma"] = float(lab.energy_noise_sigma)
             frames.append(a)
         write_labelled(path, frames)

@@ -17,6 +17,10 @@ class Label:
 
     A failed calculation is still a Label (``error`` set, ``energy`` NaN, ``forces`` NaN) because it
     was paid for: it is charged to the budget and kept in the cache, but never used for training.
+
+    A label from a noisy oracle (``alenv.oracles.NoisyOracle``) records the standard deviations of the
+    noise it carries; the label cache stores clean labels only (the noise is added outside it), and an
+    episode writes the sigmas with its labels (``noise_sigma``, ``energy_noise_sigma`` in each frame's info).
     """
 
     energy: float  # eV, total energy of the configuration; NaN when failed
@@ -24,6 +28,8 @@ class Label:
     seconds: float  # wall seconds the oracle spent (the original cost, also for cache hits)
     error: str | None = None  # None on success, else a one-line reason
     cached: bool = False  # True when served from the label cache
+    noise_sigma: float | None = None  # eV/Angstrom, std of the noise on each force component; None: not known
+    energy_noise_sigma: float | None = None  # eV, std of the noise on the energy; None: not known
 
     @property
     def failed(self) -> bool:
@@ -32,10 +38,13 @@ class Label:
     @staticmethod
     def of(atoms: Any) -> "Label":
         """The label an ``ase.Atoms`` carries in its calculator (task data, labelled files)."""
+        sigma, e_sigma = atoms.info.get("noise_sigma"), atoms.info.get("energy_noise_sigma")
         return Label(
             energy=float(atoms.get_potential_energy()),
             forces=np.array(atoms.get_forces(), dtype=np.float64),
             seconds=float(atoms.info.get("oracle_seconds", 0.0)),
+            noise_sigma=None if sigma is None else float(sigma),
+            energy_noise_sigma=None if e_sigma is None else float(e_sigma),
         )
 
     @staticmethod

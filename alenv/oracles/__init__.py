@@ -1,8 +1,9 @@
 """Oracles: label configurations with energies (eV) and forces (eV/Angstrom).
 
 ``ORACLES`` maps a name to a constructor; :func:`make_oracle` builds one by name. Wrap any oracle in
-:class:`CachedOracle` (persistent SQLite cache) or :class:`NoisyOracle`; adapt any ASE calculator with
-:class:`CalculatorOracle`. Heavy backends are imported only when first used (xtb) or when the oracle is
+:class:`CachedOracle` (persistent SQLite cache) or :class:`NoisyOracle` (seeded aleatoric noise, by
+region if wanted; ``make_oracle("noisy", oracle="emt", force_sigma=0.05)``, see ``alenv.oracles.noise``);
+adapt any ASE calculator with :class:`CalculatorOracle`. Heavy backends are imported only when first used (xtb) or when the oracle is
 built (PySCF, to check the functional and basis). ``python -m alenv.cache`` checks, salvages and copies
 label caches.
 """
@@ -18,7 +19,8 @@ from alenv.oracles.cache import DamagedRowWarning, LabelCache
 from alenv.oracles.conformance import check_oracle, conformance_structures
 from alenv.oracles.dft import PySCFCalculator, PySCFOracle, SCFNotConverged
 from alenv.oracles.lookup import LookupOracle
-from alenv.oracles.wrappers import CachedOracle, NoisyOracle
+from alenv.oracles.noise import NoiseRegion, NoisyOracle, noisy_oracle
+from alenv.oracles.wrappers import CachedOracle
 from alenv.oracles.xtb import XTBOracle
 
 ORACLES: dict[str, Callable[..., Oracle]] = {
@@ -27,6 +29,7 @@ ORACLES: dict[str, Callable[..., Oracle]] = {
     "emt": EMTOracle,
     "lj": LennardJonesOracle,
     "lookup": LookupOracle,
+    "noisy": noisy_oracle,  # any of the above under seeded noise: oracle=<name>, force_sigma, energy_sigma, seed, regions
 }
 
 
@@ -49,6 +52,7 @@ __all__ = [
     "LabelCache",
     "LennardJonesOracle",
     "LookupOracle",
+    "NoiseRegion",
     "NoisyOracle",
     "Oracle",
     "OracleError",

@@ -1,7 +1,11 @@
-"""Thin wrappers that add one cross-cutting behaviour to any oracle: noise, caching.
+"""Thin wrappers that add one cross-cutting behaviour to any oracle: caching, and (``alenv.oracles.noise``)
+noise.
 
-Order matters: ``CachedOracle(NoisyOracle(o), cache)`` stores noisy labels, so a structure always gets
-the same noise (replayable); ``NoisyOracle(CachedOracle(o, cache))`` draws fresh noise on every call.
+Noise always sits outside the cache: ``CachedOracle(NoisyOracle(o), cache)`` caches ``o``'s clean labels
+(under ``o``'s keys, so they are shared with the clean oracle and with the labels its oracle MD computed)
+and adds the noise on the way out, exactly as ``NoisyOracle(CachedOracle(o, cache))`` does. The noise is a
+deterministic function of (seed, structure), so a cache hit and a fresh label of a structure agree, and
+the sigmas recorded with each label (``Label.noise_sigma``) are recomputed rather than stored.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-import numpy as np
 from ase import Atoms
 
 from alenv.oracles.base import (
@@ -23,6 +26,7 @@ from alenv.oracles.base import (
     describe_exception,
 )
 from alenv.oracles.cache import LabelCache
+from alenv.oracles.noise import NoisyOracle
 from alenv.types import Label
 
 log = logging.getLogger(__name__)
@@ -33,43 +37,6 @@ def check_config(oracle: Oracle, structures: Sequence[Atoms]) -> None:
     check = getattr(oracle, "check", None)
     if callable(check):
         check(structures)
-
-
-class NoisyOracle:
-    """Adds Gaussian noise to successful labels (aleatoric-noise studies).
-
-    Energy noise has standard deviation ``energy_sigma`` eV per structure; every force component gets
-    independent noise of ``force_sigma`` eV/Angstrom. Failed labels pass through unchanged.
-    """
-
-    def __init__(self, oracle: Oracle, energy_sigma: float, force_sigma: float, rng: np.random.Generator) -> None:
-        if energy_sigma < 0 or force_sigma < 0:
-            raise ValueError(f"noise sigmas must be >= 0, got {energy_sigma}, {force_sigma}")
-        if not isinstance(rng, np.random.Generator):
-            raise TypeError("rng must be a numpy.random.Generator")
-        self.oracle = oracle
-        self.energy_sigma = float(energy_sigma)
-        self.force_sigma = float(force_sigma)
-        self.rng = rng
-        self.name = f"{oracle.name}+noise"
-
-    def fingerprint(self) -> dict:
-        return {"inner": self.oracle.fingerprint(), "energy_sigma": self.energy_sigma, "force_sigma": self.force_sigma}
-
-    def check(self, structures: Sequence[Atoms]) -> None:
-        check_config(self.oracle, structures)
-
-    def label(self, structures: Sequence[Atoms]) -> list[Label]:
-        out = []
-        for lab in self.oracle.label(structures):
-            if not lab.failed:
-                lab = replace(
-                    lab,
-                    energy=lab.energy + self.energy_sigma * self.rng.standard_normal(),
-                    forces=lab.forces + self.force_sigma * self.rng.standard_normal(lab.forces.shape),
-                )
-            out.append(lab)
-        return out
 
 
 @dataclass(frozen=True)
@@ -96,12 +63,18 @@ class CachedOracle:
     Hits come back with ``cached=True`` and the seconds originally spent. A structure repeated within one
     call is computed once; its later copies are marked cached. ``name`` and ``fingerprint()`` are the
     inner oracle's.
+
+    A :class:`~alenv.oracles.noise.NoisyOracle` given as the inner oracle is applied outside the cache (see
+    the module docstring): the cache holds, and :meth:`store` takes, the clean labels of the oracle it wraps.
     """
 
     def __init__(self, oracle: Oracle, cache: LabelCache, attempts: int = 3, wait: float = 1.0) -> None:
         if int(attempts) < 1 or wait < 0:
             raise ValueError(f"attempts must be >= 1 and wait >= 0, got {attempts}, {wait}")
         self.oracle = oracle
+        # the oracle whose labels are cached: under a noisy oracle, the clean one it wraps
+        self.noise = oracle if isinstance(oracle, NoisyOracle) else None
+        self.labeller: Oracle = oracle.oracle if isinstance(oracle, NoisyOracle) else oracle
         self.cache = cache
         self.attempts = int(attempts)
         self.wait = float(wait)
@@ -118,12 +91,19 @@ class CachedOracle:
         check_config(self.oracle, structures)
 
     def keys(self, structures: Sequence[Atoms]) -> list[str]:
-        """Cache keys of ``structures`` under the inner oracle."""
-        name, fp = self.oracle.name, self.oracle.fingerprint()
+        """Cache keys of ``structures`` under the inner oracle (the clean one, under a noisy oracle)."""
+        name, fp = self.labeller.name, self.labeller.fingerprint()
         return [self.cache.key(name, fp, atoms) for atoms in structures]
 
     def label(self, structures: Sequence[Atoms]) -> list[Label]:
         structures = check_structures(structures)
+        if self.noise is not None:
+            self.noise.check(structures)  # its configuration errors (a region naming a missing atom) first
+            return self.noise.perturb(structures, self._label_clean(structures))
+        return self._label_clean(structures)
+
+    def _label_clean(self, structures: list[Atoms]) -> list[Label]:
+        """The labeller's labels of ``structures``: hits from the cache, misses computed and stored."""
         keys = self.keys(structures)
         found = self.cache.get_many(keys)
         misses: dict[str, Atoms] = {}  # each missing structure once, in order of first appearance
@@ -131,7 +111,7 @@ class CachedOracle:
             if key not in found:
                 misses.setdefault(key, atoms)
         if misses:
-            check_config(self.oracle, list(misses.values()))
+            check_config(self.labeller, list(misses.values()))
         fresh: dict[str, Label] = {}
         for key, atoms in misses.items():
             fresh[key] = self._compute(key, atoms)
@@ -152,7 +132,7 @@ class CachedOracle:
         reasons = []
         for attempt in range(1, self.attempts + 1):
             try:
-                labels = self.oracle.label([atoms])
+                labels = self.labeller.label([atoms])
             except TRANSIENT_ERRORS as exc:
                 reasons.append(describe_exception(exc))
                 if attempt < self.attempts:
@@ -162,7 +142,7 @@ class CachedOracle:
                     time.sleep(self.wait * attempt)
                 continue
             if len(labels) != 1:
-                raise OracleError(f"oracle {self.oracle.name!r} returned {len(labels)} labels for 1 structure")
+                raise OracleError(f"oracle {self.labeller.name!r} returned {len(labels)} labels for 1 structure")
             return labels[0]
         raise TransientOracleError(
             f"oracle {self.name!r} failed {self.attempts} times on {atoms.get_chemical_formula()} (key {key[:16]}) "
@@ -170,7 +150,8 @@ class CachedOracle:
         )
 
     def store(self, structures: Sequence[Atoms], labels: Sequence[Label]) -> None:
-        """Prefill the cache, e.g. with labels computed during oracle-driven MD."""
+        """Prefill the cache, e.g. with labels computed during oracle-driven MD (clean labels: under a noisy
+        oracle, those of the oracle it wraps, whose calculator ran the MD)."""
         structures = check_structures(structures)
         if len(structures) != len(labels):
             raise ValueError(f"store() got {len(structures)} structures but {len(labels)} labels")

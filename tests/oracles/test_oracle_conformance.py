@@ -29,6 +29,9 @@ CASES = {
     "lookup": _lookup_case,
     # PBE/sto-3g on water: ~2 s; grid response keeps the forces consistent with the energy on a coarse grid
     "dft": lambda tmp_path: (make_oracle("dft", basis="sto-3g", num_threads=1), [molecule("H2O")], {}),
+    # the wrapper's plumbing at zero noise (finite differences of noisy energies are noise); with noise on,
+    # tests/oracles/test_noise.py checks order independence and the noise itself
+    "noisy": lambda tmp_path: (make_oracle("noisy", oracle="emt"), [cu_bulk(), cu_cluster()], {}),
 }
 
 

@@ -36,7 +36,7 @@ def _oracles(tmp_path) -> dict:
         "lj": LennardJonesOracle(sigma=2.3, epsilon=0.4),
         "lookup": lookup,
         "cached": CachedOracle(EMTOracle(), LabelCache(tmp_path / "c.sqlite")),
-        "noisy": NoisyOracle(EMTOracle(), 0.1, 0.1, np.random.default_rng(0)),
+        "noisy": NoisyOracle(EMTOracle(), force_sigma=0.1, energy_sigma=0.1, seed=0),
     }
 
 
@@ -80,10 +80,10 @@ def test_misconfigured_oracles_raise():
         EMTOracle(min_distance=-0.1)
     with pytest.raises(ValueError, match="must be positive"):
         LennardJonesOracle(sigma=0.0)
-    with pytest.raises(ValueError, match="sigmas must be >= 0"):
-        NoisyOracle(EMTOracle(), -0.1, 0.1, np.random.default_rng(0))
-    with pytest.raises(TypeError, match="numpy.random.Generator"):
-        NoisyOracle(EMTOracle(), 0.1, 0.1, rng=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="energy_sigma must be a finite number >= 0"):
+        NoisyOracle(EMTOracle(), force_sigma=0.1, energy_sigma=-0.1)
+    with pytest.raises(TypeError):
+        NoisyOracle(EMTOracle(), 0.1)  # type: ignore[misc]  # noise levels are keyword-only
 
 
 def test_cached_oracle_rejects_an_inner_oracle_that_loses_labels(tmp_path):

@@ -1,4 +1,4 @@
-"""CachedOracle and NoisyOracle over real oracles; LookupOracle."""
+"""CachedOracle over real oracles; LookupOracle. (NoisyOracle: tests/oracles/test_noise.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from alenv.oracles import CachedOracle, EMTOracle, LabelCache, LookupOracle, NoisyOracle, XTBOracle
+from alenv.oracles import CachedOracle, EMTOracle, LabelCache, LookupOracle, XTBOracle
 from alenv.oracles.lookup import structure_key
 from alenv.types import Label
 from tests.oracles.conftest import Counting, cu_bulk, cu_cluster
@@ -70,23 +70,6 @@ def test_store_prefills(tmp_path):
     assert [lab.energy for lab in labels] == [lab.energy for lab in computed]
     with pytest.raises(ValueError):
         oracle.store(frames, computed[:1])
-
-
-def test_noisy_oracle(rng):
-    frames = [cu_bulk(), cu_cluster()]
-    clean = EMTOracle().label(frames)
-    noisy = NoisyOracle(EMTOracle(), energy_sigma=0.1, force_sigma=0.05, rng=rng)
-    labels = noisy.label(frames * 200)
-    de = np.array([lab.energy - clean[i % 2].energy for i, lab in enumerate(labels)])
-    df = np.concatenate([(lab.forces - clean[i % 2].forces).ravel() for i, lab in enumerate(labels)])
-    assert abs(de.std() - 0.1) < 0.02 and abs(de.mean()) < 0.03
-    assert abs(df.std() - 0.05) < 0.005 and abs(df.mean()) < 0.005
-    assert noisy.fingerprint()["inner"] == EMTOracle().fingerprint()
-    assert noisy.name == "emt+noise"
-    bad = cu_bulk()
-    bad.positions[1] = bad.positions[0]
-    (failed,) = noisy.label([bad])
-    assert failed.failed and np.isnan(failed.energy)
 
 
 def _labelled_frames():
