@@ -79,9 +79,17 @@ def canonical_argv(argv: list[str], config_dir: Path) -> list[str]:
 # ----------------------------------------------------------------------------------------- config checks
 def check_config(cfg: Any) -> None:
     """Settings the runner reads itself, checked before the expensive build (ConfigError naming them)."""
-    seed = cfg.get("seed")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer (seed=0, seed=1, ...), got seed={seed!r}")
+    for name in ("seed", "data_seed"):
+        value = cfg.get(name, 0 if name == "data_seed" else None)  # configs without data_seed: data seed 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(f"{name} must be a non-negative integer ({name}=0, {name}=1, ...), got {name}={value!r}")
+    task = cfg.get("task") or {}
+    for name in ("data_seed", "pool_seed"):
+        if name in (task.get("overrides") or {}):
+            raise ConfigError(
+                f"set the task data's seed as data_seed=N, not task.overrides.{name}: it is recorded next to seed "
+                "and names the run's folder, not its variant"
+            )
     threads = cfg.get("torch_threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"torch_threads must be a positive integer or null, got torch_threads={threads!r}")

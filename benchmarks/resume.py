@@ -1,10 +1,12 @@
 """What a run's folder holds, whether a rerun may skip it, and which runs may be compared.
 
 A finished run's ``results.json`` records its resolved config and a hash of it (``config_hash``), leaving
-out the keys that do not change results (``NOT_RESULTS``). A rerun into the same folder skips the run only
-when the hash is the same; with another setting it runs again and keeps the earlier results aside as
-``results.<hash>.json``. A run that raised leaves ``failed.json`` (and its traceback in ``run.log``) and is
-rerun. The report compares runs only where their configs differ in swept keys (:func:`mixed_configs`).
+out the keys that do not change results (``NOT_RESULTS``); runs on other data seeds (``data_seed``) have
+other hashes, and ``data_seed: 0`` hashes as a config without the key (made before data seeds existed). A
+rerun into the same folder skips the run only when the hash is the same; with another setting it runs again
+and keeps the earlier results aside as ``results.<hash>.json``. A run that raised leaves ``failed.json`` (and
+its traceback in ``run.log``) and is rerun. The report compares runs only where their configs differ in swept
+keys (:func:`mixed_configs`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any
 NOT_RESULTS: tuple[str, ...] = ("progress", "cache_dir", "torch_threads")
 # Keys the runs of one report table may differ in besides their variant's (the agent's settings are
 # compared within each line of the table, see :func:`mixed_configs`).
-SWEPT: tuple[str, ...] = ("task.name", "task.id", "seed")
+SWEPT: tuple[str, ...] = ("task.name", "task.id", "seed", "data_seed")
+# Keys whose value here means what a config without the key meant (configs recorded before they existed).
+DEFAULTS: dict[str, Any] = {"data_seed": 0}
 RESULTS, FAILED = "results.json", "failed.json"
 _UNSET = "(unset)"
 
@@ -41,20 +45,26 @@ def _drop(keys: dict[str, Any], prefixes: tuple[str, ...] | list[str]) -> dict[s
 
 
 def config_hash(config: dict) -> str:
-    """A short hash of a resolved run config, without the keys in ``NOT_RESULTS``."""
-    kept = _drop(flat(config), NOT_RESULTS)
+    """A short hash of a resolved run config, without the keys in ``NOT_RESULTS`` and those at their
+    ``DEFAULTS`` value (``data_seed: 0`` hashes as a config recorded before data seeds existed)."""
+    kept = {k: v for k, v in _drop(flat(config), NOT_RESULTS).items() if not _default(k, v)}
     text = json.dumps(kept, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def config_diff(old: dict, new: dict, ignore: tuple[str, ...] | list[str] = NOT_RESULTS) -> list[str]:
     """``"key changed: old -> new"`` for every setting that differs (``ignore``d prefixes left out)."""
-    a, b = _drop(flat(old), ignore), _drop(flat(new), ignore)
+    a, b = ({**_drop(DEFAULTS, ignore), **_drop(flat(c), ignore)} for c in (old, new))
     return [
         f"{key} changed: {_show(a.get(key, _UNSET))} -> {_show(b.get(key, _UNSET))}"
         for key in sorted(set(a) | set(b))
         if a.get(key, _UNSET) != b.get(key, _UNSET)
     ]
+
+
+def _default(key: str, value: Any) -> bool:
+    """Whether ``key`` holds its ``DEFAULTS`` value (the same type: ``false`` is not ``0``)."""
+    return key in DEFAULTS and type(value) is type(DEFAULTS[key]) and value == DEFAULTS[key]
 
 
 def _show(value: Any) -> str:
@@ -134,17 +144,18 @@ def _first_difference(a: dict, b: dict, *, within: str | None) -> str | None:
 
 def mixed_configs(runs: list[dict]) -> list[str]:
     """Why ``runs`` must not be compared: runs of one task whose configs differ in anything but task, agent,
-    seed and the keys of their sweep's override dirname (the agent's settings are compared within one
-    report line; runs without a recorded config are not checked), and one line's seed read twice (from two
-    folders holding the same run: it would count as two seeds)."""
+    seed, data seed and the keys of their sweep's override dirname (the agent's settings are compared within
+    one report line; runs without a recorded config are not checked), and one line's (data seed, seed) read
+    twice (from two folders holding the same run: it would count as two seeds). Results without
+    ``data_seed`` were made on data seed 0."""
     problems: list[str] = []
     by_task: dict[str, list[dict]] = {}
     seen: dict[tuple, str] = {}
     for r in runs:
         by_task.setdefault(r["task"], []).append(r)
-        key = (r["task"], r["agent"], r["seed"])
+        key = (r["task"], r["agent"], r.get("data_seed", 0), r["seed"])
         if key in seen:
-            problems.append(f"{r['task']}, {r['agent']}, seed {r['seed']}: read twice, from {seen[key]} and "
+            problems.append(f"{r['task']}, {r['agent']}, {_seeds(r)}: read twice, from {seen[key]} and "
                             f"{r.get('_path', '?')} (it would count as two seeds)")
         seen.setdefault(key, r.get("_path", "?"))
     for task, rs in sorted(by_task.items()):
@@ -155,5 +166,11 @@ def mixed_configs(runs: list[dict]) -> list[str]:
                 why = _first_difference(lines[r["agent"]], r, within="agent")
             lines.setdefault(r["agent"], r)
             if why:
-                problems.append(f"{task}, {r['agent']}, seed {r['seed']}: {why}")
+                problems.append(f"{task}, {r['agent']}, {_seeds(r)}: {why}")
     return problems
+
+
+def _seeds(run: dict) -> str:
+    """``seed 2``, or ``seed 2, data seed 1`` for a run on another data seed than 0."""
+    data = run.get("data_seed", 0)
+    return f"seed {run['seed']}" + (f", data seed {data}" if data else "")

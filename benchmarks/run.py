@@ -3,6 +3,11 @@
     python -m benchmarks.run task=ethanol_gfn2 agent=fps seed=0
     python -m benchmarks.run task=ethanol_gfn2_tiny agent=random model=ridge reward=per_cost seed=0
     python -m benchmarks.run --multirun task=ethanol_gfn2_tiny agent=random,fps seed=0,1
+    python -m benchmarks.run --multirun task=cu_emt_tiny agent=random seed=0,1,2 data_seed=0,1
+
+``seed`` is the run seed (``env.reset(seed=...)`` and the agent's generator); ``data_seed`` the task's data
+seed (``TaskSpec.data_seed``: another pool, reserve, validation and test set), passed to ``gym.make`` and
+recorded next to ``seed``. Both are replicates of one report line, never part of the variant.
 
 Config groups: ``task`` (one config per row of ``alenv.tasks.TASKS``, registered here from the table, not
 kept in files), ``agent``, ``model``, ``oracle`` and ``reward`` (files in ``conf/``). The model, oracle and
@@ -47,8 +52,15 @@ def _rmd17(molecule: str = "ethanol", split: str = "train") -> str:
     return str(rmd17(str(molecule), str(split)))
 
 
+def seed_dir(seed: Any, data_seed: Any = 0) -> str:
+    """The seed part of a run's folder (resolver ``alenv.seed_dir``): ``seed3``, or ``seed3-data_seed1`` for a
+    data seed other than 0, so that folders of runs on the standard data keep the names they had."""
+    return f"seed{seed}" if str(data_seed) == "0" else f"seed{seed}-data_seed{data_seed}"
+
+
 def register_configs() -> None:
-    """Register the ``alenv.rmd17`` resolver and one ``task`` config per row of ``alenv.tasks.TASKS``.
+    """Register the ``alenv.rmd17`` and ``alenv.seed_dir`` resolvers and one ``task`` config per row of
+    ``alenv.tasks.TASKS``.
 
     A task config is ``{name, id, overrides}``, named by the snake case of the task's name
     (``Ethanol-GFN2-tiny`` -> ``task=ethanol_gfn2_tiny``). Generated from the table, so a task can never
@@ -59,6 +71,8 @@ def register_configs() -> None:
 
     if not OmegaConf.has_resolver("alenv.rmd17"):
         OmegaConf.register_new_resolver("alenv.rmd17", _rmd17)
+    if not OmegaConf.has_resolver("alenv.seed_dir"):  # run and sweep folders (conf/config.yaml)
+        OmegaConf.register_new_resolver("alenv.seed_dir", seed_dir)
     if not OmegaConf.has_resolver("alenv.ray_temp"):  # hydra/launcher=ray_local: Ray's files in the sweep
         OmegaConf.register_new_resolver("alenv.ray_temp", ray_temp_dir)
     store = ConfigStore.instance()
@@ -237,15 +251,17 @@ def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, mult
         else:
             agent = _our_agents().make_agent(cfg.agent.name, **_container(cfg.agent.get("kwargs")))
         spec = env.unwrapped.task
-        log(f"{cfg.task.id}  agent={cfg.agent.name}  model={spec.model}  seed={cfg.seed}  ->  {out}")
+        log(f"{cfg.task.id}  agent={cfg.agent.name}  model={spec.model}  seed={cfg.seed}  data_seed={spec.data_seed}"
+            f"  ->  {out}")
         record = run_episode(env, agent, seed=int(cfg.seed), progress=progress, echo=log)
         result = {
             "config": config,
             "config_hash": key,  # of the config without the keys that do not change results
             "task": cfg.task.id,
             "agent": cfg.agent.name,
-            "seed": int(cfg.seed),
-            "variant": variant,  # overrides other than task, agent and seed ("" for the presets as they are)
+            "seed": int(cfg.seed),  # the run seed
+            "data_seed": spec.data_seed,  # the task data's seed (pool, reserve, validation, test set)
+            "variant": variant,  # overrides other than task, agent, seed and data_seed ("" for the presets as they are)
             "overrides": overrides,  # the TaskSpec overrides the run passed to gym.make
             "settings": {f: getattr(spec, f) for f in SETTINGS},  # the task settings they gave
             "cheating": bool(getattr(agent, "cheating", False)),
@@ -254,7 +270,9 @@ def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, mult
             "complete": True,
         }
         env.unwrapped.save_labels(out / "labels.extxyz")
-        plot_learning_curve(result, out / "learning_curve.png", f"{cfg.task.name} / {cfg.agent.name} / seed {cfg.seed}")
+        title = f"{cfg.task.name} / {cfg.agent.name} / seed {cfg.seed}"
+        title += f" / data seed {spec.data_seed}" if spec.data_seed else ""
+        plot_learning_curve(result, out / "learning_curve.png", title)
         if sweep_gone():  # the sweep was killed while this job ran: write nothing more
             os._exit(ORPHANED)
         write_json(out / "results.json", result)
@@ -273,8 +291,8 @@ SETTINGS = ("model", "model_kwargs", "oracle", "oracle_kwargs", "reward", "rewar
 
 
 def task_overrides(cfg: DictConfig) -> dict[str, Any]:
-    """The keyword overrides of ``gym.make`` for one run: the model, oracle and reward groups, then
-    ``task.overrides`` on top.
+    """The keyword overrides of ``gym.make`` for one run: the data seed (top-level ``data_seed``), the model,
+    oracle and reward groups, then ``task.overrides`` on top.
 
     A group at ``default`` (``name: null``) keeps the task's own setting; a named one sets ``model`` /
     ``oracle`` / ``reward``, its ``kwargs`` set ``model_kwargs`` / ``oracle_kwargs`` (for the task's own
@@ -283,6 +301,8 @@ def task_overrides(cfg: DictConfig) -> dict[str, Any]:
     ``oracle_kwargs`` are merged over the group's, unless it names another model or oracle, which drops them.
     """
     groups: dict[str, Any] = {}
+    if cfg.get("data_seed") is not None:  # checked by check_config (task.overrides may not set it)
+        groups["data_seed"] = cfg.data_seed
     for group, kwargs_field in (("model", "model_kwargs"), ("oracle", "oracle_kwargs")):
         node = cfg.get(group)
         if node is None:

@@ -153,7 +153,9 @@ class TaskSpec:
             seed = overrides.pop("pool_seed")
             warnings.warn("the task setting pool_seed is deprecated: use data_seed", DeprecationWarning, stacklevel=2)
             if "data_seed" in overrides and overrides["data_seed"] != seed:
-                raise ValueError(f"pool_seed={seed!r} and data_seed={overrides['data_seed']!r} disagree; give data_seed only")
+                raise ValueError(
+                    f"pool_seed={seed!r} and data_seed={overrides['data_seed']!r} disagree; give data_seed only"
+                )
             overrides["data_seed"] = seed
         if "ensemble" in overrides:  # the settings of the default ensemble model, by their older name
             overrides["model_kwargs"] = {**overrides.pop("ensemble"), **overrides.get("model_kwargs", {})}
