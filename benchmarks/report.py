@@ -284,7 +284,7 @@ def _mev(v: float, digits: int = 1) -> str:
 
 def _mean_ci_cell(values: list[float]) -> str:
     """``mean ± half-width of the 95% t interval`` in meV (``± n/a`` for one unit)."""
-    mean, lo, hi = mean_ci(values, 1 - ALPHA)
+    mean, _, hi = mean_ci(values, 1 - ALPHA)
     if not math.isfinite(mean):
         return "-"
     return f"{_mev(mean)} ± {_mev(hi - mean) if math.isfinite(hi) else 'n/a'}"
@@ -335,8 +335,8 @@ def units_line(runs: list[dict]) -> str:
     units = sorted({unit(r) for r in runs})
     ds = sorted({d for d, _ in units})
     ss = sorted({s for _, s in units})
-    seeds = f"{len(ds)} data seed{'s' if len(ds) != 1 else ''} ({', '.join(map(str, ds))}) × {len(ss)} run " \
-            f"seed{'s' if len(ss) != 1 else ''} ({', '.join(map(str, ss))})"
+    seeds = (f"{len(ds)} data seed{'s' if len(ds) != 1 else ''} ({', '.join(map(str, ds))}) × {len(ss)} run "
+             f"seed{'s' if len(ss) != 1 else ''} ({', '.join(map(str, ss))})")
     grid = len(units) == len(ds) * len(ss)
     return (f"Units: **{len(units)}** = {seeds}{'' if grid else ', not every pair run'}. A unit is a (data seed, "
             "seed) pair; each strategy's run is paired with random's run of the same unit.")
@@ -421,8 +421,10 @@ def resolution(comparisons: dict[str, dict[str, tuple[Paired, float]]], cheats: 
 
 def _resolution_section(res: dict[str, dict]) -> list[str]:
     lines = [
-        "| metric | comparisons | units | MDE, median (range) | MDE at α/m, median | lower than random "
-        "| higher than random | inconclusive |",
+        (
+            "| metric | comparisons | units | MDE, median (range) | MDE at α/m, median | lower than random "
+            "| higher than random | inconclusive |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for key, r in res.items():
@@ -437,7 +439,7 @@ def _resolution_section(res: dict[str, dict]) -> list[str]:
     f = res.get("force_mae")
     if f and f["mde"]:
         units = "/".join(map(str, f["units"]))
-        lines += [
+        text = (
             f"With {units} paired units, a strategy's final force MAE has to differ from random's by about "
             f"{_pct(float(np.median(f['mde'])))} (median over the {len(f['mde'])} strategies; "
             f"{_pct(min(f['mde']))} to {_pct(max(f['mde']))}, from each one's spread of log ratios) to be detected "
@@ -445,9 +447,9 @@ def _resolution_section(res: dict[str, dict]) -> list[str]:
             f"α/{f['m']}, which needs about {_pct(float(np.median(f['mde_first'])))}. "
             f"{len(f['inconclusive'])} of {len(f['inconclusive']) + len(f['lower']) + len(f['higher'])} force MAE "
             "comparisons are inconclusive: these units neither show a difference from random nor rule out one of "
-            "that size; the 95% intervals above say which ratios remain possible.",
-            "",
-        ]
+            "that size; the 95% intervals above say which ratios remain possible."
+        )
+        lines += [text, ""]
     return lines
 
 
@@ -463,8 +465,10 @@ def _cost_table(task: str, by_unit: dict[str, dict[Unit, dict]], runs: list[dict
     tgt = target if target is not None else (float(first[1][-1]) if first is not None else None)
     ranks = _ranks(by_unit, cheats)
     lines = [
-        "| agent | units | mean rank | AUC log10 force MAE | labels to target | wall s | oracle s charged "
-        "| oracle s paid here |",
+        (
+            "| agent | units | mean rank | AUC log10 force MAE | labels to target | wall s | oracle s charged "
+            "| oracle s paid here |"
+        ),
         "|---|---|---|---|---|---|---|---|",
     ]
     for agent, st in sorted(stats.items()):
@@ -638,6 +642,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def main() -> None:
+    """``python -m benchmarks.report DIR [DIR ...] [--out OUT]``: check, aggregate, write and print the report."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dirs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=None)

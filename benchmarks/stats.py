@@ -21,9 +21,9 @@ pair; a strategy's run is paired with random's run of the same task and unit). W
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
