@@ -27,7 +27,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EnsembleConfig:
-    """Hyper-parameters of the ensemble potential and of its training."""
+    """Hyper-parameters of the ensemble potential and of its training.
+
+    Training grows with the labelled set: a from-scratch fit runs ``epochs_initial`` passes over the
+    labels and at least ``min_steps`` optimiser steps (a handful of labels needs many passes); each
+    warm-started refit runs ``epochs_per_round`` passes over all labels held. Members differ by initialisation, by
+    minibatch order and (``bootstrap``) by a Poisson(1) resample of the labels, fixed per label, so their
+    spread reflects the data as well as the starting weights.
+    """
 
     n_members: int = 5
     hidden: tuple[int, ...] = (128, 128)
@@ -36,8 +43,10 @@ class EnsembleConfig:
     warm_lr: float = 1e-3  # learning rate for warm-started rounds
     lr_final_fraction: float = 0.01  # cosine decay of each fit ends at this fraction of its learning rate
     batch_size: int = 16  # frames per minibatch (more, smaller steps converge faster per second here)
-    epochs_initial: int = 200  # epochs of the first fit (from scratch)
-    steps_per_round: int = 60  # optimiser steps of each warm-started refit (constant cost per round)
+    epochs_initial: int = 200  # passes over the labels of a fit from scratch
+    epochs_per_round: int = 40  # passes over all labels of each warm-started refit
+    min_steps: int = 400  # least optimiser steps of a fit from scratch
+    bootstrap: bool = True  # members train on Poisson(1) resamples of the labels
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -45,6 +54,11 @@ class EnsembleConfig:
             raise ValueError(f"an ensemble needs at least one member, got n_members={self.n_members}")
         if any(h < 1 for h in self.hidden):
             raise ValueError(f"hidden layer sizes must be positive, got {self.hidden}")
+        if self.epochs_initial < 1 or self.epochs_per_round < 1 or self.min_steps < 0 or self.batch_size < 1:
+            raise ValueError(
+                "epochs_initial, epochs_per_round and batch_size must be positive and min_steps non-negative, got "
+                f"{self.epochs_initial}, {self.epochs_per_round}, {self.batch_size}, {self.min_steps}"
+            )
 
 
 def _init_layer(gen: torch.Generator, M: int, n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,6 +90,8 @@ class EnsemblePotential:
         self.energy_scale = 1.0  # eV; network outputs are multiplied by it
         self.optimizer: torch.optim.Optimizer | None = None
         self.n_updates = 0
+        self._boot_rng = np.random.default_rng([int(seed), 1])  # bootstrap counts, drawn once per label
+        self._counts = np.zeros((M, 0), dtype=np.int64)
 
     @property
     def n_members(self) -> int:
@@ -124,55 +140,89 @@ class EnsemblePotential:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Energies (M, B) without the baseline, in eV, and forces (M, B, n, 3) in eV/Angstrom.
 
-        Descriptor rows are element-sorted inside ``data``, but the Jacobian's columns keep the input atom
-        order, so forces come out in the order of the input frames.
+        ``idx`` is (B,): frames every member evaluates, or (M, B): each member its own frames (training on
+        bootstrap resamples in each member's own order costs the same arithmetic). Descriptor rows are
+        element-sorted inside ``data``, but the Jacobian's columns keep the input atom order, so forces come
+        out in the order of the input frames.
         """
         M = self.config.n_members
-        G, species, J = data.take(idx)  # (B, n, D), (B, n), (B, n*D, n*3)
-        B, n, D = G.shape
-        if data.blocks is not None:
-            groups = [(e, slice(lo, hi)) for e, lo, hi in data.blocks]
-            rows = [G[:, sl].reshape(-1, D) for _, sl in groups]
-        else:
-            flat_sp = species.reshape(-1)
-            groups = [(e, torch.nonzero(flat_sp == e).squeeze(1)) for e in range(self.spec.n_species)]
-            groups = [(e, ix) for e, ix in groups if len(ix) > 0]
-            rows = [G.reshape(-1, D)[ix] for _, ix in groups]
+        idx = np.asarray(idx, dtype=np.int64)
+        per_member = idx.ndim == 2
+        if per_member and idx.shape[0] != M:
+            raise ValueError(f"per-member frame indices need {M} rows, got {idx.shape}")
+        G, species, J = data.take(idx.reshape(-1))  # (F, n, D), (F, n), (F, n*D, n*3)
+        B, n, D = idx.shape[-1], G.shape[1], G.shape[2]
+        lead = (M,) if per_member else ()
+        G = G.reshape(*lead, B, n, D)
         outs, firsts = [], []
         with torch.set_grad_enabled(forces or torch.is_grad_enabled()):
-            for (e, _), X in zip(groups, rows):
+            if data.blocks is not None:  # one composition, element-sorted rows: each network sees its own atoms
+                groups = [e for e, _, _ in data.blocks]
+                rows = [G[..., lo:hi, :].reshape(*lead, -1, D) for _, lo, hi in data.blocks]
+            else:  # compositions differ: every network on every atom, masked to its element
+                groups = [e for e in range(self.spec.n_species) if bool((species == e).any())]
+                rows = [G.reshape(*lead, B * n, D)] * len(groups)
+                masks = [(species == e).reshape(*lead, B * n).to(G.dtype) for e in groups]
+            for e, X in zip(groups, rows):
                 out, z1 = self._element_energy_terms((X - self.feature_mean[e]) / self.feature_scale[e], e)
                 outs.append(out)
                 firsts.append(z1)
             if data.blocks is not None:
                 atomic = torch.cat([o.reshape(M, B, -1) for o in outs], dim=2)  # (M, B, n)
-                E = atomic.sum(2) * self.energy_scale
             else:
-                atomic = torch.zeros((M, B * n), dtype=G.dtype)
-                for (_, ix), o in zip(groups, outs):
-                    atomic = atomic.index_copy(1, ix, o)
-                E = atomic.reshape(M, B, n).sum(2) * self.energy_scale
+                atomic = sum(o * mk for o, mk in zip(outs, masks)).reshape(M, B, n)
+            E = atomic.sum(2) * self.energy_scale
             if not forces:
                 return E, None
             if J is None:
                 raise ValueError("forces need the descriptor Jacobian; featurise these frames with jacobian=True")
             dz = torch.autograd.grad(E.sum(), firsts, create_graph=create_graph)
-        # dE/dG = dE/dz1 . W1^T / scale, per member (members never mix).
-        dG = [
-            torch.matmul(d, self.layers[e][0][0].transpose(1, 2)) / self.feature_scale[e]
-            for (e, _), d in zip(groups, dz)
-        ]
+        # dE/dG = dE/dz1 . W1^T / scale, per member (members never mix); masked atoms have dz = 0.
+        dG = [torch.matmul(d, self.layers[e][0][0].transpose(1, 2)) / self.feature_scale[e] for e, d in zip(groups, dz)]
         if data.blocks is not None:
             g = torch.cat([d.reshape(M, B, -1, D) for d in dG], dim=2)  # (M, B, n, D)
         else:
-            g = torch.zeros((M, B * n, D), dtype=G.dtype)
-            for (_, ix), d in zip(groups, dG):
-                g = g.index_copy(1, ix, d)
-        g = g.reshape(M, B, n * D).transpose(0, 1)  # (B, M, n*D)
-        F = -torch.bmm(g, J)  # (B, M, n*3)
+            g = sum(dG).reshape(M, B, n, D)
+        if per_member:  # each (member, frame) pair has its own Jacobian
+            F = -torch.bmm(g.reshape(M * B, 1, n * D), J).reshape(M, B, n, 3)
+            return E, F
+        F = -torch.bmm(g.reshape(M, B, n * D).transpose(0, 1), J)  # (B, M, n*3)
         return E, F.transpose(0, 1).reshape(M, B, n, 3)
 
     # ------------------------------------------------------------------------------------- training
+    def _bootstrap_counts(self, K: int) -> np.ndarray:
+        """How often each member sees each of the first ``K`` labels per pass, (M, K) ints.
+
+        Poisson(1) counts (online bagging) drawn once per label from the potential's own generator, so a
+        label keeps its weights as the set grows; every label is seen by at least one member and every member
+        sees at least one label. All ones without ``bootstrap``.
+        """
+        M = self.config.n_members
+        if not self.config.bootstrap or M == 1:
+            return np.ones((M, K), dtype=np.int64)
+        have = self._counts.shape[1]
+        if K > have:
+            new = self._boot_rng.poisson(1.0, size=(M, K - have))
+            unseen = np.flatnonzero(new.sum(0) == 0)
+            new[self._boot_rng.integers(M, size=len(unseen)), unseen] = 1
+            self._counts = np.concatenate([self._counts, new], axis=1)
+        counts = self._counts[:, :K].copy()
+        for m in np.flatnonzero(counts.sum(1) == 0):
+            counts[m, self._boot_rng.integers(K)] = 1
+        return counts
+
+    def _batches(self, K: int, steps: int, rng: np.random.Generator) -> np.ndarray:
+        """Positions (steps, M, b) of the labels each member trains on at each step: each member walks
+        through shuffled passes over its bootstrap multiset of labels, in its own order."""
+        b = min(self.config.batch_size, K)
+        need = steps * b
+        streams = []
+        for row in self._bootstrap_counts(K):
+            multiset = np.repeat(np.arange(K), row)
+            passes = [rng.permutation(multiset) for _ in range(math.ceil(need / len(multiset)))]
+            streams.append(np.concatenate(passes)[:need])
+        return np.stack(streams).reshape(len(streams), steps, b).transpose(1, 0, 2)
+
     def fit(
         self,
         data: FeaturizedFrames,
@@ -185,9 +235,11 @@ class EnsemblePotential:
     ) -> dict[str, float]:
         """Train all members on labelled frames; warm-starts from the current weights after the first fit.
 
-        ``idx`` selects the labelled frames of ``data`` (default: all); ``energies`` (K,) eV and ``forces``
-        (K, n, 3) eV/Angstrom are their labels, finite. Minibatch order comes from ``rng``, so a seeded
-        generator gives the same weights.
+        ``idx`` selects the labelled frames of ``data`` (default: all), in the order they were labelled
+        (bootstrap weights are kept per position, so later calls may only append); ``energies`` (K,) eV and
+        ``forces`` (K, n, 3) eV/Angstrom are their labels, finite. A fit runs ``epochs`` passes over the
+        labels (default ``epochs_initial`` from scratch, at least ``min_steps`` steps; ``epochs_per_round``
+        warm). Minibatch orders come from ``rng``, so a seeded generator gives the same weights.
         """
         idx = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
         K = len(idx)
@@ -210,40 +262,29 @@ class EnsemblePotential:
             epochs = cfg.epochs_initial if epochs is None else epochs
             lr = cfg.lr
         else:  # baseline and scale stay fixed so that warm-started outputs keep their meaning
+            epochs = cfg.epochs_per_round if epochs is None else epochs
             lr = cfg.warm_lr
         n_batches = max(1, math.ceil(K / cfg.batch_size))
-        if warm and epochs is None:  # a fixed number of steps, over as many shuffled epochs as it takes
-            epochs = math.ceil(cfg.steps_per_round / n_batches)
-            total_steps = cfg.steps_per_round
-        else:
-            total_steps = epochs * n_batches
+        total_steps = max(cfg.min_steps if not warm else 1, epochs * n_batches)
         target_E = ((E - self._energy_offset(species)) / data.n_atoms).float()
         n = data.n_atoms
         t0 = time.perf_counter()
-        step = 0
         last = {}
-        for _ in range(epochs):
-            order = rng.permutation(K)
-            for b in range(n_batches):
-                if step >= total_steps:
-                    break
-                pos = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                # cosine decay of the learning rate over this fit
-                for group in self.optimizer.param_groups:
-                    f = cfg.lr_final_fraction
-                    group["lr"] = lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * step / max(1, total_steps))))
-                Ep, Fp = self.forward(data, idx[pos], forces=True, create_graph=True)
-                ti = torch.from_numpy(pos)
-                loss_e = ((Ep / n - target_E[ti]) ** 2).mean()
-                loss_f = ((Fp - Fr[ti]) ** 2).mean()
-                loss = (loss_e + cfg.force_weight * loss_f) / (self.energy_scale**2)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                step += 1
-                last = {"loss_energy": loss_e.item(), "loss_forces": loss_f.item()}
-        self.n_updates += step
-        return {"train_seconds": time.perf_counter() - t0, "epochs": epochs, "steps": step, **last}
+        f = cfg.lr_final_fraction
+        for step, pos in enumerate(self._batches(K, total_steps, rng)):
+            for group in self.optimizer.param_groups:  # cosine decay of the learning rate over this fit
+                group["lr"] = lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+            Ep, Fp = self.forward(data, idx[pos], forces=True, create_graph=True)
+            ti = torch.from_numpy(pos)
+            loss_e = ((Ep / n - target_E[ti]) ** 2).mean()
+            loss_f = ((Fp - Fr[ti]) ** 2).mean()
+            loss = (loss_e + cfg.force_weight * loss_f) / (self.energy_scale**2)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            last = {"loss_energy": loss_e.item(), "loss_forces": loss_f.item()}
+        self.n_updates += total_steps
+        return {"train_seconds": time.perf_counter() - t0, "epochs": total_steps / n_batches, "steps": total_steps, **last}
 
     # ----------------------------------------------------------------------------------- prediction
     @torch.no_grad()

@@ -18,7 +18,7 @@ from alenv.models.ensemble import EnsembleConfig, EnsemblePotential
 
 RMD17 = str(rmd17("ethanol", "train"))
 SPEC = AEVSpec(species=(1, 6, 8), radial_shells=8, angular_shells=4, angle_sections=4)
-CONFIG = EnsembleConfig(n_members=3, hidden=(16, 16), epochs_initial=30, steps_per_round=10)
+CONFIG = EnsembleConfig(n_members=3, hidden=(16, 16), epochs_initial=30, epochs_per_round=10, min_steps=0)
 
 
 def _labels(frames: list[Atoms]) -> tuple[np.ndarray, np.ndarray]:

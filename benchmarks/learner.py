@@ -1,0 +1,129 @@
+"""Is the learner in the loop trained as well as a fit from scratch on the same labels? And at what cost?
+
+    python -m benchmarks.learner                                   # the standard tasks and rMD17 ethanol
+    python -m benchmarks.learner --tasks Cu-EMT rmd17-ethanol --every 5
+    python -m benchmarks.learner --out benchmarks/results/learner  # also write results.json and README table
+
+For each task one episode is played with random picks (``--seed``). At every ``--every`` rounds and at the
+end, the sealed test set's errors of the in-loop potential (warm-started round after round) are printed
+next to those of a potential of the same model refitted from scratch on the same labels
+(``env.refit_test_metrics()``), with the gap ``in-loop / refit - 1``, and the seconds each round spent
+training. The target is a gap of about 10% or less at every checkpoint.
+
+``rmd17-ethanol`` is the Dataset task on the shipped rMD17 ethanol split (PBE/def2-SVP): the 1,000 training
+frames labelled as ``reserve_size=10, n_initial=10, budget=990, batch_size=90``, validation = the last 200
+frames of the test file, test = its first 800; target in-loop force MAE <= 20 meV/A.
+
+Results are written per task as they finish (``--out``): a rerun skips tasks already there with the same
+settings, so a long run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+STANDARD = ["Ethanol-GFN2", "Cu-EMT", "rmd17-ethanol", "Ethanol-GFN2-OTF", "Cu-EMT-OTF", "AlanineDipeptide-GFN2-OTF"]
+RMD17 = {"reserve_size": 10, "n_initial": 10, "budget": 990, "batch_size": 90}
+
+
+def _rmd17_kwargs(tmp: Path) -> dict:
+    """The Dataset task on rMD17 ethanol: the training split as pool, the test split as validation + test."""
+    import ase.io
+
+    from alenv.datasets import rmd17
+
+    test = ase.io.read(rmd17("ethanol", "test"), index=":")
+    ase.io.write(tmp / "test.extxyz", test[:800])
+    ase.io.write(tmp / "validation.extxyz", test[800:])
+    return {"pool": str(rmd17("ethanol", "train")), "test": str(tmp / "test.extxyz"),
+            "validation": str(tmp / "validation.extxyz"), **RMD17}
+
+
+def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) -> dict:
+    """Play one random-pick episode of ``task`` and compare in-loop and refitted test errors at checkpoints."""
+    import gymnasium as gym
+    import numpy as np
+
+    import alenv  # noqa: F401
+    from agents import make_agent
+    from alenv.tasks import get_task
+
+    kwargs = _rmd17_kwargs(tmp) if task == "rmd17-ethanol" else {}
+    env_id = get_task("Dataset" if task == "rmd17-ethanol" else task).id
+    env = gym.make(env_id, cache_dir=cache_dir, progress=sys.stderr.isatty(), wall_times=True, **kwargs)
+    agent, rng = make_agent("random"), np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    rows, done, train_seconds = [], False, []
+    print(f"{task}: {'round':>5} {'labels':>6} {'train s':>8} {'in-loop':>8} {'refit':>8} {'gap':>6}  (test force MAE, meV/A)",
+          flush=True)
+    while not done:
+        obs, _, done, _, info = env.step(agent.act(obs, info, info["max_picks"], rng))
+        train_seconds.append(info["timings"].get("train", 0.0))
+        if info["round"] % every and not done:
+            continue
+        t0 = time.perf_counter()
+        inloop, refit = env.unwrapped.test_metrics(), env.unwrapped.refit_test_metrics(seed=seed + 1000)
+        row = {
+            "round": info["round"], "labels": info["metrics"]["n_labels"], "train_seconds": train_seconds[-1],
+            "refit_seconds": time.perf_counter() - t0,
+            "in_loop": {k: inloop[k] for k in ("force_mae", "force_rmse", "energy_mae", "force_norm_p95")},
+            "refit": {k: refit[k] for k in ("force_mae", "force_rmse", "energy_mae", "force_norm_p95")},
+        }
+        row["gap"] = row["in_loop"]["force_mae"] / row["refit"]["force_mae"] - 1
+        rows.append(row)
+        print(f"{'':{len(task) + 1}} {row['round']:5d} {row['labels']:6d} {row['train_seconds']:8.1f} "
+              f"{1000 * row['in_loop']['force_mae']:8.1f} {1000 * row['refit']['force_mae']:8.1f} {row['gap']:+6.0%}",
+              flush=True)
+    env.close()
+    return {"task": task, "seed": seed, "every": every, "checkpoints": rows,
+            "train_seconds_per_round": train_seconds, "model": env.unwrapped.task.model_kwargs}
+
+
+def table(results: dict) -> str:
+    """Markdown table of every task's checkpoints."""
+    lines = ["| task | round | labels | train s (round) | in-loop force MAE | refit force MAE | gap | "
+             "in-loop / refit force RMSE |", "|---|---|---|---|---|---|---|---|"]
+    for task, res in results.items():
+        for r in res["checkpoints"]:
+            lines.append(
+                f"| {task} | {r['round']} | {r['labels']} | {r['train_seconds']:.1f} | "
+                f"{1000 * r['in_loop']['force_mae']:.1f} | {1000 * r['refit']['force_mae']:.1f} | {r['gap']:+.0%} | "
+                f"{1000 * r['in_loop']['force_rmse']:.1f} / {1000 * r['refit']['force_rmse']:.1f} |"
+            )
+    return "\n".join(lines) + "\n\nForce errors in meV/A on the sealed test set; gap = in-loop / refit - 1.\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tasks", nargs="+", default=STANDARD)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--every", type=int, default=5, help="checkpoint every this many rounds (and at the end)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--out", default=None, help="folder for results.json and table.md (resumes from them)")
+    args = p.parse_args()
+    if args.every < 1:
+        p.error("--every must be at least 1")
+    out = Path(args.out) if args.out else None
+    path = out / "results.json" if out else None
+    results = json.loads(path.read_text()) if path and path.exists() else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for task in args.tasks:
+            done = results.get(task)
+            if done and done["seed"] == args.seed and done["every"] == args.every:
+                print(f"{task}: already in {path}, skipped")
+                continue
+            results[task] = measure(task, args.seed, args.every, args.cache_dir, Path(tmp))
+            if out:
+                out.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(results, indent=1))
+                (out / "table.md").write_text(table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""How the ensemble trains: work that grows with the labels, members that differ by data as well as
+initialisation, per-member minibatches that compute what shared ones do, and a refit from scratch."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import alenv  # noqa: F401
+from alenv.data import read_labelled
+from alenv.datasets import rmd17
+from alenv.descriptors.aev import AEVSpec
+from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.models.ensemble import EnsembleConfig, EnsemblePotential
+
+SPEC = AEVSpec(species=(1, 6, 8), radial_shells=6, angular_shells=2, angle_sections=2)
+
+
+@pytest.fixture(scope="module")
+def labelled():
+    frames, E, F, _ = read_labelled(rmd17("ethanol", "train"))  # DFT labels (PBE/def2-SVP)
+    return frames[:24], E[:24], F[:24]
+
+
+def _pot(seed: int = 0, **kw) -> EnsemblePotential:
+    cfg = EnsembleConfig(n_members=3, hidden=(16, 16), **kw)
+    return EnsemblePotential(Representation(SPEC), cfg, seed=seed)
+
+
+def test_per_member_minibatches_compute_what_shared_ones_do(labelled):
+    frames, _, _ = labelled
+    pot = _pot()
+    data = FeaturizedFrames(frames, pot.aev)
+    pot.representation.set_normalisation([data])
+    idx = np.array([3, 7, 11, 2])
+    E_shared, F_shared = pot.forward(data, idx)
+    E_member, F_member = pot.forward(data, np.stack([idx] * 3))
+    torch.testing.assert_close(E_member, E_shared)
+    torch.testing.assert_close(F_member, F_shared)
+    # and each member really reads its own row of frames
+    rows = np.stack([idx, idx[::-1], idx + 1])
+    E_rows, F_rows = pot.forward(data, rows)
+    for m in range(3):
+        E_m, F_m = pot.forward(data, rows[m])
+        torch.testing.assert_close(E_rows[m], E_m[m])
+        torch.testing.assert_close(F_rows[m], F_m[m])
+
+
+def test_bootstrap_counts_are_kept_per_label_and_cover_every_label():
+    pot = _pot(seed=3)
+    first = pot._bootstrap_counts(10)
+    grown = pot._bootstrap_counts(200)
+    np.testing.assert_array_equal(grown[:, :10], first)  # a label keeps its weights as the set grows
+    assert np.all(grown.sum(0) >= 1)  # every paid label is seen by some member
+    assert not np.array_equal(grown[0], grown[1])  # members see different resamples
+    assert 0.8 < grown.mean() < 1.25  # Poisson(1): one visit per label per pass on average
+    assert np.all(_pot(bootstrap=False)._bootstrap_counts(7) == 1)
+
+
+def test_training_steps_grow_with_the_labelled_set(labelled):
+    frames, E, F = labelled
+    pot = _pot(batch_size=4, epochs_initial=5, epochs_per_round=3, min_steps=0)
+    data = FeaturizedFrames(frames, pot.aev)
+    rng = np.random.default_rng(0)
+    assert pot.fit(data, E[:8], F[:8], rng, idx=np.arange(8))["steps"] == 5 * 2
+    assert pot.fit(data, E[:12], F[:12], rng, idx=np.arange(12))["steps"] == 3 * 3
+    assert pot.fit(data, E, F, rng, idx=np.arange(24))["steps"] == 3 * 6
+    floor = _pot(batch_size=4, epochs_initial=5, min_steps=50)
+    assert floor.fit(data, E[:8], F[:8], rng, idx=np.arange(8))["steps"] == 50  # few labels: at least min_steps
+    assert floor.fit(data, E[:8], F[:8], rng, idx=np.arange(8), epochs=1)["steps"] == 2  # warm: passes only
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="epochs_per_round"):
+        EnsembleConfig(epochs_per_round=0)
+    with pytest.raises(ValueError, match="min_steps"):
+        EnsembleConfig(min_steps=-1)
+
+
+def test_refit_from_scratch_matches_the_episode_labels_and_leaves_the_episode_alone(alenv_cache):
+    env = gym.make("alenv/Cu-EMT-tiny-v1", cache_dir=alenv_cache)
+    obs, info = env.reset(seed=0)
+    env.action_space.seed(0)
+    obs, _, _, _, info = env.step(env.action_space.sample())
+    u = env.unwrapped
+    before = u.test_metrics()
+    weights = [p.detach().clone() for p in u.potential.parameters()]
+    refit = u.refit_test_metrics(seed=5)
+    assert set(refit) == set(before) and np.isfinite(refit["force_mae"])
+    assert refit["force_mae"] != before["force_mae"]  # another potential, not the episode's
+    assert u.test_metrics() == before  # the episode's potential is untouched
+    assert all(torch.equal(a, b) for a, b in zip(weights, u.potential.parameters()))
+    assert u.refit_test_metrics(seed=5) == refit  # seeded
+    # a refit on the same labels is in the same league as the in-loop potential (both trained enough)
+    assert 0.5 < before["force_mae"] / refit["force_mae"] < 2.0
