@@ -16,6 +16,11 @@ from alenv.tasks.spec import TaskSpec, default_cache_dir
 TINY_MODEL = {"n_members": 3, "hidden": (32, 32), "epochs_initial": 200, "epochs_per_round": 40, "min_steps": 100}
 TINY_DESCRIPTOR = {"radial_shells": 8, "angular_shells": 4, "angle_sections": 4}
 
+V2 = (
+    "v2: the learner trains in proportion to its labels (epochs_per_round passes over every label; members on "
+    "bootstrap resamples in their own minibatch order); force_max is the largest per-atom force-error norm; "
+    "tail, offset-invariant and per-subset errors added. Same data as v1."
+)
 V1 = (
     "v1: a validation set (independent oracle MD at the test temperatures; for Dataset, drawn from the pool file "
     "or given as validation=PATH) drives the reward, the observation and info; the test set is sealed and read "
@@ -27,12 +32,13 @@ V1 = (
 _BASE = [
     TaskSpec(
         name="Ethanol-GFN2",
-        version=1,
+        version=2,
+        data_version=1,
         description=(
             "Ethanol with GFN2-xTB. Pool: 2,000 frames of oracle Langevin MD at 300, 600 and 1000 K; test set: "
             "500 frames of independent trajectories at the same temperatures; initial labels from a 300 K reserve."
         ),
-        history=("v0: first release.", V1),
+        history=("v0: first release.", V1, V2),
         system="ethanol",
         oracle="xtb",
         temperatures=(300.0, 600.0, 1000.0),
@@ -40,12 +46,13 @@ _BASE = [
     ),
     TaskSpec(
         name="Cu-EMT",
-        version=1,
+        version=2,
+        data_version=1,
         description=(
             "Periodic fcc Cu (2x2x2 cubic cells, 31 atoms: one vacancy) with EMT. Pool and test set from Langevin MD "
             "at 300, 800 and 1500 K."
         ),
-        history=("v0: first release.", V1),
+        history=("v0: first release.", V1, V2),
         system="cu_vacancy",
         oracle="emt",
         temperatures=(300.0, 800.0, 1500.0),
@@ -53,12 +60,13 @@ _BASE = [
     ),
     TaskSpec(
         name="Dataset",
-        version=1,
+        version=2,
+        data_version=1,
         description=(
             "Your own labelled data: pool and test set read from extxyz files with energies (eV) and forces "
-            "(eV/Angstrom); labels are looked up, not computed. gymnasium.make('alenv/Dataset-v1', pool=..., test=...)."
+            "(eV/Angstrom); labels are looked up, not computed. gymnasium.make('alenv/Dataset-v2', pool=..., test=...)."
         ),
-        history=("v0: first release.", V1),
+        history=("v0: first release.", V1, V2),
         system="dataset",
         oracle="lookup",
         pool_size=0,  # 0: every frame of the file that is not in the reserve
@@ -72,7 +80,7 @@ _BASE = [
 def _on_the_fly(pool: TaskSpec, description: str, **changes) -> TaskSpec:
     return dataclasses.replace(
         pool, name=f"{pool.name}-OTF", mode="otf", pool_size=0, description=description,
-        history=("v0: first release.", V1), **changes,
+        history=("v0: first release.", V1, V2), **changes,
     )
 
 
@@ -93,14 +101,15 @@ _OTF = [
     ),
     TaskSpec(
         name="AlanineDipeptide-GFN2-OTF",
-        version=1,
+        version=2,
+        data_version=1,
         description=(
             "Alanine dipeptide (Ace-Ala-NMe, 22 atoms) with GFN2-xTB, on the fly: an exploration task. The "
             "initial labels come from oracle MD at 300 K in the extended basin where it starts; walkers run "
             "model MD at 300, 600 and 900 K; the test set (300 frames) is oracle MD at those temperatures, "
             "whose hotter runs visit other backbone basins. Coverage of the (phi, psi) plane is reported."
         ),
-        history=("v0: first release.", V1),
+        history=("v0: first release.", V1, V2),
         mode="otf",
         system="alanine_dipeptide",
         oracle="xtb",
@@ -148,7 +157,7 @@ for _spec in _BASE + _OTF:
 
 
 def get_task(name: str) -> TaskSpec:
-    """Look up a task by name (``Ethanol-GFN2``), by id (``alenv/Ethanol-GFN2-v1``) or by snake-case name."""
+    """Look up a task by name (``Ethanol-GFN2``), by id (``alenv/Ethanol-GFN2-v2``) or by snake-case name."""
     key = name.split("/", 1)[-1]
     version = None
     if "-v" in key and key.rsplit("-v", 1)[-1].isdigit():

@@ -44,6 +44,9 @@ class TaskSpec:
     version: int
     description: str
     history: tuple[str, ...]
+    # The version at which the task's data (pool, reserve, validation, test) last changed; 0: ``version``.
+    # A version bump that changes only episodes (learner, metrics) keeps it, so cached data is reused.
+    data_version: int = 0
     mode: str = "pool"  # "pool": candidates from a fixed pool; "otf": from MD driven by the current model
     # --- data
     system: str = "ethanol"  # key of alenv.tasks.systems.SYSTEMS; "dataset" reads files
@@ -137,10 +140,10 @@ class TaskSpec:
         """Directory name of this task's cached data: name, version, data seed and a hash of the data fields."""
         payload = {"data_format": DATA_FORMAT}
         for f in self.DATA_FIELDS:
-            v = getattr(self, f)
+            v = self.data_version or self.version if f == "version" else getattr(self, f)
             payload[self._HASHED_AS.get(f, f)] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        return f"{self.name}-v{self.version}-seed{self.data_seed}-{digest}"
+        return f"{self.name}-v{self.data_version or self.version}-seed{self.data_seed}-{digest}"
 
     def with_overrides(self, **overrides: Any) -> "TaskSpec":
         """A copy with fields replaced; ``otf`` and ``md`` accept dicts of their own fields.

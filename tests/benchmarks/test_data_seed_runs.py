@@ -70,7 +70,7 @@ def test_the_resume_key_and_the_report_check_know_data_seeds() -> None:
     assert config_hash(zero) == config_hash(recorded_before) != config_hash(one)
     assert config_diff(one, zero) == ["data_seed changed: 1 -> 0"]
     assert config_diff(recorded_before, zero) == []
-    run_ = {"task": "alenv/T-v1", "agent": "random", "seed": 0, "variant": ""}
+    run_ = {"task": "alenv/T-v2", "agent": "random", "seed": 0, "variant": ""}
     a = {**run_, "data_seed": 0, "config": zero, "_path": "a"}
     b = {**run_, "data_seed": 1, "config": one, "_path": "b"}
     assert mixed_configs([a, b]) == []  # data seeds are replicates, like seeds: comparable, not read twice

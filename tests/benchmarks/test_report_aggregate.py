@@ -22,7 +22,7 @@ def _write(root: Path, agent: str, seed: int, forces: list[float], complete: boo
     d = root / agent / f"seed{seed}"
     d.mkdir(parents=True)
     res = {
-        "task": "alenv/Toy-v1", "agent": agent, "seed": seed, "complete": complete,
+        "task": "alenv/Toy-v2", "agent": agent, "seed": seed, "complete": complete,
         "initial": {"metrics": _metrics(10, forces[0], 1.0)},
         "steps": [{"round": i, "metrics": _metrics(10 + 10 * i, f, 1.0 / (i + 1))} for i, f in enumerate(forces[1:], 1)],
     }
@@ -43,7 +43,7 @@ def test_report_numbers(tmp_path: Path) -> None:
     assert len(rows) == 4 * 3
     assert {row["data_seed"] for row in rows} == {0}  # recorded without a data seed: data seed 0
     c = curves(runs, "force_mae")
-    x, mean, half, n = c[("alenv/Toy-v1", "random")]
+    x, mean, half, n = c[("alenv/Toy-v2", "random")]
     assert list(x) == [10, 20, 30] and n == 2
     assert mean == pytest.approx([1.0, 0.7, 0.5])
     # std of (0.6, 0.4) with ddof=1 is 0.1414; / sqrt(2) = 0.1; times t_{0.975,1} = 12.7062
@@ -95,7 +95,7 @@ def test_report_compares_on_the_fly_runs_at_equal_labels(tmp_path: Path) -> None
                    torsion_coverage=0.5, label_torsion_coverage=0.25) for i, (n, f) in enumerate(zip(labels, forces))]
         ms[-1]["stability_steps"] = stab[1]
         res = {
-            "task": "alenv/Toy-OTF-v1", "agent": "trust", "seed": seed, "complete": True,
+            "task": "alenv/Toy-OTF-v2", "agent": "trust", "seed": seed, "complete": True,
             "initial": {"metrics": ms[0]}, "steps": [{"round": i, "metrics": m} for i, m in enumerate(ms[1:], 1)],
             "summary": {"final_metrics": ms[-1], "wall_seconds": 1.0},
         }
@@ -104,13 +104,13 @@ def test_report_compares_on_the_fly_runs_at_equal_labels(tmp_path: Path) -> None
     otf(0, [5, 5, 8, 10], [1.0, 0.9, 0.6, 0.5], (10, 50))
     otf(1, [5, 7, 10, 12], [1.0, 0.8, 0.4, 0.3], (20, 70))
     runs, _ = load_runs([tmp_path])
-    x, mean, _, n = curves(runs, "force_mae")[("alenv/Toy-OTF-v1", "trust")]
+    x, mean, _, n = curves(runs, "force_mae")[("alenv/Toy-OTF-v2", "trust")]
     assert list(x) == [5, 7, 8, 10] and n == 2
     # seed 0 at 5, 7, 8, 10 labels: 0.9, 0.9, 0.6, 0.5; seed 1: 1.0, 0.8, 0.8, 0.4
     assert mean == pytest.approx([0.95, 0.85, 0.7, 0.45])
     md = markdown(runs)
     assert "## On-the-fly mode" in md
-    assert "| alenv/Toy-OTF-v1 | trust | 2 | 11 | 15 → 60 | 3 | 320 | 0.50 | 0.25 |" in md, md
+    assert "| alenv/Toy-OTF-v2 | trust | 2 | 11 | 15 → 60 | 3 | 320 | 0.50 | 0.25 |" in md, md
 
 
 # ----------------------------------------------------------------------------------------- mixed configs
@@ -126,7 +126,7 @@ def test_runs_that_differ_in_an_unswept_setting_are_not_compared() -> None:
     cache folder never count; an agent's settings count within its report line only."""
     from benchmarks.resume import mixed_configs
 
-    base = {"task": "alenv/Toy-v1", "agent": "random", "seed": 0}
+    base = {"task": "alenv/Toy-v2", "agent": "random", "seed": 0}
     a, b = _with_config(base, 100), _with_config({**base, "seed": 1}, 50)
     problems = mixed_configs([a, b])
     assert len(problems) == 1 and "task.overrides.budget = 100 in random/100/ but 50 in random/50/" in problems[0]
@@ -194,7 +194,7 @@ def test_the_report_writes_its_columns_and_on_the_fly_figures(tmp_path: Path) ->
     d.mkdir(parents=True)
     ms = [dict(_metrics(5 + i, 1.0 / (i + 1), 1.0), md_steps=80 * (i + 1), md_failures_total=i,
                stability_steps=10.0 * i, torsion_coverage=0.1 * i, label_torsion_coverage=0.05 * i) for i in range(4)]
-    res = {"task": "alenv/Toy-OTF-v1", "agent": "trust", "seed": 0, "complete": True, "initial": {"metrics": ms[0]},
+    res = {"task": "alenv/Toy-OTF-v2", "agent": "trust", "seed": 0, "complete": True, "initial": {"metrics": ms[0]},
            "steps": [{"round": i, "metrics": m} for i, m in enumerate(ms[1:], 1)], "summary": {"wall_seconds": 1.0}}
     (d / "results.json").write_text(json.dumps(res))
     runs, _ = load_runs([tmp_path / "otf"])
@@ -245,7 +245,7 @@ def _unit_run(root: Path, agent: str, u: tuple[int, int], data_seed_key: bool = 
     extra = {"force_p95": 3 * f, "force_mae[T=300K]": 0.5 * f, "force_mae[T=800K]": 1.5 * f * (1.1 if agent == "fps" else 1)}
     final = {**_metrics(30, f, 0.4 * f), "force_max": MAX[agent][UNITS.index(u)], **extra}
     res = {
-        "task": "alenv/Toy-v1", "agent": agent, "seed": u[1], "complete": True,
+        "task": "alenv/Toy-v2", "agent": agent, "seed": u[1], "complete": True,
         "initial": {"metrics": _metrics(10, 1.0, 1.0)},
         "steps": [{"round": 1, "metrics": {**_metrics(20, 2 * f, 0.8 * f), **extra}}, {"round": 2, "metrics": final}],
         "summary": {"wall_seconds": 1.0},
@@ -407,10 +407,10 @@ def test_curves_carry_a_95_percent_t_band_and_say_so(tmp_path: Path) -> None:
 
     runs = _grid(tmp_path, ("random", "fps"))
     f_curves, e_curves = curves(runs, "force_mae"), curves(runs, "energy_mae")
-    _, mean, half, n = f_curves[("alenv/Toy-v1", "fps")]
+    _, mean, half, n = f_curves[("alenv/Toy-v2", "fps")]
     f = np.array([_final_force("fps", u) for u in UNITS])
     assert n == 6 and half[-1] == pytest.approx(2.570582 * f.std(ddof=1) / np.sqrt(6), rel=1e-6)
-    fig = task_curves_figure("alenv/Toy-v1", f_curves, e_curves)
+    fig = task_curves_figure("alenv/Toy-v2", f_curves, e_curves)
     ax = fig.axes[0]
     assert "95% t" in ax.get_legend().get_title().get_text() and "95% t" in CAPTION
     assert CAPTION in fig._suptitle.get_text()
