@@ -13,7 +13,16 @@ __alenv__ = True  # marks this top-level ``agents`` as alenv's (the name is gene
 from agents.algorithms import fps_select, kmeanspp_select, maxdet_select, topk_select
 from agents.learned import PolicyAgent, greedy_policy
 from agents.registry import AGENTS, ALIASES, STRATEGIES, make_agent, resolve_name
-from agents.scores import aleatoric_noise, feature, feature_score, global_feature, unit_score, window_score
+from agents.scores import (
+    feature,
+    feature_score,
+    global_feature,
+    information_gain,
+    noise_level,
+    signal_to_noise,
+    unit_score,
+    window_score,
+)
 from agents.selectors import (
     SELECTORS,
     FarthestPoint,
@@ -44,16 +53,18 @@ __all__ = [
     "Strategy",
     "TopK",
     "TrustWindow",
-    "aleatoric_noise",
     "feature",
     "feature_score",
     "fps_select",
     "global_feature",
     "greedy_policy",
+    "information_gain",
     "kmeanspp_select",
     "make_agent",
     "maxdet_select",
+    "noise_level",
     "resolve_name",
+    "signal_to_noise",
     "topk_select",
     "unit_score",
     "window_score",

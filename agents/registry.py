@@ -13,12 +13,12 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable
 
-from agents.scores import feature_score, unit_score, window_score
+from agents.scores import feature_score, signal_to_noise, unit_score, window_score
 from agents.selectors import FarthestPoint, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
 from agents.strategy import Agent, Linear, MostUncertain, Strategy, TrustWindow
 
 SPREAD = "force_std_max"  # the default uncertainty: largest per-atom ensemble force spread [eV/Angstrom]
-KERNEL_AMPLITUDE = "force_std_mean"  # scales the maxdet and information-gain kernels [eV/Angstrom]
+KERNEL_AMPLITUDE = "force_std_mean"  # scales the maxdet kernel; over sqrt(3) x noise, the information-gain one
 
 
 def _top(name: str, feature: str) -> Strategy:
@@ -39,8 +39,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "fps": lambda: Strategy("fps", FarthestPoint()),
     "kmeans++": lambda: Strategy("kmeans++", KMeansPP()),
     "maxdet": lambda: Strategy("maxdet", MaxDet(), score=feature_score(KERNEL_AMPLITUDE)),
+    # greedy batch information gain: the spread per force component against each candidate's label noise
     "information-gain": lambda noise_floor=0.01: Strategy(
-        "information-gain", InformationGain(float(noise_floor)), score=feature_score(KERNEL_AMPLITUDE)
+        "information-gain", InformationGain(), score=signal_to_noise(float(noise_floor), KERNEL_AMPLITUDE)
     ),
     # uncertainty (scaled to [0, 1]) plus a distance bonus whose weight goes from start to end over the budget
     "hybrid": lambda uncertainty=SPREAD, weight_start=1.0, weight_end=0.0: Strategy(

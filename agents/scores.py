@@ -103,9 +103,45 @@ def window_score(name: str, lower: float, upper: float) -> ScoreFn:
     return score
 
 
-def aleatoric_noise(info: dict, noise_floor: float) -> float:
-    """Aleatoric noise level (eV/Angstrom): the ensemble mean's force RMSE on its own training labels
-    (``info["metrics"]["train_force_rmse"]``), what the model cannot fit even where it has data; floored
-    at ``noise_floor``, which is also used when the estimate is absent."""
-    metrics = info.get("metrics", {}) if isinstance(info, dict) else {}
-    return max(float(metrics.get("train_force_rmse", noise_floor)), noise_floor)
+COMPONENTS = 3  # force components per atom: a per-atom spread (a norm) is sqrt(3) times a per-component std
+
+
+def noise_level(obs: dict, noise_floor: float) -> np.ndarray:
+    """Label noise per candidate (N,), eV/Angstrom per force component: the observation's ``noise_sigma``
+    (the sigma recorded with the nearest labelled configuration, else the training force RMSE; see
+    ``alenv.observe.noise_estimate``), floored at ``noise_floor`` (also where it is not finite)."""
+    sigma = feature(obs, "noise_sigma")
+    return np.maximum(np.where(np.isfinite(sigma), sigma, noise_floor), noise_floor)
+
+
+def signal_to_noise(noise_floor: float = 0.01, spread: str = "force_std_mean") -> ScoreFn:
+    """Score = epistemic over aleatoric standard deviation per force component, ``a = (s / sqrt(3)) /
+    sigma`` [1]: ``s`` a per-atom force spread (feature ``spread``, a norm over x, y, z, so ``s / sqrt(3)``
+    is the RMS spread of one component) and ``sigma = noise_level(obs, noise_floor)``. A single label's
+    information gain is ``0.5 log(1 + a^2)`` per component (``information_gain``); the
+    ``InformationGain`` selector uses ``a`` as its kernel amplitude."""
+    _known(spread)
+    if not noise_floor > 0:
+        raise ValueError(f"noise_floor must be > 0 eV/Angstrom, got {noise_floor}")
+    floor = float(noise_floor)
+
+    def score(obs: dict, info: dict) -> np.ndarray:
+        return feature(obs, spread) / np.sqrt(COMPONENTS) / noise_level(obs, floor)
+
+    score.__qualname__ = f"signal_to_noise({floor!r}, {spread!r})"
+    score.reads = frozenset({spread, "noise_sigma"})  # type: ignore[attr-defined]
+    return score
+
+
+def information_gain(noise_floor: float = 0.01, spread: str = "force_std_mean") -> ScoreFn:
+    """Score = the information gain of labelling one candidate alone, ``0.5 log(1 + a^2)`` nats per force
+    component, ``a`` the ``signal_to_noise`` ratio (epistemic variance over noise variance, both per
+    component)."""
+    snr = signal_to_noise(noise_floor, spread)
+
+    def score(obs: dict, info: dict) -> np.ndarray:
+        return 0.5 * np.log1p(snr(obs, info) ** 2)
+
+    score.__qualname__ = f"information_gain({noise_floor!r}, {spread!r})"
+    score.reads = snr.reads  # type: ignore[attr-defined]
+    return score

@@ -11,8 +11,8 @@ request (k < 1 or more than the mask offers) raises ValueError.
 A selector reads from ``obs`` what it needs: the descriptor embedding (``obs["embedding"]``), the distance
 to the labelled set (feature ``dist_to_train``) and the labelled candidates (``obs["mask"] == 0``). The
 scores mean what the selector says: the ranking (``TopK``), a bonus added to the distance
-(``FarthestPoint``), sampling weights (``KMeansPP``) or the kernel amplitude, e.g. the ensemble force
-spread (``MaxDet``, ``InformationGain``).
+(``FarthestPoint``), sampling weights (``KMeansPP``) or the kernel amplitude: the ensemble force spread
+(``MaxDet``) or the epistemic-to-noise ratio per force component (``InformationGain``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from agents.algorithms import _check, fps_select, kmeanspp_select, maxdet_select, topk_select
-from agents.scores import aleatoric_noise, feature
+from agents.scores import feature
 
 
 Scores = np.ndarray | None
@@ -119,15 +119,16 @@ class MaxDet:
 
 @dataclass(frozen=True)
 class InformationGain:
-    """Greedy batch information gain ``0.5 log det(I + K_B / s_al^2)``: ``MaxDet`` with the noise
-    variance ``s_al^2`` of the aleatoric noise estimate ``agents.scores.aleatoric_noise(info,
-    noise_floor)`` (eV/Angstrom). Where the noise dominates the spread a label teaches little, and
-    candidates that resemble one another share their gain."""
-
-    noise_floor: float = 0.01
+    """Greedy batch information gain ``0.5 log det(I + A K_B A)`` (nats per force component), ``K`` the RBF
+    kernel on the embeddings (as ``MaxDet``) and ``A = diag(a)``, ``a`` the scores: the ratio of epistemic
+    to aleatoric standard deviation per force component (``agents.scores.signal_to_noise``), so the noise
+    may differ from candidate to candidate. This is ``MaxDet`` on the whitened kernel ``a_i a_j k_ij`` with
+    unit noise, conditioned on the labelled candidates; its first pick maximises the single-label gain
+    ``0.5 log(1 + a_i^2)``. Where the noise dominates the spread a label teaches little, and candidates
+    that resemble one another share their gain."""
 
     def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
-        return _maxdet(obs, scores, k, mask, rng, aleatoric_noise(info, self.noise_floor) ** 2)
+        return _maxdet(obs, _need(scores, "information-gain"), k, mask, rng, 1.0)
 
 
 SELECTORS: dict[str, Selector] = {

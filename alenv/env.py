@@ -8,7 +8,9 @@ import numpy as np
 from ase import Atoms
 
 from alenv.descriptors.representation import FeaturizedFrames
-from alenv.observe import CANDIDATE_FEATURES, GLOBAL_FEATURES, candidate_features, nearest_distance, observation_space
+from alenv.observe import (
+    CANDIDATE_FEATURES, GLOBAL_FEATURES, candidate_features, nearest_distance, noise_estimate, observation_space,
+)
 from alenv.round_env import RoundEnv
 from alenv.spaces import CandidateSubset, MaskedDiscrete
 from alenv.tasks import TaskData
@@ -27,7 +29,9 @@ class ActiveLearningEnv(RoundEnv):
 
     - ``candidates`` (N, F) float32: per-candidate features named in ``candidate_features``:
       energy spread (eV), per-atom energy spread, mean and max per-atom force spread (eV/Angstrom), relative
-      force spread, and distance in embedding space to the nearest labelled configuration.
+      force spread, distance in embedding space to the nearest labelled configuration, and the expected
+      label noise per force component (eV/Angstrom: the sigma the nearest noise-reporting label records,
+      else the training force RMSE; ``alenv.observe.noise_estimate``).
     - ``embedding`` (N, D) float32: invariant descriptor of each candidate (per-element mean of normalised
       atomic descriptors, projected on the pool's leading principal axes).
     - ``mask`` (N,) int8: 1 where a candidate may still be chosen (0 once labelled, failures included).
@@ -112,7 +116,10 @@ class ActiveLearningEnv(RoundEnv):
         ep = self.episode
         train_rows = np.array(ep.train.rows + [int(i) for i in np.flatnonzero(self.mask == 0)], dtype=np.int64)
         dist = nearest_distance(self.embeddings[: self.n_pool], self.embeddings[np.unique(train_rows)])
-        return candidate_features(E, F, dist), self.embeddings[: self.n_pool], self.mask
+        noise = noise_estimate(
+            self.embeddings[: self.n_pool], self.embeddings[ep.train.rows], ep.labelled.noise_sigmas, ep.train_force_rmse
+        )
+        return candidate_features(E, F, dist, noise), self.embeddings[: self.n_pool], self.mask
 
     def validate_action(self, action: Any) -> np.ndarray:
         """The action as an int array of k distinct unmasked pool indices, or ValueError."""

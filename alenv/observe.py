@@ -11,10 +11,11 @@ from gymnasium import spaces
 CANDIDATE_FEATURES: tuple[str, ...] = (
     "energy_std",  # ensemble spread of the energy [eV]
     "energy_std_per_atom",  # the same per atom [eV/atom]
-    "force_std_mean",  # mean over atoms of the per-atom force spread [eV/Angstrom]
-    "force_std_max",  # largest per-atom force spread [eV/Angstrom]
+    "force_std_mean",  # mean over atoms of the per-atom force spread, a norm over x, y, z [eV/Angstrom]
+    "force_std_max",  # largest per-atom force spread (norm over x, y, z) [eV/Angstrom]
     "force_std_rel",  # mean per-atom spread / (|mean force| + 0.1 eV/Angstrom) [1]
     "dist_to_train",  # distance in embedding space to the nearest labelled configuration [1]
+    "noise_sigma",  # expected label noise per force component [eV/Angstrom]: see noise_estimate
 )
 
 # Global features, entries of obs["globals"].
@@ -49,7 +50,11 @@ def observation_space(n_candidates: int, embedding_dim: int, n_globals: int = le
 
 
 def spreads(energies: np.ndarray, forces: np.ndarray) -> np.ndarray:
-    """The ensemble-spread columns of CANDIDATE_FEATURES from member predictions (M, N), (M, N, n, 3)."""
+    """The ensemble-spread columns of CANDIDATE_FEATURES from member predictions (M, N), (M, N, n, 3).
+
+    A per-atom force spread is ``sqrt(var_x + var_y + var_z)`` over members, a norm over the three
+    components: ``sqrt(3)`` times the RMS standard deviation of one component.
+    """
     n_atoms = forces.shape[2]
     e_std = energies.std(0)
     mean_f = forces.mean(0)  # (N, n, 3)
@@ -58,23 +63,59 @@ def spreads(energies: np.ndarray, forces: np.ndarray) -> np.ndarray:
     return np.stack([e_std, e_std / n_atoms, per_atom.mean(1), per_atom.max(1), rel], axis=1)
 
 
-def nearest_distance(embedding: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> np.ndarray:
-    """Euclidean distance from each row of ``embedding`` (N, D) to its nearest row of ``reference`` (L, D)."""
+def nearest(embedding: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``embedding`` (N, D): the Euclidean distance to its nearest row of ``reference``
+    (L, D) and that row's index (inf and -1 when ``reference`` is empty)."""
     if len(reference) == 0:
-        return np.full(len(embedding), np.inf)
+        return np.full(len(embedding), np.inf), np.full(len(embedding), -1, dtype=np.int64)
     ref_sq = (reference**2).sum(1)
-    out = np.empty(len(embedding))
+    dist = np.empty(len(embedding))
+    index = np.empty(len(embedding), dtype=np.int64)
     for s in range(0, len(embedding), chunk):
         x = embedding[s : s + chunk]
         d2 = (x**2).sum(1)[:, None] + ref_sq[None, :] - 2.0 * x @ reference.T
-        out[s : s + chunk] = np.sqrt(np.maximum(d2.min(1), 0.0))
-    return out
+        index[s : s + chunk] = d2.argmin(1)
+        dist[s : s + chunk] = np.sqrt(np.maximum(d2.min(1), 0.0))
+    return dist, index
 
 
-def candidate_features(energies: np.ndarray, forces: np.ndarray, dist_to_train: np.ndarray) -> np.ndarray:
-    """The columns of CANDIDATE_FEATURES, (C, F), from member predictions (M, C), (M, C, n, 3) and the
-    embedding distance of each candidate to the labelled set (C,)."""
-    return np.concatenate([spreads(energies, forces), np.asarray(dist_to_train)[:, None]], axis=1)
+def nearest_distance(embedding: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Euclidean distance from each row of ``embedding`` (N, D) to its nearest row of ``reference`` (L, D)."""
+    return nearest(embedding, reference, chunk)[0]
+
+
+def noise_estimate(
+    embedding: np.ndarray, labelled: np.ndarray, labelled_sigma: np.ndarray, fallback: float
+) -> np.ndarray:
+    """Feature ``noise_sigma`` (C,), eV/Angstrom per force component: the label noise a candidate can expect.
+
+    ``labelled`` (L, D) are the embeddings of the successfully labelled configurations and
+    ``labelled_sigma`` (L,) the force-noise sigma each label records (``Label.noise_sigma``, NaN where
+    none, see ``LabelledSet.noise_sigmas``). Each candidate gets the sigma of its nearest labelled
+    configuration in embedding space among those that record one; where none does (an oracle that does
+    not report its noise) every candidate gets ``fallback``, the ensemble mean's force RMSE on its own
+    training labels (``train_force_rmse``, per component: what the model cannot fit; 0 if not finite).
+    """
+    labelled_sigma = np.asarray(labelled_sigma, dtype=np.float64)
+    if len(labelled) != len(labelled_sigma):
+        raise ValueError(f"{len(labelled)} labelled embeddings but {len(labelled_sigma)} noise sigmas")
+    known = np.isfinite(labelled_sigma)
+    if not known.any():
+        value = float(fallback) if np.isfinite(fallback) else 0.0
+        return np.full(len(embedding), max(value, 0.0))
+    _, index = nearest(embedding, np.asarray(labelled)[known])
+    return labelled_sigma[known][index]
+
+
+def candidate_features(
+    energies: np.ndarray, forces: np.ndarray, dist_to_train: np.ndarray, noise_sigma: np.ndarray | float
+) -> np.ndarray:
+    """The columns of CANDIDATE_FEATURES, (C, F), from member predictions (M, C), (M, C, n, 3), the
+    embedding distance of each candidate to the labelled set (C,) and its expected force-noise sigma
+    (C,) or one for all, eV/Angstrom per component (``noise_estimate``)."""
+    dist = np.asarray(dist_to_train, dtype=np.float64)
+    noise = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), dist.shape)
+    return np.concatenate([spreads(energies, forces), dist[:, None], noise[:, None]], axis=1)
 
 
 def episode_globals(ep: Any, spec: Any) -> dict[str, float]:

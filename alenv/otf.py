@@ -12,7 +12,9 @@ from ase import Atoms
 from alenv import keys
 from alenv.metrics import dihedrals, torsion_coverage
 from alenv.models.calculator import UncertaintyBiasedCalculator
-from alenv.observe import CANDIDATE_FEATURES, OTF_GLOBAL_FEATURES, candidate_features, nearest_distance, observation_space
+from alenv.observe import (
+    CANDIDATE_FEATURES, OTF_GLOBAL_FEATURES, candidate_features, nearest_distance, noise_estimate, observation_space,
+)
 from alenv.round_env import RoundEnv
 from alenv.samplers.failures import check_structure, n_fragments
 from alenv.samplers.dynamics import thermalise
@@ -264,5 +266,7 @@ class OnTheFlyEnv(RoundEnv):
             data = self.representation.featurize([res.frames[i] for i in idx])
             E, F = self.potential.predict(data)
             emb = self.representation.embed(data)
-            self.cand_features[idx] = candidate_features(E, F, nearest_distance(emb, self.train_embeddings))
+            ep = self.episode
+            noise = noise_estimate(emb, self.train_embeddings, ep.labelled.noise_sigmas, ep.train_force_rmse)
+            self.cand_features[idx] = candidate_features(E, F, nearest_distance(emb, self.train_embeddings), noise)
             self.cand_embedding[idx] = emb

@@ -1,10 +1,19 @@
 """Benchmark instruments that are not strategies: they read what a real strategy cannot.
 
-``true-error`` is a CHEATING reference: it knows the oracle's label of every pool candidate and picks
-the k candidates where the current ensemble mean's force error is largest (greedy top-k). It shows how a
-selection rule compares with picking by the current model's true error. It is NOT an upper bound: taking
-the k largest current errors is neither the best batch (the picks may be redundant) nor the batch that
-lowers the error most after retraining. It never competes; its results are marked ``cheating``.
+``true-error`` is a CHEATING reference: greedy top-k by the current model's true error. It knows the
+oracle's label of every pool candidate and picks the k candidates where the current ensemble mean's force
+error is largest. It shows how a selection rule compares with ranking by the current true error, and
+nothing more: it is NOT an upper bound on what a strategy can reach, and strategies can beat it, because
+
+- it is greedy, not batch-optimal: the k largest errors may sit on near-duplicates that one label would
+  have fixed together (a diverse batch teaches more);
+- it ranks by the error now, not by the error reduction after retraining: a large error on an outlier may
+  teach the model little about the validation distribution, and what the error of the validation set
+  becomes after the refit is not what it looks at;
+- its labels carry the oracle's noise like any strategy's (with a noisy oracle, ``true_labels()`` are the
+  task data's clean references).
+
+It never competes; its results are marked ``cheating``.
 
 Built by the runner from the environment (``make_reference(name, env)``), never by an agent. It uses only
 ``env.unwrapped.true_labels()`` -> energies (N,) eV, forces (N, n, 3) eV/Angstrom, and
@@ -22,7 +31,8 @@ from agents import topk_select
 
 
 class TrueErrorAgent:
-    """Greedy top-k by the current ensemble mean's true force error (mean absolute per component)."""
+    """Greedy top-k by the current ensemble mean's true force error (mean absolute per component): a
+    cheating reference, neither batch-optimal nor an error-reduction oracle, so not an upper bound."""
 
     name = "true-error"
     cheating = True
@@ -38,7 +48,7 @@ class TrueErrorAgent:
 
 
 def true_error(env: Any) -> TrueErrorAgent:
-    """The ``true-error`` reference wired to a pool-mode environment."""
+    """The ``true-error`` reference (greedy top-k by current true error) wired to a pool-mode environment."""
     u = env.unwrapped
     if not (hasattr(u, "true_labels") and hasattr(u, "predict_candidates")):
         raise ValueError(

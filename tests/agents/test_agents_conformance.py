@@ -55,7 +55,7 @@ def test_agent_respects_sparse_mask(name, rng):
     """With almost every candidate masked the agent must pick exactly the few that are left."""
     N, k = 30, 4
     obs = {
-        "candidates": rng.random((N, 6)).astype(np.float32),
+        "candidates": rng.random((N, len(CANDIDATE_FEATURES))).astype(np.float32),
         "embedding": rng.normal(size=(N, 5)).astype(np.float32),
         "mask": np.zeros(N, dtype=np.int8),
         "globals": np.array([0.5, 0.5, -1.0, -1.0, 0.0], dtype=np.float32),
@@ -96,7 +96,7 @@ def test_all_pairs_of_agents_registered_names_unique():
 def test_trust_window_prefers_inside_then_nearest():
     spreads = np.array([0.01, 0.2, 0.5, 3.0, 0.04, 1.2], dtype=np.float32)
     obs = {
-        "candidates": np.zeros((6, 6), dtype=np.float32),
+        "candidates": np.zeros((6, len(CANDIDATE_FEATURES)), dtype=np.float32),
         "embedding": np.zeros((6, 2), dtype=np.float32),
         "mask": np.ones(6, dtype=np.int8),
         "globals": np.zeros(5, dtype=np.float32),
@@ -130,7 +130,7 @@ def test_true_error_reference_picks_largest_true_errors(ethanol_tiny_env):
 @pytest.fixture(scope="module")
 def otf_first_round(make_env):
     """The first observation of Ethanol-GFN2-OTF-tiny and its environment."""
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v1")
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2")
     obs, info = env.reset(seed=0)
     return env, obs, info
 

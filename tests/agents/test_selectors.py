@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from agents import SELECTORS, feature, make_agent
+from agents import SELECTORS, feature, information_gain, make_agent, signal_to_noise
 from alenv.observe import CANDIDATE_FEATURES
 
 
@@ -35,7 +35,9 @@ def test_topk_selector_needs_scores(make_obs):
         SELECTORS["topk"](obs, {}, None, 2, obs["mask"], np.random.default_rng(0))
 
 
-def _obs(X: np.ndarray, spread: np.ndarray, mask: np.ndarray) -> dict:
+def _obs(X: np.ndarray, spread: np.ndarray, mask: np.ndarray, noise: np.ndarray | float = 0.0) -> dict:
+    """Embeddings ``X``, per-atom force spreads ``spread`` (force_std_mean, eV/A) and label noise ``noise``
+    (noise_sigma, eV/A per component)."""
     n = len(X)
     obs = {
         "candidates": np.zeros((n, len(CANDIDATE_FEATURES)), dtype=np.float32),
@@ -44,15 +46,20 @@ def _obs(X: np.ndarray, spread: np.ndarray, mask: np.ndarray) -> dict:
         "globals": np.zeros(5, dtype=np.float32),
     }
     obs["candidates"][:, CANDIDATE_FEATURES.index("force_std_mean")] = spread
+    obs["candidates"][:, CANDIDATE_FEATURES.index("noise_sigma")] = noise
     return obs
 
 
-def _info_gain_reference(obs: dict, k: int, sigma: float) -> list[int]:
-    """Exhaustive greedy: each step adds the candidate that maximises log det(I + K_S / sigma^2) over
-    S = labelled + picks + [i], K_ij = s_i s_j exp(-|x_i - x_j|^2 / 2 l^2), s the force spread
-    (force_std_mean) and l the median pairwise distance of the available candidates."""
+def _info_gain_reference(obs: dict, k: int, floor: float = 0.01) -> list[int]:
+    """Exhaustive greedy: each step adds the candidate that maximises the information gain of a Gaussian
+    process with heteroscedastic noise, ``log det(K_S + N_S) - log det N_S`` over S = labelled + picks +
+    [i]: ``K_ij = (s_i / sqrt 3)(s_j / sqrt 3) exp(-|x_i - x_j|^2 / 2 l^2)``, s the per-atom force spread
+    (force_std_mean, a norm over 3 components, so s / sqrt 3 is per component), l the median pairwise
+    distance of the available candidates, and ``N = diag(sigma^2)``, sigma the per-component noise
+    (noise_sigma, floored at ``floor``)."""
     X = obs["embedding"].astype(np.float64)
-    s = obs["candidates"][:, CANDIDATE_FEATURES.index("force_std_mean")].astype(np.float64)
+    s = obs["candidates"][:, CANDIDATE_FEATURES.index("force_std_mean")].astype(np.float64) / np.sqrt(3)
+    sigma = np.maximum(obs["candidates"][:, CANDIDATE_FEATURES.index("noise_sigma")].astype(np.float64), floor)
     avail = np.flatnonzero(obs["mask"]).tolist()
     pd = np.sqrt(((X[avail][:, None] - X[avail][None]) ** 2).sum(-1))
     length = float(np.median(pd[np.triu_indices(len(avail), 1)]))
@@ -62,7 +69,8 @@ def _info_gain_reference(obs: dict, k: int, sigma: float) -> list[int]:
     for _ in range(k):
         def gain(i: int) -> float:
             S = labelled + picks + [i]
-            return np.linalg.slogdet(np.eye(len(S)) + K[np.ix_(S, S)] / sigma**2)[1]
+            N = np.diag(sigma[S] ** 2)
+            return np.linalg.slogdet(K[np.ix_(S, S)] + N)[1] - np.linalg.slogdet(N)[1]
 
         picks.append(max((i for i in avail if i not in picks), key=gain))
     return picks
@@ -70,38 +78,47 @@ def _info_gain_reference(obs: dict, k: int, sigma: float) -> list[int]:
 
 @pytest.mark.parametrize("case", range(6))
 def test_information_gain_equals_exhaustive_greedy(case):
-    """Noise sigma = info["metrics"]["train_force_rmse"], comparable to the spreads (0.2 to 1 eV/A)."""
+    """Per-candidate noise (0.05 to 0.6 eV/A per component), comparable to the per-component spreads."""
     r = np.random.default_rng(case)
     n, k = 14, 4
     mask = np.ones(n, dtype=np.int8)
     mask[r.choice(n, size=case % 3 + 1, replace=False)] = 0
-    obs = _obs(r.normal(size=(n, 3)), r.uniform(0.2, 1.0, n), mask)
-    sigma = [0.15, 0.3, 0.6][case % 3]
-    info = {"metrics": {"train_force_rmse": sigma}}
-    got = make_agent("information-gain").act(obs, info, k, np.random.default_rng(0))
-    assert got.tolist() == _info_gain_reference(obs, k, sigma)
+    obs = _obs(r.normal(size=(n, 3)), r.uniform(0.2, 1.0, n), mask, r.uniform(0.05, 0.6, n))
+    got = make_agent("information-gain").act(obs, {}, k, np.random.default_rng(0))
+    assert got.tolist() == _info_gain_reference(obs, k)
 
 
-def _cluster_and_outlier() -> dict:
+def _cluster_and_outlier(noise: float) -> dict:
     """Three near-duplicates with the largest spreads, one distinct candidate with a smaller spread,
-    and a ring of low-spread candidates."""
+    and a ring of low-spread candidates, all with label noise ``noise``."""
     X = np.array([[0, 0], [1e-3, 0], [0, 1e-3], [4, 0], [0, 4], [4, 4], [-4, 0], [0, -4]], dtype=float)
     spread = np.array([1.0, 0.99, 0.98, 0.8, 0.05, 0.05, 0.05, 0.05])
-    return _obs(X, spread, np.ones(8, dtype=np.int8))
+    return _obs(X, spread, np.ones(8, dtype=np.int8), noise)
 
 
 def test_information_gain_noise_changes_the_picks():
     """Near-zero noise: a label of one duplicate explains the others, so the distinct candidate comes
-    next. Noise larger than the spreads (2 eV/A): one noisy label explains little, and the second
-    duplicate still has the larger posterior variance."""
-    obs = _cluster_and_outlier()
-    quiet = make_agent("information-gain").act(obs, {"metrics": {"train_force_rmse": 1e-4}}, 2, np.random.default_rng(0))
-    noisy = make_agent("information-gain").act(obs, {"metrics": {"train_force_rmse": 2.0}}, 2, np.random.default_rng(0))
-    assert quiet.tolist() == [0, 3] == _info_gain_reference(obs, 2, 0.01)  # floored at noise_floor 0.01
-    assert noisy.tolist() == [0, 1] == _info_gain_reference(obs, 2, 2.0)
-    # without an estimate the floor is the noise level
-    floor = make_agent("information-gain", noise_floor=2.0).act(obs, {}, 2, np.random.default_rng(0))
+    next. Noise larger than the per-component spreads (2 eV/A against at most 1 / sqrt 3): one noisy
+    label explains little, and the second duplicate still has the larger posterior variance."""
+    agent = make_agent("information-gain")
+    quiet = agent.act(_cluster_and_outlier(1e-4), {}, 2, np.random.default_rng(0))
+    noisy = agent.act(_cluster_and_outlier(2.0), {}, 2, np.random.default_rng(0))
+    assert quiet.tolist() == [0, 3] == _info_gain_reference(_cluster_and_outlier(1e-4), 2)  # floored at 0.01
+    assert noisy.tolist() == [0, 1] == _info_gain_reference(_cluster_and_outlier(2.0), 2)
+    # a noise level of zero (or none) is floored at noise_floor
+    floor = make_agent("information-gain", noise_floor=2.0).act(_cluster_and_outlier(0.0), {}, 2, np.random.default_rng(0))
     assert floor.tolist() == [0, 1]
+
+
+def test_information_gain_prefers_the_quieter_of_equal_spreads():
+    """Two far-apart candidates with the same spread: the one with the quieter label is worth more, by
+    exactly 0.5 log(1 + s^2 / 3 sigma^2) per component each; top-k uncertainty cannot tell them apart."""
+    X = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    obs = _obs(X, np.array([0.6, 0.6, 0.1]), np.ones(3, dtype=np.int8), np.array([0.5, 0.05, 0.05]))
+    assert make_agent("information-gain").act(obs, {}, 1, np.random.default_rng(0)).tolist() == [1]
+    gain = information_gain(0.01)(obs, {})
+    np.testing.assert_allclose(gain[:2], 0.5 * np.log1p(0.6**2 / 3 / np.array([0.5, 0.05]) ** 2), rtol=1e-6)
+    assert signal_to_noise(0.01).reads == {"force_std_mean", "noise_sigma"}
 
 
 def _kmeanspp_first_picks(obs: dict, draws: int, seed: int) -> np.ndarray:
