@@ -161,7 +161,9 @@ def test_md_step_budget_ends_the_episode(make_env):
         obs, _, terminated, _, info = env.step(np.zeros(len(obs["mask"]), dtype=np.int8))
         stability.append((info["metrics"]["stability_steps"], info["metrics"]["stability_min"]))
         steps += 1
-    assert steps == 3 and info["metrics"]["md_steps"] == 240 and info["metrics"]["budget_used"] == 0
+    # 3 rounds of 80 steps fit the budget of 240, a 4th would not; a walker that fails more often than
+    # max_restarts in a round stops early, so the count may fall short of 240 (never above it)
+    assert steps == 3 and 240 - per_round < info["metrics"]["md_steps"] <= 240 and info["metrics"]["budget_used"] == 0
     # between reset and the end the stability test is not re-run: the reset's result is reported unchanged
     assert stability[1:-1] == [stability[0]] * (steps - 1), stability
     # mean and least time to failure of the runs, capped at otf.stability_steps
