@@ -10,7 +10,6 @@ import pytest
 
 from agents import make_agent
 from alenv.oracles import NoiseRegion
-from alenv.tasks import TASKS
 
 SIGMA = 1.0  # eV/Angstrom per component, inside the region
 REGION = {"coordinate": "min_distance", "below": 2.2, "force_sigma": SIGMA}

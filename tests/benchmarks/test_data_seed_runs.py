@@ -13,13 +13,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 from hydra import compose, initialize_config_dir
 
-from benchmarks.jobs import ConfigError
 from benchmarks.resume import config_diff, config_hash, mixed_configs
 from benchmarks.run import CONFIG_DIR as CONF
 from benchmarks.run import run
@@ -31,27 +28,6 @@ def _cfg(*overrides: str, hydra: bool = False):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=["task=cu_emt_tiny", "agent=random", "seed=0", "progress=false", *overrides],
                        return_hydra_config=hydra)
-
-
-@pytest.mark.parametrize(
-    "override, message",
-    [
-        ("data_seed=-1", "data_seed must be a non-negative integer"),
-        ("data_seed=1.5", "data_seed must be a non-negative integer"),
-        ("data_seed=abc", "data_seed must be a non-negative integer"),
-        ("data_seed=true", "data_seed must be a non-negative integer"),
-        ("data_seed=null", "data_seed must be a non-negative integer"),
-        ("+task.overrides.data_seed=1", "data_seed=N, not task.overrides.data_seed"),
-        ("+task.overrides.pool_seed=1", "data_seed=N, not task.overrides.pool_seed"),
-    ],
-)
-def test_a_bad_data_seed_fails_before_anything_is_built(tmp_path: Path, override: str, message: str) -> None:
-    cache = tmp_path / "cache"
-    t0 = time.perf_counter()
-    with pytest.raises(ConfigError, match=message):
-        run(_cfg(f"cache_dir={cache}", override), tmp_path / "run")
-    assert time.perf_counter() - t0 < 10
-    assert not cache.exists() or not any(cache.iterdir())
 
 
 def test_data_seeds_get_their_own_folders_outside_the_variant() -> None:

@@ -65,7 +65,7 @@ def test_jacobian_matches_finite_differences_ethanol(ethanol_frames):
 def test_jacobian_matches_finite_differences_periodic_cu(cu_cell):
     aev = AEV(CU_SPEC)
     G, J = aev.descriptors_and_jacobian([cu_cell])
-    n, D = len(cu_cell), CU_SPEC.n_features
+    n = len(cu_cell)
     rng = np.random.default_rng(3)
     flat = rng.choice(n * 3, size=18, replace=False)
     coords = [(int(i) // 3, int(i) % 3) for i in flat]

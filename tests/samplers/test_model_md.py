@@ -14,7 +14,6 @@ from alenv.samplers.failures import (
     FAILURE_KINDS,
     FailureChecks,
     MDFailure,
-    check_geometry,
     check_prediction,
     check_structure,
     n_fragments,
