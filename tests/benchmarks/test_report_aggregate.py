@@ -201,7 +201,7 @@ def test_the_report_writes_its_columns_and_on_the_fly_figures(tmp_path: Path) ->
     out = tmp_path / "report"
     out.mkdir()
     paths = plot(runs, out)
-    assert sorted(p.name for p in paths) == ["curves_Toy-OTF-v1.png", "otf_Toy-OTF-v1.png"]
+    assert sorted(p.name for p in paths) == ["curves_Toy-OTF-v2.png", "otf_Toy-OTF-v2.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 
@@ -393,7 +393,7 @@ def test_the_command_line_reports_two_data_seeds_of_one_seed_as_two_units(tmp_pa
         rows = list(csv.DictReader(fh))
     assert len(rows) == 12 * 3 and {r["data_seed"] for r in rows} == {"0", "1"}
     md = (out / "report.md").read_text()
-    assert "Units: **6**" in md and "### Errors at 20 labels" in md and (out / "curves_Toy-v1.png").exists()
+    assert "Units: **6**" in md and "### Errors at 20 labels" in md and (out / "curves_Toy-v2.png").exists()
 
 
 def test_curves_carry_a_95_percent_t_band_and_say_so(tmp_path: Path) -> None:
