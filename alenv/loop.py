@@ -139,15 +139,16 @@ def fit(ep: Episode, rng: np.random.Generator) -> None:
     ep.train_force_rmse = float(np.sqrt(((Fp.mean(0) - F) ** 2).mean()))
 
 
-def refit(ep: Episode, spec: Any, representation: Representation, seed: int) -> Potential:
+def refit(ep: Episode, spec: Any, representation: Representation, seed: int, **settings: Any) -> Potential:
     """A new potential of the task's model, trained from scratch on the episode's training set.
 
     The in-loop potential is warm-started round after round; this one sees the same labels in one fit
     from scratch (its own seed), so the gap between their errors says whether the loop trains enough.
+    ``settings`` override the task's model settings for this fit (e.g. ``min_steps`` of the ensemble).
     """
     if not ep.train.rows:
         raise RuntimeError("no labels to refit on")
-    potential = make_potential(spec.model, representation, seed=int(seed), **spec.model_kwargs)
+    potential = make_potential(spec.model, representation, seed=int(seed), **{**spec.model_kwargs, **settings})
     E, F = np.array(ep.train.energies), np.stack(ep.train.forces)
     idx = np.array(ep.train.rows, dtype=np.int64)
     potential.fit(ep.train.data, E, F, np.random.default_rng([int(seed), 2]), idx=idx)

@@ -208,15 +208,17 @@ class RoundEnv(gym.Env):
             raise RuntimeError("no episode: call reset() first")
         return loop.evaluate(self.episode.potential, self._test, by_subset=True)
 
-    def refit_test_metrics(self, seed: int = 0) -> dict[str, float]:
+    def refit_test_metrics(self, seed: int = 0, **settings: Any) -> dict[str, float]:
         """Test errors (as ``test_metrics``) of a potential trained from scratch on this episode's labels.
 
         The reference for the in-loop potential: at a checkpoint, the two should be close (the loop trains
-        enough) and a report can quote both. Costs one from-scratch fit; the episode is not changed.
+        enough) and a report can quote both. ``settings`` override the model's settings for the refit (e.g.
+        ``min_steps=`` the in-loop potential's ``n_updates``, so that both had the same number of optimiser
+        steps). Costs one from-scratch fit; the episode is not changed.
         """
         if self.episode is None:
             raise RuntimeError("no episode: call reset() first")
-        potential = loop.refit(self.episode, self.task, self.representation, seed)
+        potential = loop.refit(self.episode, self.task, self.representation, seed, **settings)
         return loop.evaluate(potential, self._test, by_subset=True)
 
     @property
