@@ -93,5 +93,7 @@ def test_refit_from_scratch_matches_the_episode_labels_and_leaves_the_episode_al
     assert u.test_metrics() == before  # the episode's potential is untouched
     assert all(torch.equal(a, b) for a, b in zip(weights, u.potential.parameters()))
     assert u.refit_test_metrics(seed=5) == refit  # seeded
+    # settings reach the refit: one optimiser step from scratch is far worse than a full fit
+    assert u.refit_test_metrics(seed=5, epochs_initial=1, min_steps=1)["force_mae"] > 2 * refit["force_mae"]
     # a refit on the same labels is in the same league as the in-loop potential (both trained enough)
     assert 0.5 < before["force_mae"] / refit["force_mae"] < 2.0
