@@ -32,7 +32,7 @@ class EnsembleConfig:
     Training grows with the labelled set: a from-scratch fit runs ``epochs_initial`` passes over the
     labels and at least ``min_steps`` optimiser steps (a handful of labels needs many passes); each
     warm-started refit runs ``epochs_per_round`` passes over all labels held. Members differ by initialisation, by
-    minibatch order and (``bootstrap``) by a Poisson(1) resample of the labels, fixed per label, so their
+    minibatch order and (``bootstrap``) by Bayesian-bootstrap weights of the labels, fixed per label, so their
     spread reflects the data as well as the starting weights.
     """
 
@@ -47,7 +47,7 @@ class EnsembleConfig:
     epochs_initial: int = 200  # passes over the labels of a fit from scratch
     epochs_per_round: int = 40  # passes over all labels of each warm-started refit
     min_steps: int = 400  # least optimiser steps of a fit from scratch
-    bootstrap: bool = True  # members train on Poisson(1) resamples of the labels
+    bootstrap: bool = True  # members weight the labels by Exp(1) draws (Bayesian bootstrap)
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -91,8 +91,8 @@ class EnsemblePotential:
         self.energy_scale = 1.0  # eV; network outputs are multiplied by it
         self.optimizer: torch.optim.Optimizer | None = None
         self.n_updates = 0
-        self._boot_rng = np.random.default_rng([int(seed), 1])  # bootstrap counts, drawn once per label
-        self._counts = np.zeros((M, 0), dtype=np.int64)
+        self._boot_rng = np.random.default_rng([int(seed), 1])  # bootstrap weights, drawn once per label
+        self._weights = np.zeros((M, 0))
 
     @property
     def n_members(self) -> int:
@@ -141,8 +141,8 @@ class EnsemblePotential:
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Energies (M, B) without the baseline, in eV, and forces (M, B, n, 3) in eV/Angstrom.
 
-        ``idx`` is (B,): frames every member evaluates, or (M, B): each member its own frames (training on
-        bootstrap resamples in each member's own order costs the same arithmetic). Descriptor rows are
+        ``idx`` is (B,): frames every member evaluates, or (M, B): each member its own frames (training in
+        each member's own minibatch order costs the same arithmetic). Descriptor rows are
         element-sorted inside ``data``, but the Jacobian's columns keep the input atom order, so forces come
         out in the order of the input frames.
         """
@@ -191,38 +191,30 @@ class EnsemblePotential:
         return E, F.transpose(0, 1).reshape(M, B, n, 3)
 
     # ------------------------------------------------------------------------------------- training
-    def _bootstrap_counts(self, K: int) -> np.ndarray:
-        """How often each member sees each of the first ``K`` labels per pass, (M, K) ints.
+    def _bootstrap_weights(self, K: int) -> torch.Tensor:
+        """Loss weight of each member on each of the first ``K`` labels, (M, K) float32.
 
-        Poisson(1) counts (online bagging) drawn once per label from the potential's own generator, so a
-        label keeps its weights as the set grows; every label is seen by at least one member and every member
-        sees at least one label. All ones without ``bootstrap``.
+        The Bayesian bootstrap: Exp(1) weights (mean 1), drawn once per label from the potential's own
+        generator, so a label keeps its weights as the set grows. Unlike a resample, no member ever ignores a
+        paid label, which matters with a handful of labels: a member that never saw a labelled structure
+        disagrees there and the committee's spread stays high where the data is. All ones without
+        ``bootstrap``.
         """
         M = self.config.n_members
         if not self.config.bootstrap or M == 1:
-            return np.ones((M, K), dtype=np.int64)
-        have = self._counts.shape[1]
+            return torch.ones((M, K))
+        have = self._weights.shape[1]
         if K > have:
-            new = self._boot_rng.poisson(1.0, size=(M, K - have))
-            unseen = np.flatnonzero(new.sum(0) == 0)
-            new[self._boot_rng.integers(M, size=len(unseen)), unseen] = 1
-            self._counts = np.concatenate([self._counts, new], axis=1)
-        counts = self._counts[:, :K].copy()
-        for m in np.flatnonzero(counts.sum(1) == 0):
-            counts[m, self._boot_rng.integers(K)] = 1
-        return counts
+            self._weights = np.concatenate([self._weights, self._boot_rng.exponential(1.0, size=(M, K - have))], 1)
+        return torch.as_tensor(self._weights[:, :K], dtype=torch.float32)
 
     def _batches(self, K: int, steps: int, rng: np.random.Generator) -> np.ndarray:
         """Positions (steps, M, b) of the labels each member trains on at each step: each member walks
-        through shuffled passes over its bootstrap multiset of labels, in its own order."""
-        b = min(self.config.batch_size, K)
-        need = steps * b
-        streams = []
-        for row in self._bootstrap_counts(K):
-            multiset = np.repeat(np.arange(K), row)
-            passes = [rng.permutation(multiset) for _ in range(math.ceil(need / len(multiset)))]
-            streams.append(np.concatenate(passes)[:need])
-        return np.stack(streams).reshape(len(streams), steps, b).transpose(1, 0, 2)
+        through shuffled passes over all labels, in its own order."""
+        M, b = self.config.n_members, min(self.config.batch_size, K)
+        passes = math.ceil(steps * b / K)
+        streams = np.stack([np.concatenate([rng.permutation(K) for _ in range(passes)])[: steps * b] for _ in range(M)])
+        return streams.reshape(M, steps, b).transpose(1, 0, 2)
 
     def fit(
         self,
@@ -272,13 +264,15 @@ class EnsemblePotential:
         t0 = time.perf_counter()
         last = {}
         f = cfg.lr_final_fraction
+        weights = self._bootstrap_weights(K)
         for step, pos in enumerate(self._batches(K, total_steps, rng)):
             for group in self.optimizer.param_groups:  # cosine decay of the learning rate over this fit
                 group["lr"] = lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
             Ep, Fp = self.forward(data, idx[pos], forces=True, create_graph=True)
             ti = torch.from_numpy(pos)
-            loss_e = ((Ep / n - target_E[ti]) ** 2).mean()
-            loss_f = ((Fp - Fr[ti]) ** 2).mean()
+            w = torch.gather(weights, 1, ti)  # (M, b) each member's weights of its own frames
+            loss_e = (w * (Ep / n - target_E[ti]) ** 2).mean()
+            loss_f = (w[..., None, None] * (Fp - Fr[ti]) ** 2).mean()
             loss = (loss_e + cfg.force_weight * loss_f) / (self.energy_scale**2)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -20,7 +20,7 @@ SMALL_OVERRIDES = dict(
     n_initial=5,
     budget=10,
     batch_size=5,
-    ensemble={"n_members": 2, "hidden": [16, 16], "epochs_initial": 20},
+    ensemble={"n_members": 2, "hidden": [16, 16], "epochs_initial": 20, "min_steps": 0},
 )
 METRIC_KEYS = {"energy_mae", "energy_rmse", "force_mae", "force_rmse", "n_labels", "oracle_seconds"}
 

@@ -9,7 +9,7 @@ import pytest
 import alenv  # noqa: F401
 from alenv.models import MODELS
 
-SMALL = {"bp-ensemble": {"n_members": 2, "hidden": [16, 16], "epochs_initial": 20}, "ridge": {"n_members": 3}}
+SMALL = {"bp-ensemble": {"n_members": 2, "hidden": [16, 16], "epochs_initial": 20, "min_steps": 0}, "ridge": {"n_members": 3}}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -20,7 +20,7 @@ OTF_TASKS = sorted(n for n, s in TASKS.items() if s.mode == "otf")
 # Small overrides so that the full-size on-the-fly tasks build and run in seconds.
 SMALL = dict(
     test_size=12, validation_size=12, reserve_size=8, n_initial=4, budget=6, batch_size=3,
-    ensemble={"n_members": 2, "hidden": [16, 16], "epochs_initial": 20},
+    ensemble={"n_members": 2, "hidden": [16, 16], "epochs_initial": 20, "min_steps": 0},
     otf={"walkers": 2, "steps_per_round": 20, "candidates_per_walker": 2, "stability_starts": 1, "stability_steps": 20},
     md={"equilibration": 20, "stride": 10},
 )

@@ -48,15 +48,25 @@ def test_per_member_minibatches_compute_what_shared_ones_do(labelled):
         torch.testing.assert_close(F_rows[m], F_m[m])
 
 
-def test_bootstrap_counts_are_kept_per_label_and_cover_every_label():
+def test_bootstrap_weights_are_kept_per_label_and_never_drop_a_label():
     pot = _pot(seed=3)
-    first = pot._bootstrap_counts(10)
-    grown = pot._bootstrap_counts(200)
-    np.testing.assert_array_equal(grown[:, :10], first)  # a label keeps its weights as the set grows
-    assert np.all(grown.sum(0) >= 1)  # every paid label is seen by some member
-    assert not np.array_equal(grown[0], grown[1])  # members see different resamples
-    assert 0.8 < grown.mean() < 1.25  # Poisson(1): one visit per label per pass on average
-    assert np.all(_pot(bootstrap=False)._bootstrap_counts(7) == 1)
+    first = pot._bootstrap_weights(10)
+    grown = pot._bootstrap_weights(400)
+    torch.testing.assert_close(grown[:, :10], first)  # a label keeps its weights as the set grows
+    assert bool((grown > 0).all())  # every member trains on every paid label
+    assert not torch.equal(grown[0], grown[1])  # members weight the labels differently
+    assert 0.85 < float(grown.mean()) < 1.15 and 0.8 < float(grown.std()) < 1.2  # Exp(1): mean 1, sd 1
+    assert bool((_pot(bootstrap=False)._bootstrap_weights(7) == 1).all())
+
+
+def test_members_walk_all_labels_in_their_own_order():
+    pot = _pot()
+    batches = pot._batches(10, steps=5, rng=np.random.default_rng(0))  # (steps, M, b): 5 x 3 x 10
+    assert batches.shape == (5, 3, 10)
+    for m in range(3):
+        for step in batches[:, m]:
+            assert sorted(step) == list(range(10))  # each pass holds every label once
+    assert not np.array_equal(batches[:, 0], batches[:, 1])
 
 
 def test_training_steps_grow_with_the_labelled_set(labelled):
