@@ -53,6 +53,7 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) 
 
     import alenv  # noqa: F401
     from agents import make_agent
+    from alenv.spaces import picks_to_action
     from alenv.tasks import get_task
 
     kwargs = _rmd17_kwargs(tmp) if task == "rmd17-ethanol" else {}
@@ -64,7 +65,8 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) 
     print(f"{task}: {'round':>5} {'labels':>6} {'train s':>8} {'in-loop':>8} {'refit':>8} {'gap':>6}  (test force MAE, meV/A)",
           flush=True)
     while not done:
-        obs, _, done, _, info = env.step(agent.act(obs, info, info["max_picks"], rng))
+        picks = agent.act(obs, info, info["max_picks"], rng) if info["max_picks"] else np.zeros(0, dtype=np.int64)
+        obs, _, done, _, info = env.step(picks_to_action(picks, obs, info))
         train_seconds.append(info["timings"].get("train", 0.0))
         if info["round"] % every and not done:
             continue

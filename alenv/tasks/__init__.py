@@ -13,7 +13,7 @@ from alenv.samplers.dynamics import MDSettings
 from alenv.tasks.build import SYSTEMS, TaskData, load_task_data, task_oracle
 from alenv.tasks.spec import TaskSpec, default_cache_dir
 
-TINY_MODEL = {"n_members": 3, "hidden": (32, 32), "epochs_initial": 200, "epochs_per_round": 40, "min_steps": 100}
+TINY_MODEL = {"n_members": 3, "hidden": (32, 32), "epochs_initial": 200, "epochs_per_round": 60, "min_steps": 100}
 TINY_DESCRIPTOR = {"radial_shells": 8, "angular_shells": 4, "angle_sections": 4}
 
 V2 = (

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SLOW = "+task.overrides.model_kwargs.steps_per_round=3000"  # about 10 s per round on one core
+SLOW = "+task.overrides.model_kwargs.epochs_per_round=3000"  # about 10 s per round on one core
 
 
 def _as_from_a_terminal() -> None:

@@ -320,7 +320,8 @@ def test_labels_from_model_md_make_the_model_more_stable(otf_env, make_env):
         assert end["force_mae"] < ctrl["force_mae"] == start["force_mae"], (seed, end, ctrl)
         for key in ("torsion_coverage", "label_torsion_coverage"):
             values = [m[key] for m in labelled]
-            assert all(0 < a <= b <= 1 for a, b in zip(values, values[1:])), (key, values)
+            # never shrinks, and is reached by the end (a 5-label model's walkers may fail at once at reset)
+            assert all(0 <= a <= b <= 1 for a, b in zip(values, values[1:])) and values[-1] > 0, (key, values)
 
 
 def test_alanine_dipeptide_starts_in_one_basin(make_env):

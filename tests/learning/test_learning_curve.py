@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 SEEDS = (0, 1, 2, 3, 4)
-# More warm-start training per round than the shipped tiny task (60 steps): a second, independent setting.
-SETTINGS = {"shipped": {}, "trained": {"ensemble": {"steps_per_round": 40}}}
+# Twice the warm-start training per round of the shipped tiny task: a second, independent setting.
+SETTINGS = {"shipped": {}, "trained": {"ensemble": {"epochs_per_round": 80}}}
 
 
 def _random_episode(env, seed: int) -> list[float]:
