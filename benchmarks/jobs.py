@@ -40,7 +40,7 @@ def _options(config_dir: Path, group: str) -> set[str]:
 def config_name(config_dir: Path, group: str, value: str) -> str:
     """The config name of ``group`` meant by ``value``, or ``value`` itself when none fits.
 
-    Tasks by name, id or snake case (``Ethanol-GFN2``, ``alenv/Ethanol-GFN2-v2``, ``ethanol_gfn2``); agents,
+    Tasks by name, id or snake case (``Ethanol-GFN2``, ``alenv/Ethanol-GFN2-v3``, ``ethanol_gfn2``); agents,
     models, oracles and rewards by their registered names (``kmeans++``, ``qbc-energy``, ``bp-ensemble``)
     and, for agents, every spelling ``agents.resolve_name`` accepts.
     """

@@ -51,13 +51,13 @@ def make_env(alenv_cache):
 @pytest.fixture(scope="session")
 def ethanol_tiny_env(alenv_cache):
     """Ethanol-GFN2-tiny built once per session (the first build runs GFN2-xTB MD). Reset it before use."""
-    return _make("alenv/Ethanol-GFN2-tiny-v2", alenv_cache)
+    return _make("alenv/Ethanol-GFN2-tiny-v3", alenv_cache)
 
 
 @pytest.fixture(scope="session")
 def cu_tiny_env(alenv_cache):
     """Cu-EMT-tiny (periodic, EMT) built once per session. Reset it before use."""
-    return _make("alenv/Cu-EMT-tiny-v2", alenv_cache)
+    return _make("alenv/Cu-EMT-tiny-v3", alenv_cache)
 
 
 @pytest.fixture(scope="session")

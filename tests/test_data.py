@@ -77,13 +77,13 @@ def test_read_labelled_rejects_unusable_files(case, tmp_path):
     + [("no forces", "pool")],
 )
 def test_dataset_task_rejects_unusable_files(case, role, tmp_path, rmd17_ethanol):
-    """The same errors from ``gymnasium.make("alenv/Dataset-v2", pool=..., test=...)``, for either file; a
+    """The same errors from ``gymnasium.make("alenv/Dataset-v3", pool=..., test=...)``, for either file; a
     frame without forces only in the pool (a test file may hold energy-only frames: tests/tasks/test_energy_only.py)."""
     path, error, fragment = _bad_files(tmp_path)[case]
     pool, test = rmd17_ethanol
     files = {"pool": pool, "test": test, role: path}
     with pytest.raises(error, match=fragment) as info:
-        gymnasium.make("alenv/Dataset-v2", cache_dir=tmp_path / "cache", **files)
+        gymnasium.make("alenv/Dataset-v3", cache_dir=tmp_path / "cache", **files)
     assert str(path) in str(info.value)
 
 
@@ -91,18 +91,18 @@ def test_dataset_task_rejects_files_that_do_not_fit(tmp_path, rmd17_ethanol):
     pool, test = rmd17_ethanol
     water = _write(tmp_path / "water.extxyz", [_water(i) for i in range(40)])
     with pytest.raises(ValueError, match="have 9 atoms but .* have 3") as info:
-        gymnasium.make("alenv/Dataset-tiny-v2", cache_dir=tmp_path, pool=pool, test=water)
+        gymnasium.make("alenv/Dataset-tiny-v3", cache_dir=tmp_path, pool=pool, test=water)
     assert str(pool) in str(info.value) and str(water) in str(info.value)
     few = _write(tmp_path / "few.extxyz", [_water(i) for i in range(100, 120)])
     with pytest.raises(ValueError, match=r"has 20 frames; reserve_size 12 \+ budget 15 \+ validation_size 20 = 47 are needed"):
-        gymnasium.make("alenv/Dataset-tiny-v2", cache_dir=tmp_path, pool=few, test=water)
+        gymnasium.make("alenv/Dataset-tiny-v3", cache_dir=tmp_path, pool=few, test=water)
     # a pool file that gives one structure two different labels cannot serve as the lookup oracle
     frames = ase.io.read(pool, index=":")
     clash = frames[3].copy()
     clash.calc = SinglePointCalculator(clash, energy=frames[3].get_potential_energy() + 1.0, forces=frames[3].get_forces())
     clashing = _write(tmp_path / "clash.extxyz", frames + [clash])
     with pytest.raises(ValueError, match="repeats an earlier structure with different labels"):
-        gymnasium.make("alenv/Dataset-tiny-v2", cache_dir=tmp_path, pool=clashing, test=test)
+        gymnasium.make("alenv/Dataset-tiny-v3", cache_dir=tmp_path, pool=clashing, test=test)
 
 
 def test_labels_round_trip(tmp_path):

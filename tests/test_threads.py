@@ -35,7 +35,7 @@ def test_environment_applies_the_limit(make_env):
     from alenv.threads import torch_threads
 
     torch.set_num_threads(max(1, torch_threads() + 1))
-    env = make_env("alenv/Ethanol-GFN2-tiny-v2")
+    env = make_env("alenv/Ethanol-GFN2-tiny-v3")
     assert torch.get_num_threads() == torch_threads() == env.unwrapped.torch_threads
 
 

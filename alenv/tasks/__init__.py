@@ -21,6 +21,10 @@ V2 = (
     "bootstrap resamples in their own minibatch order); force_max is the largest per-atom force-error norm; "
     "tail, offset-invariant and per-subset errors added. Same data as v1."
 )
+V3 = (
+    "v3: each round's training restarts Adam from the weights held (v2 carried its moments over from round to "
+    "round: rMD17 ethanol at 730 labels 25.2 meV/A force MAE, restarted 21.0, same steps). Same data as v1."
+)
 V1 = (
     "v1: a validation set (independent oracle MD at the test temperatures; for Dataset, drawn from the pool file "
     "or given as validation=PATH) drives the reward, the observation and info; the test set is sealed and read "
@@ -32,13 +36,13 @@ V1 = (
 _BASE = [
     TaskSpec(
         name="Ethanol-GFN2",
-        version=2,
+        version=3,
         data_version=1,
         description=(
             "Ethanol with GFN2-xTB. Pool: 2,000 frames of oracle Langevin MD at 300, 600 and 1000 K; test set: "
             "500 frames of independent trajectories at the same temperatures; initial labels from a 300 K reserve."
         ),
-        history=("v0: first release.", V1, V2),
+        history=("v0: first release.", V1, V2, V3),
         system="ethanol",
         oracle="xtb",
         temperatures=(300.0, 600.0, 1000.0),
@@ -46,13 +50,13 @@ _BASE = [
     ),
     TaskSpec(
         name="Cu-EMT",
-        version=2,
+        version=3,
         data_version=1,
         description=(
             "Periodic fcc Cu (2x2x2 cubic cells, 31 atoms: one vacancy) with EMT. Pool and test set from Langevin MD "
             "at 300, 800 and 1500 K."
         ),
-        history=("v0: first release.", V1, V2),
+        history=("v0: first release.", V1, V2, V3),
         system="cu_vacancy",
         oracle="emt",
         temperatures=(300.0, 800.0, 1500.0),
@@ -60,13 +64,13 @@ _BASE = [
     ),
     TaskSpec(
         name="Dataset",
-        version=2,
+        version=3,
         data_version=1,
         description=(
             "Your own labelled data: pool and test set read from extxyz files with energies (eV) and forces "
-            "(eV/Angstrom); labels are looked up, not computed. gymnasium.make('alenv/Dataset-v2', pool=..., test=...)."
+            "(eV/Angstrom); labels are looked up, not computed. gymnasium.make('alenv/Dataset-v3', pool=..., test=...)."
         ),
-        history=("v0: first release.", V1, V2),
+        history=("v0: first release.", V1, V2, V3),
         system="dataset",
         oracle="lookup",
         pool_size=0,  # 0: every frame of the file that is not in the reserve
@@ -80,7 +84,7 @@ _BASE = [
 def _on_the_fly(pool: TaskSpec, description: str, **changes) -> TaskSpec:
     return dataclasses.replace(
         pool, name=f"{pool.name}-OTF", mode="otf", pool_size=0, description=description,
-        history=("v0: first release.", V1, V2), **changes,
+        history=("v0: first release.", V1, V2, V3), **changes,
     )
 
 
@@ -101,7 +105,7 @@ _OTF = [
     ),
     TaskSpec(
         name="AlanineDipeptide-GFN2-OTF",
-        version=2,
+        version=3,
         data_version=1,
         description=(
             "Alanine dipeptide (Ace-Ala-NMe, 22 atoms) with GFN2-xTB, on the fly: an exploration task. The "
@@ -109,7 +113,7 @@ _OTF = [
             "model MD at 300, 600 and 900 K; the test set (300 frames) is oracle MD at those temperatures, "
             "whose hotter runs visit other backbone basins. Coverage of the (phi, psi) plane is reported."
         ),
-        history=("v0: first release.", V1, V2),
+        history=("v0: first release.", V1, V2, V3),
         mode="otf",
         system="alanine_dipeptide",
         oracle="xtb",
@@ -157,7 +161,7 @@ for _spec in _BASE + _OTF:
 
 
 def get_task(name: str) -> TaskSpec:
-    """Look up a task by name (``Ethanol-GFN2``), by id (``alenv/Ethanol-GFN2-v2``) or by snake-case name."""
+    """Look up a task by name (``Ethanol-GFN2``), by id (``alenv/Ethanol-GFN2-v3``) or by snake-case name."""
     key = name.split("/", 1)[-1]
     version = None
     if "-v" in key and key.rsplit("-v", 1)[-1].isdigit():

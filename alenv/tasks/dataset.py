@@ -146,7 +146,7 @@ def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms],
     """
     if spec.pool_path is None or spec.test_path is None:
         raise ValueError(
-            "the Dataset task needs labelled extxyz files: gymnasium.make('alenv/Dataset-v2', pool=PATH, test=PATH)"
+            "the Dataset task needs labelled extxyz files: gymnasium.make('alenv/Dataset-v3', pool=PATH, test=PATH)"
         )
     pool = read_in_ev(spec.pool_path, spec.units)
     test = read_in_ev(spec.test_path, spec.units, forces_required=False)

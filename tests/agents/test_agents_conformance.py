@@ -130,7 +130,7 @@ def test_true_error_reference_picks_largest_true_errors(ethanol_tiny_env):
 @pytest.fixture(scope="module")
 def otf_first_round(make_env):
     """The first observation of Ethanol-GFN2-OTF-tiny and its environment."""
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2")
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3")
     obs, info = env.reset(seed=0)
     return env, obs, info
 

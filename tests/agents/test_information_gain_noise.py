@@ -19,7 +19,7 @@ SEEDS = (0, 1)
 @pytest.fixture(scope="module")
 def noisy_cu_env(make_env):
     return make_env(
-        "alenv/Cu-EMT-tiny-v2", model="ridge",
+        "alenv/Cu-EMT-tiny-v3", model="ridge",
         oracle="noisy", oracle_kwargs={"oracle": "emt", "force_sigma": 0.0, "seed": 0, "regions": [REGION]},
     )
 

@@ -95,7 +95,7 @@ def test_report_compares_on_the_fly_runs_at_equal_labels(tmp_path: Path) -> None
                    torsion_coverage=0.5, label_torsion_coverage=0.25) for i, (n, f) in enumerate(zip(labels, forces))]
         ms[-1]["stability_steps"] = stab[1]
         res = {
-            "task": "alenv/Toy-OTF-v2", "agent": "trust", "seed": seed, "complete": True,
+            "task": "alenv/Toy-OTF-v3", "agent": "trust", "seed": seed, "complete": True,
             "initial": {"metrics": ms[0]}, "steps": [{"round": i, "metrics": m} for i, m in enumerate(ms[1:], 1)],
             "summary": {"final_metrics": ms[-1], "wall_seconds": 1.0},
         }
@@ -104,13 +104,13 @@ def test_report_compares_on_the_fly_runs_at_equal_labels(tmp_path: Path) -> None
     otf(0, [5, 5, 8, 10], [1.0, 0.9, 0.6, 0.5], (10, 50))
     otf(1, [5, 7, 10, 12], [1.0, 0.8, 0.4, 0.3], (20, 70))
     runs, _ = load_runs([tmp_path])
-    x, mean, _, n = curves(runs, "force_mae")[("alenv/Toy-OTF-v2", "trust")]
+    x, mean, _, n = curves(runs, "force_mae")[("alenv/Toy-OTF-v3", "trust")]
     assert list(x) == [5, 7, 8, 10] and n == 2
     # seed 0 at 5, 7, 8, 10 labels: 0.9, 0.9, 0.6, 0.5; seed 1: 1.0, 0.8, 0.8, 0.4
     assert mean == pytest.approx([0.95, 0.85, 0.7, 0.45])
     md = markdown(runs)
     assert "## On-the-fly mode" in md
-    assert "| alenv/Toy-OTF-v2 | trust | 2 | 11 | 15 → 60 | 3 | 320 | 0.50 | 0.25 |" in md, md
+    assert "| alenv/Toy-OTF-v3 | trust | 2 | 11 | 15 → 60 | 3 | 320 | 0.50 | 0.25 |" in md, md
 
 
 # ----------------------------------------------------------------------------------------- mixed configs
@@ -194,14 +194,14 @@ def test_the_report_writes_its_columns_and_on_the_fly_figures(tmp_path: Path) ->
     d.mkdir(parents=True)
     ms = [dict(_metrics(5 + i, 1.0 / (i + 1), 1.0), md_steps=80 * (i + 1), md_failures_total=i,
                stability_steps=10.0 * i, torsion_coverage=0.1 * i, label_torsion_coverage=0.05 * i) for i in range(4)]
-    res = {"task": "alenv/Toy-OTF-v2", "agent": "trust", "seed": 0, "complete": True, "initial": {"metrics": ms[0]},
+    res = {"task": "alenv/Toy-OTF-v3", "agent": "trust", "seed": 0, "complete": True, "initial": {"metrics": ms[0]},
            "steps": [{"round": i, "metrics": m} for i, m in enumerate(ms[1:], 1)], "summary": {"wall_seconds": 1.0}}
     (d / "results.json").write_text(json.dumps(res))
     runs, _ = load_runs([tmp_path / "otf"])
     out = tmp_path / "report"
     out.mkdir()
     paths = plot(runs, out)
-    assert sorted(p.name for p in paths) == ["curves_Toy-OTF-v2.png", "otf_Toy-OTF-v2.png"]
+    assert sorted(p.name for p in paths) == ["curves_Toy-OTF-v3.png", "otf_Toy-OTF-v3.png"]
     assert all(p.stat().st_size > 10_000 for p in paths)
 
 

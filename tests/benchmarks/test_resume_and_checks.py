@@ -184,8 +184,8 @@ def test_the_command_line_says_what_is_wrong_in_one_line(tmp_path: Path) -> None
     "typed, meant",
     [
         ("task=Ethanol-GFN2", "task=ethanol_gfn2"),
-        ("task=alenv/Ethanol-GFN2-v2", "task=ethanol_gfn2"),
-        ("task=Ethanol-GFN2-tiny-v2", "task=ethanol_gfn2_tiny"),
+        ("task=alenv/Ethanol-GFN2-v3", "task=ethanol_gfn2"),
+        ("task=Ethanol-GFN2-tiny-v3", "task=ethanol_gfn2_tiny"),
         ("task=AlanineDipeptide-GFN2-OTF", "task=alanine_dipeptide_gfn2_otf"),
         ("task=ethanol_gfn2", "task=ethanol_gfn2"),
         ("agent=kmeans++", "agent=kmeanspp"),

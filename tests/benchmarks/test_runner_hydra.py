@@ -166,7 +166,7 @@ def test_tiny_multirun_through_the_report(tmp_path: Path, alenv_cache: Path) -> 
     for agent in ("random", "uncertainty"):
         finals = [json.loads(p.read_text())["steps"][-1]["metrics"]["force_mae"] for p in results if f"/{agent}/" in str(p)]
         assert f"| {agent} | 2 | 20 | {1000 * np.mean(finals):.1f} ± " in md, md
-    assert (out / "curves_Ethanol-GFN2-tiny-v2.png").stat().st_size > 1000
+    assert (out / "curves_Ethanol-GFN2-tiny-v3.png").stat().st_size > 1000
 
 
 def test_on_the_fly_episode_through_the_runner_and_report(tmp_path: Path, alenv_cache: Path) -> None:
@@ -181,7 +181,7 @@ def test_on_the_fly_episode_through_the_runner_and_report(tmp_path: Path, alenv_
         )
     final = run(cfg, tmp_path / "run")
     res = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert res["complete"] and res["task"] == "alenv/Ethanol-GFN2-OTF-tiny-v2"
+    assert res["complete"] and res["task"] == "alenv/Ethanol-GFN2-OTF-tiny-v3"
     # the recorded rounds add up: MD steps (one round of MD after reset and after every round but the last),
     # failures, labels paid for
     from alenv.tasks import get_task

@@ -34,7 +34,7 @@ def ethanol(tmp_path_factory):
 
 
 def _make(cache, pool, test, **kw):
-    return gym.make("alenv/Dataset-tiny-v2", cache_dir=cache, pool=pool, test=test, **{**SMALL, **kw})
+    return gym.make("alenv/Dataset-tiny-v3", cache_dir=cache, pool=pool, test=test, **{**SMALL, **kw})
 
 
 def test_clean_files_run(ethanol, alenv_cache):

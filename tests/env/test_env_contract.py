@@ -82,7 +82,7 @@ def test_same_seed_same_episode(ethanol_tiny_env, make_env):
     first, actions = _rollout(ethanol_tiny_env, seed=5)
     again, _ = _rollout(ethanol_tiny_env, seed=5, actions=actions)
     _assert_same(first, again)
-    other_instance = make_env("alenv/Ethanol-GFN2-tiny-v2")
+    other_instance = make_env("alenv/Ethanol-GFN2-tiny-v3")
     fresh, _ = _rollout(other_instance, seed=5, actions=actions)
     _assert_same(first, fresh)
     # Observations are fresh copies: mutating one does not change the environment's state.
@@ -198,7 +198,7 @@ def test_observation_features_and_embedding(ethanol_tiny_env):
 
 
 def test_wall_times_reported_when_enabled(make_env):
-    env = make_env("alenv/Ethanol-GFN2-tiny-v2", wall_times=True)
+    env = make_env("alenv/Ethanol-GFN2-tiny-v3", wall_times=True)
     obs, info = env.reset(seed=0)
     assert info["metrics"]["train_seconds"] > 0
     _, _, _, _, info = env.step(np.flatnonzero(obs["mask"])[: env.unwrapped.task.batch_size])
@@ -207,7 +207,7 @@ def test_wall_times_reported_when_enabled(make_env):
 
 
 def test_step_before_reset_raises(make_env):
-    env = make_env("alenv/Ethanol-GFN2-tiny-v2")
+    env = make_env("alenv/Ethanol-GFN2-tiny-v3")
     with pytest.raises(RuntimeError, match="reset"):
         env.unwrapped.step(np.arange(env.unwrapped.task.batch_size))
 
@@ -228,14 +228,14 @@ def test_unknown_task_and_override(make_env, alenv_cache):
     with pytest.raises(ValueError, match="unknown task"):
         ActiveLearningEnv(task="Water-DFT", cache_dir=alenv_cache)
     with pytest.raises(ValueError, match="not_a_setting"):
-        make_env("alenv/Ethanol-GFN2-tiny-v2", not_a_setting=1)
+        make_env("alenv/Ethanol-GFN2-tiny-v3", not_a_setting=1)
     with pytest.raises(ValueError, match="multiple of batch_size"):
-        make_env("alenv/Ethanol-GFN2-tiny-v2", budget=7)
+        make_env("alenv/Ethanol-GFN2-tiny-v3", budget=7)
 
 
 def test_dataset_task_needs_files(make_env):
     with pytest.raises(ValueError, match="pool=PATH"):
-        make_env("alenv/Dataset-tiny-v2")
+        make_env("alenv/Dataset-tiny-v3")
 
 
 def test_get_task_accepts_name_id_and_snake_case():

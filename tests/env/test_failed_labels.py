@@ -47,7 +47,7 @@ def refused(alenv_cache) -> np.ndarray:
 
 
 def test_failed_labels_are_charged_masked_reported_and_not_saved(make_env, refused, tmp_path):
-    env = make_env("alenv/Cu-EMT-tiny-v2", **OVERRIDES)
+    env = make_env("alenv/Cu-EMT-tiny-v3", **OVERRIDES)
     u = env.unwrapped
     fine = np.setdiff1d(np.arange(u.observation_space["mask"].n), refused)
     failed_share = u.global_features.index("failed_fraction")
@@ -94,8 +94,8 @@ def test_failed_labels_are_charged_masked_reported_and_not_saved(make_env, refus
 def test_failed_labels_are_not_trained_on(make_env, refused):
     """The round with two failures trains exactly as a round that asked only for its three successes: same
     initial model (same seed), same training labels in the same order, same minibatches."""
-    mixed = make_env("alenv/Cu-EMT-tiny-v2", **OVERRIDES)
-    only_ok = make_env("alenv/Cu-EMT-tiny-v2", batch_size=3, budget=3, **OVERRIDES)
+    mixed = make_env("alenv/Cu-EMT-tiny-v3", **OVERRIDES)
+    only_ok = make_env("alenv/Cu-EMT-tiny-v3", batch_size=3, budget=3, **OVERRIDES)
     fine = np.setdiff1d(np.arange(mixed.unwrapped.observation_space["mask"].n), refused)
     _, start = mixed.reset(seed=0)
     _, start_ok = only_ok.reset(seed=0)
@@ -119,7 +119,7 @@ def mostly_refused(make_env, alenv_cache):
     oracle = make_oracle(spec.oracle, **spec.oracle_kwargs)
     labels = CachedOracle(oracle, LabelCache(alenv_cache / "labels" / f"{oracle.name}.sqlite")).label(data.reserve)
     assert sum(lab.failed for lab in labels) == 10
-    env = make_env("alenv/Cu-EMT-tiny-v2", **MOSTLY_REFUSED).unwrapped
+    env = make_env("alenv/Cu-EMT-tiny-v3", **MOSTLY_REFUSED).unwrapped
     seeds: dict[str, int] = {}
     for seed in range(30):
         try:

@@ -14,7 +14,7 @@ SMALL = {"bp-ensemble": {"n_members": 2, "hidden": [16, 16], "epochs_initial": 2
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_runs_a_pool_episode_and_passes_check_env(name, alenv_cache, check_env_clean):
-    env = gym.make("alenv/Ethanol-GFN2-tiny-v2", cache_dir=alenv_cache, model=name, model_kwargs=SMALL[name])
+    env = gym.make("alenv/Ethanol-GFN2-tiny-v3", cache_dir=alenv_cache, model=name, model_kwargs=SMALL[name])
     check_env_clean(env)
     obs, info = env.reset(seed=0)
     assert env.unwrapped.potential.n_members == SMALL[name]["n_members"]
@@ -31,7 +31,7 @@ def test_model_runs_a_pool_episode_and_passes_check_env(name, alenv_cache, check
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_model_drives_on_the_fly_md(name, alenv_cache):
-    env = gym.make("alenv/Ethanol-GFN2-OTF-tiny-v2", cache_dir=alenv_cache, model=name, model_kwargs=SMALL[name])
+    env = gym.make("alenv/Ethanol-GFN2-OTF-tiny-v3", cache_dir=alenv_cache, model=name, model_kwargs=SMALL[name])
     obs, info = env.reset(seed=0)
     assert info["metrics"]["md_steps"] > 0 and obs["mask"].sum() > 0
     action = np.zeros(len(obs["mask"]), dtype=np.int8)
@@ -41,18 +41,18 @@ def test_model_drives_on_the_fly_md(name, alenv_cache):
 
 
 def test_model_setting_changes_the_learner(alenv_cache):
-    env = gym.make("alenv/Ethanol-GFN2-tiny-v2", cache_dir=alenv_cache, model="ridge")
+    env = gym.make("alenv/Ethanol-GFN2-tiny-v3", cache_dir=alenv_cache, model="ridge")
     env.reset(seed=0)
     assert type(env.unwrapped.potential).__name__ == "RidgeEnsemble"
     assert env.unwrapped.task.model_kwargs == {}  # the tiny task's neural settings do not carry over
     with pytest.raises(ValueError, match="unknown model"):
-        gym.make("alenv/Ethanol-GFN2-tiny-v2", cache_dir=alenv_cache, model="nope").reset(seed=0)
+        gym.make("alenv/Ethanol-GFN2-tiny-v3", cache_dir=alenv_cache, model="nope").reset(seed=0)
 
 
 def test_one_member_has_no_spread_and_spread_strategies_say_so(alenv_cache):
     from agents import make_agent
 
-    env = gym.make("alenv/Ethanol-GFN2-tiny-v2", cache_dir=alenv_cache, model_kwargs={"n_members": 1})
+    env = gym.make("alenv/Ethanol-GFN2-tiny-v3", cache_dir=alenv_cache, model_kwargs={"n_members": 1})
     obs, info = env.reset(seed=0)
     assert info["n_members"] == 1
     rng = np.random.default_rng(0)

@@ -29,7 +29,7 @@ SMALL = dict(
 @pytest.fixture(scope="module")
 def otf_env(make_env):
     """Ethanol-GFN2-OTF-tiny, built once here. Reset it before use."""
-    return make_env("alenv/Ethanol-GFN2-OTF-tiny-v2")
+    return make_env("alenv/Ethanol-GFN2-OTF-tiny-v3")
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_any_subset_action_and_clear_errors(otf_env):
 
 def test_empty_slots_are_masked_and_refused(make_env):
     """Walkers that fail at once and may not restart leave their candidate slots empty (mask 0)."""
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2", otf={"checks": {"max_force_std": 0.3}, "max_restarts": 0})
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"checks": {"max_force_std": 0.3}, "max_restarts": 0})
     obs, info = env.reset(seed=0)
     assert info["metrics"]["md_failures"] > 0 and not obs["mask"].all()
     empty = int(np.flatnonzero(obs["mask"] == 0)[0])
@@ -118,7 +118,7 @@ def test_empty_slots_are_masked_and_refused(make_env):
 
 def test_failures_restart_and_every_label_is_kept(make_env, tmp_path, alenv_cache):
     """A tight spread ceiling makes walkers fail often; labels are never lost and restarts are sound."""
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2", otf={"checks": {"max_force_std": 0.4}})
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"checks": {"max_force_std": 0.4}})
     u = env.unwrapped
     obs, info = env.reset(seed=1)
     failures = info["metrics"]["md_failures"]
@@ -148,7 +148,7 @@ def test_failures_restart_and_every_label_is_kept(make_env, tmp_path, alenv_cach
 
 
 def test_md_step_budget_ends_the_episode(make_env):
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2", otf={"md_step_budget": 240})
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"md_step_budget": 240})
     o = env.unwrapped.task.otf
     assert o.stability_every == 0  # the tiny task tests stability at reset and at the end only
     obs, info = env.reset(seed=0)
@@ -172,7 +172,7 @@ def test_md_step_budget_ends_the_episode(make_env):
 
 
 def test_single_pick_wrapper_in_otf_mode(make_env):
-    env = SinglePick(make_env("alenv/Ethanol-GFN2-OTF-tiny-v2"))
+    env = SinglePick(make_env("alenv/Ethanol-GFN2-OTF-tiny-v3"))
     obs, info = env.reset(seed=0)
     C = env.unwrapped.n_candidates
     assert env.action_space.n == C + 1
@@ -218,8 +218,8 @@ BIAS = {"bias": 1.0, "bias_width": 0.05}  # eV: a well 40 kT deep at 300 K, acti
 @pytest.fixture(scope="module")
 def biased_pair(make_env):
     """Unbiased and uncertainty-biased Ethanol-GFN2-OTF-tiny, both reset with seed 0 (no stability test)."""
-    plain = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2", otf={"stability_steps": 0})
-    biased = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2", otf={"stability_steps": 0, **BIAS})
+    plain = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"stability_steps": 0})
+    biased = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"stability_steps": 0, **BIAS})
     return [(env, *env.reset(seed=0)) for env in (plain, biased)]
 
 
@@ -307,7 +307,7 @@ def test_labels_from_model_md_make_the_model_more_stable(otf_env, make_env):
     seeds) and even falls behind the unlabelled control on one seed of 8, so no strategy claim is made."""
     # the labelled episode ends on its label budget after 3 rounds and 240 MD steps; the control, which
     # labels nothing, ends on an MD-step budget of 240 after the same 3 rounds
-    control_env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2", otf={"md_step_budget": 240})
+    control_env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"md_step_budget": 240})
     empty = lambda obs, info: np.zeros(len(obs["mask"]), dtype=np.int8)  # noqa: E731
     for seed in range(5):
         labelled = _run(otf_env, seed, _random_picks(seed))
@@ -331,7 +331,7 @@ def test_alanine_dipeptide_starts_in_one_basin(make_env):
 
     from alenv.tasks.build import SYSTEMS
 
-    u = make_env("alenv/AlanineDipeptide-GFN2-OTF-tiny-v2").unwrapped
+    u = make_env("alenv/AlanineDipeptide-GFN2-OTF-tiny-v3").unwrapped
     assert len(u.reserve_frames[0]) == 22
     quads = TORSIONS["alanine_dipeptide"]
     start = dihedrals([SYSTEMS["alanine_dipeptide"]()], quads)[0]  # (-138, 163): extended, L-alanine
@@ -355,7 +355,7 @@ def test_pool_task_rejected_by_otf_env(alenv_cache):
         OnTheFlyEnv("Ethanol-GFN2-tiny", cache_dir=alenv_cache)
     with pytest.raises(ValueError, match="pool_size=0"):
         OnTheFlyEnv("Ethanol-GFN2-OTF-tiny", cache_dir=alenv_cache, pool_size=10)
-    assert gymnasium.spec("alenv/Ethanol-GFN2-OTF-v2").entry_point == "alenv.otf:OnTheFlyEnv"
+    assert gymnasium.spec("alenv/Ethanol-GFN2-OTF-v3").entry_point == "alenv.otf:OnTheFlyEnv"
 
 
 def test_label_mask_space_samples_within_its_limits():
@@ -389,7 +389,7 @@ def test_round_reward_per_cost():
 
 
 def test_reward_per_cost_in_an_otf_episode(make_env):
-    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v2", reward_per_cost=True)
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", reward_per_cost=True)
     obs, info = env.reset(seed=0)
     a = np.zeros(len(obs["mask"]), dtype=np.int8)
     a[np.flatnonzero(obs["mask"])[:2]] = 1

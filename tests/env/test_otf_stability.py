@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-OTF = "alenv/Ethanol-GFN2-OTF-tiny-v2"
+OTF = "alenv/Ethanol-GFN2-OTF-tiny-v3"
 
 
 def _picks(seed: int, k: int):

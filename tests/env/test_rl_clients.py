@@ -9,7 +9,7 @@ import pytest
 import alenv  # noqa: F401  (registers the tasks)
 from alenv.wrappers import SinglePick, action_masks
 
-POOL, OTF = "alenv/Ethanol-GFN2-tiny-v2", "alenv/Ethanol-GFN2-OTF-tiny-v2"
+POOL, OTF = "alenv/Ethanol-GFN2-tiny-v3", "alenv/Ethanol-GFN2-OTF-tiny-v3"
 
 
 def test_render_mode_keyword_is_accepted(alenv_cache):

@@ -31,7 +31,7 @@ def _files(tmp_path, scale: float):
 
 
 def _episode(cache, pool, test, agent_name: str):
-    env = gym.make("alenv/Dataset-tiny-v2", cache_dir=cache, pool=pool, test=test, **SMALL)
+    env = gym.make("alenv/Dataset-tiny-v3", cache_dir=cache, pool=pool, test=test, **SMALL)
     agent, rng = make_agent(agent_name), np.random.default_rng(0)
     obs, info = env.reset(seed=0)
     seen = [obs], []
@@ -60,7 +60,7 @@ def test_perturbed_test_labels_change_nothing_the_agent_sees(tmp_path, alenv_cac
 
 def test_validation_is_never_the_test_set(tmp_path, alenv_cache):
     pool, test = _files(tmp_path, 0.0)
-    env = gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, pool=pool, test=test, **SMALL)
+    env = gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, pool=pool, test=test, **SMALL)
     u = env.unwrapped
     keys = lambda frames: {a.positions.tobytes() for a in frames}  # noqa: E731
     assert len(u.validation_frames) == 20
@@ -69,4 +69,4 @@ def test_validation_is_never_the_test_set(tmp_path, alenv_cache):
     with pytest.raises(ValueError, match=r"empty.extxyz.*(Empty file|holds no frames)"):
         empty = tmp_path / "empty.extxyz"
         empty.write_text("")
-        gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, pool=pool, test=test, validation=empty, **SMALL)
+        gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, pool=pool, test=test, validation=empty, **SMALL)

@@ -10,12 +10,12 @@ from alenv.wrappers import SinglePick
 
 
 def test_check_env_on_single_pick(make_env):
-    check_env(SinglePick(make_env("alenv/Cu-EMT-tiny-v2")), skip_render_check=True)
+    check_env(SinglePick(make_env("alenv/Cu-EMT-tiny-v3")), skip_render_check=True)
 
 
 def test_k_picks_make_one_round_equal_to_a_batch_step(make_env):
-    env = make_env("alenv/Ethanol-GFN2-tiny-v2")
-    wrapped = SinglePick(make_env("alenv/Ethanol-GFN2-tiny-v2"))
+    env = make_env("alenv/Ethanol-GFN2-tiny-v3")
+    wrapped = SinglePick(make_env("alenv/Ethanol-GFN2-tiny-v3"))
     k = env.unwrapped.task.batch_size
     obs_b, _ = env.reset(seed=4)
     obs, info = wrapped.reset(seed=4)
@@ -40,7 +40,7 @@ def test_k_picks_make_one_round_equal_to_a_batch_step(make_env):
 
 
 def test_sampled_single_picks_finish_an_episode(make_env):
-    wrapped = SinglePick(make_env("alenv/Cu-EMT-tiny-v2"))
+    wrapped = SinglePick(make_env("alenv/Cu-EMT-tiny-v3"))
     wrapped.reset(seed=0)
     wrapped.action_space.seed(0)
     steps, terminated = 0, False

@@ -49,7 +49,7 @@ def test_md_labels_equal_fresh_single_points(make_env):
     """Labels recorded during oracle MD are the oracle's own answers for those frames (GFN2-xTB)."""
     from alenv.oracles import XTBOracle
 
-    env = make_env("alenv/Ethanol-GFN2-tiny-v2").unwrapped
+    env = make_env("alenv/Ethanol-GFN2-tiny-v3").unwrapped
     frames = [env.pool_frames[i] for i in (0, 17, 59)] + [env.test_frames[3]]
     for frame, lab in zip(frames, XTBOracle().label(frames)):
         assert lab.energy == pytest.approx(frame.get_potential_energy(), abs=1e-5)

@@ -40,10 +40,10 @@ def curves(make_env) -> dict[str, dict[str, list[list[float]]]]:
     """Per setting: the episodes' curves and their controls' curves, one per seed."""
     out = {}
     for name, overrides in SETTINGS.items():
-        env = make_env("alenv/Ethanol-GFN2-tiny-v2", **overrides)
+        env = make_env("alenv/Ethanol-GFN2-tiny-v3", **overrides)
         task = env.unwrapped.task
         rounds = task.budget // task.batch_size
-        control = make_env("alenv/Ethanol-GFN2-tiny-v2", batch_size=1, budget=rounds, **overrides)
+        control = make_env("alenv/Ethanol-GFN2-tiny-v3", batch_size=1, budget=rounds, **overrides)
         out[name] = {
             "episode": [_random_episode(env, s) for s in SEEDS],
             "control": [_random_episode(control, s) for s in SEEDS],

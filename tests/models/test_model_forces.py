@@ -169,12 +169,16 @@ def test_warm_started_fit_reduces_training_loss(frames):
     before = _train_force_rmse(pot, data, F)
     baseline = pot.element_energy.clone()
     scale = pot.energy_scale
+    weights = [p.detach().clone() for p in pot.parameters()]
     optimizer = pot.optimizer
     n_updates = pot.n_updates
-    out = pot.fit(data, E, F, rng, epochs=40)
-    assert pot.optimizer is optimizer  # warm start keeps the optimizer state
+    first = pot.fit(data, E, F, rng, epochs=1)
+    moved = [(p.detach() - w).abs().max().item() for p, w in zip(pot.parameters(), weights)]
+    assert max(moved) < 0.05 * max(w.abs().max().item() for w in weights)  # continued from the weights held
+    assert pot.optimizer is not optimizer  # with a fresh optimiser state
+    out = pot.fit(data, E, F, rng, epochs=39)
     assert torch.equal(pot.element_energy, baseline) and pot.energy_scale == scale
-    assert pot.n_updates == n_updates + out["steps"] and out["steps"] >= 40
+    assert pot.n_updates == n_updates + first["steps"] + out["steps"] and out["steps"] >= 39
     after = _train_force_rmse(pot, data, F)
     assert after < 0.9 * before, (before, after)
 

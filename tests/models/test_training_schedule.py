@@ -90,7 +90,7 @@ def test_settings_are_checked():
 
 
 def test_refit_from_scratch_matches_the_episode_labels_and_leaves_the_episode_alone(alenv_cache):
-    env = gym.make("alenv/Cu-EMT-tiny-v2", cache_dir=alenv_cache)
+    env = gym.make("alenv/Cu-EMT-tiny-v3", cache_dir=alenv_cache)
     obs, info = env.reset(seed=0)
     env.action_space.seed(0)
     obs, _, _, _, info = env.step(env.action_space.sample())

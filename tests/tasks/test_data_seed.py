@@ -65,7 +65,7 @@ def test_an_invalid_data_seed_is_refused(bad, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="data_seed must be a non-negative integer"):
         get_task("Cu-EMT-tiny").with_overrides(data_seed=bad)
     with pytest.raises(ValueError, match="data_seed must be a non-negative integer"):
-        gym.make("alenv/Cu-EMT-tiny-v2", cache_dir=tmp_path, data_seed=bad)
+        gym.make("alenv/Cu-EMT-tiny-v3", cache_dir=tmp_path, data_seed=bad)
     assert not any(tmp_path.iterdir())  # refused before any data was made
 
 
@@ -97,7 +97,7 @@ def test_md_data_seeds_give_other_frames_and_the_same_seed_the_same(tmp_path: Pa
         assert energies == [f.get_potential_energy() for f in getattr(again, part)]
     for data, seed in ((a, 0), (b, 1)):
         meta = json.loads((data.directory / "meta.json").read_text())
-        assert meta["data_seed"] == seed and meta["task"] == "alenv/Cu-EMT-tiny-v2"
+        assert meta["data_seed"] == seed and meta["task"] == "alenv/Cu-EMT-tiny-v3"
 
 
 def test_on_the_fly_data_seeds_give_other_reserve_validation_and_test(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_on_the_fly_data_seeds_give_other_reserve_validation_and_test(tmp_path: 
 
 
 def test_gym_make_takes_the_data_seed_and_reset_seed_leaves_the_data(tmp_path: Path) -> None:
-    env = gym.make("alenv/Cu-EMT-tiny-v2", cache_dir=tmp_path, data_seed=1)
+    env = gym.make("alenv/Cu-EMT-tiny-v3", cache_dir=tmp_path, data_seed=1)
     u = env.unwrapped
     assert u.task.data_seed == 1
     data = {p: _positions(getattr(u, f"{p}_frames")) for p in ("pool", "reserve", "test", "validation")}
@@ -127,7 +127,7 @@ def test_gym_make_takes_the_data_seed_and_reset_seed_leaves_the_data(tmp_path: P
     assert all(_shared(lab, data["reserve"]) == len(lab) for lab in labelled)
     env.close()
     with pytest.warns(DeprecationWarning):  # the former name still works through gym.make
-        old = gym.make("alenv/Cu-EMT-tiny-v2", cache_dir=tmp_path, pool_seed=1)
+        old = gym.make("alenv/Cu-EMT-tiny-v3", cache_dir=tmp_path, pool_seed=1)
     assert old.unwrapped.task.data_seed == 1 and _same(_positions(old.unwrapped.pool_frames), data["pool"])
     old.close()
 

@@ -71,7 +71,7 @@ def _by_hand(env, frames, energy_only: set[int]) -> tuple[np.ndarray, np.ndarray
 
 def test_energy_only_frames_count_in_energy_errors_and_each_subset(files, alenv_cache):
     _, paths, test, validation = files
-    env = gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, **{k: str(v) for k, v in paths.items()}, **SMALL)
+    env = gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, **{k: str(v) for k, v in paths.items()}, **SMALL)
     _, info = env.reset(seed=0)
     m = env.unwrapped.test_metrics()
     de, df, has = _by_hand(env, test, set(SCAN))
@@ -107,7 +107,7 @@ def test_energy_only_frames_keep_their_energy_in_another_unit(files, alenv_cache
     kcal = {"pool": d / "pool_kcal.extxyz", "test": d / "test_kcal.extxyz"}
     ase.io.write(kcal["pool"], _tagged(pool, set(), 1 / KCAL_MOL, 1 / KCAL_MOL), format="extxyz")
     ase.io.write(kcal["test"], _tagged(test, set(SCAN), 1 / KCAL_MOL, 1 / KCAL_MOL), format="extxyz")
-    env = gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, units="kcal/mol",
+    env = gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, units="kcal/mol",
                    **{k: str(v) for k, v in kcal.items()}, **SMALL)
     frames = env.unwrapped.test_frames
     assert frames[4].get_potential_energy() == pytest.approx(test[4].get_potential_energy(), rel=1e-9)
@@ -121,7 +121,7 @@ def test_pool_frames_without_forces_are_refused(files, alenv_cache):
     path = d / "pool_scan.extxyz"
     ase.io.write(path, _tagged(pool, {7}), format="extxyz")
     with pytest.raises(ValueError, match=r"pool_scan.extxyz frame 7 has no forces.*trained on.*validation or test"):
-        gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, pool=str(path), test=str(paths["test"]), **SMALL)
+        gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, pool=str(path), test=str(paths["test"]), **SMALL)
 
 
 def test_validation_needs_frames_with_forces(files, alenv_cache):
@@ -129,11 +129,11 @@ def test_validation_needs_frames_with_forces(files, alenv_cache):
     path = d / "validation_scan.extxyz"
     ase.io.write(path, _tagged(validation, set(range(len(validation)))), format="extxyz")
     with pytest.raises(ValueError, match=r"validation_scan.extxyz: no frame has forces.*'log_force_mae'"):
-        gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, pool=str(paths["pool"]), test=str(paths["test"]),
+        gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, pool=str(paths["pool"]), test=str(paths["test"]),
                  validation=str(path), **SMALL)
     # an energy reward does not help: the observation holds the validation force MAE too
     with pytest.raises(ValueError, match=r"no frame has forces.*log10_force_mae"):
-        gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, pool=str(paths["pool"]), test=str(paths["test"]),
+        gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, pool=str(paths["pool"]), test=str(paths["test"]),
                  validation=str(path), reward="log_energy_mae", **SMALL)
 
 
@@ -143,7 +143,7 @@ def test_validation_file_without_frames_is_refused(files, alenv_cache, text, fra
     path = d / "validation_empty.extxyz"
     path.write_text(text)
     with pytest.raises(ValueError, match=rf"validation_empty.extxyz.*{fragment}"):
-        gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, pool=str(paths["pool"]), test=str(paths["test"]),
+        gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, pool=str(paths["pool"]), test=str(paths["test"]),
                  validation=str(path), **SMALL)
 
 
@@ -157,7 +157,7 @@ def test_runner_records_subsets_in_test_metrics_and_overall_validation(files, al
     from benchmarks.episode import run_episode
 
     _, paths, _, _ = files
-    env = gym.make("alenv/Dataset-tiny-v2", cache_dir=alenv_cache, **{k: str(v) for k, v in paths.items()}, **SMALL)
+    env = gym.make("alenv/Dataset-tiny-v3", cache_dir=alenv_cache, **{k: str(v) for k, v in paths.items()}, **SMALL)
     record = run_episode(env, make_agent("random"), seed=0, progress=False, echo=False)
     json.dumps(record, allow_nan=False)
     rounds = [record["initial"]] + record["steps"]
