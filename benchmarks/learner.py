@@ -17,7 +17,7 @@ frames labelled as ``reserve_size=10, n_initial=10, budget=990, batch_size=90``,
 frames of the test file, test = its first 800; target in-loop force MAE <= 20 meV/A.
 
 Results are written per task as they finish (``--out``): a rerun skips tasks already there with the same
-settings, so a long run resumes.
+settings and task version, so a long run resumes.
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ def _rmd17_kwargs(tmp: Path) -> dict:
             "validation": str(tmp / "validation.extxyz"), **RMD17}
 
 
+def _env_id(task: str) -> str:
+    """The versioned environment id behind a task name here (``rmd17-ethanol`` is the Dataset task)."""
+    from alenv.tasks import get_task
+
+    return get_task("Dataset" if task == "rmd17-ethanol" else task).id
+
+
 def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) -> dict:
     """Play one random-pick episode of ``task`` and compare in-loop and refitted test errors at checkpoints."""
     import gymnasium as gym
@@ -54,10 +61,9 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) 
     import alenv  # noqa: F401
     from agents import make_agent
     from alenv.spaces import picks_to_action
-    from alenv.tasks import get_task
 
     kwargs = _rmd17_kwargs(tmp) if task == "rmd17-ethanol" else {}
-    env_id = get_task("Dataset" if task == "rmd17-ethanol" else task).id
+    env_id = _env_id(task)
     env = gym.make(env_id, cache_dir=cache_dir, progress=sys.stderr.isatty(), wall_times=True, **kwargs)
     agent, rng = make_agent("random"), np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
@@ -87,7 +93,7 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) 
               f"{1000 * row['in_loop']['force_mae']:8.1f} {1000 * row['refit']['force_mae']:8.1f} {row['gap']:+6.0%}",
               flush=True)
     env.close()
-    return {"task": task, "seed": seed, "every": every, "checkpoints": rows,
+    return {"task": task, "id": env_id, "seed": seed, "every": every, "checkpoints": rows,
             "train_seconds_per_round": train_seconds, "model": env.unwrapped.task.model_kwargs}
 
 
@@ -121,7 +127,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             done = results.get(task)
-            if done and done["seed"] == args.seed and done["every"] == args.every:
+            same = done and (done.get("id"), done["seed"], done["every"]) == (_env_id(task), args.seed, args.every)
+            if same:  # a new task version (another learner) is measured again
                 print(f"{task}: already in {path}, skipped")
                 continue
             results[task] = measure(task, args.seed, args.every, args.cache_dir, Path(tmp))
