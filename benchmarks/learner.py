@@ -99,12 +99,12 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) 
 
 def table(results: dict) -> str:
     """Markdown table of every task's checkpoints."""
-    lines = ["| task | round | labels | train s (round) | in-loop force MAE | refit force MAE | gap | "
+    lines = ["| task (version) | round | labels | train s (round) | in-loop force MAE | refit force MAE | gap | "
              "in-loop / refit force RMSE |", "|---|---|---|---|---|---|---|---|"]
     for task, res in results.items():
         for r in res["checkpoints"]:
             lines.append(
-                f"| {task} | {r['round']} | {r['labels']} | {r['train_seconds']:.1f} | "
+                f"| {task} ({res['id'].split('/')[-1] if 'id' in res else 'v2'}) | {r['round']} | {r['labels']} | {r['train_seconds']:.1f} | "
                 f"{1000 * r['in_loop']['force_mae']:.1f} | {1000 * r['refit']['force_mae']:.1f} | {r['gap']:+.0%} | "
                 f"{1000 * r['in_loop']['force_rmse']:.1f} / {1000 * r['refit']['force_rmse']:.1f} |"
             )
