@@ -62,7 +62,8 @@ class ActiveLearningEnv(RoundEnv):
     labels live (default ``$ALENV_CACHE`` or ``~/.cache/alenv``); ``progress``: show progress bars;
     ``wall_times``: put wall-clock timings in ``info`` (off by default: they differ between otherwise
     identical runs, which Gymnasium's ``check_env`` rejects); ``render_mode``: accepted and kept, nothing
-    renders; any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
+    renders; ``jacobian_limit_gb`` (default 2): when the task's descriptor Jacobians would take more, the test
+    set (then the validation set) is featurised again at each evaluation instead of held (``env.streamed``); any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
     ``n_initial``, ``model="ridge"``, ``model_kwargs={"n_members": 3}``, ...); ``pool``, ``test`` (and optionally ``validation``) are
     the Dataset task's labelled extxyz files.
 

@@ -32,17 +32,25 @@ class Reference:
     ``has_forces`` (F,) marks the frames with reference forces; the others (energy-only frames of a Dataset
     validation or test file) hold NaN forces and count only in energy errors. ``subsets`` (F,) names each
     frame's subset for per-subset metrics (``alenv.data.subset_of``: ``T=300K``, a ``config_type``), or None.
+
+    A *streamed* reference (``data`` None) keeps its frames instead of their Jacobians and featurises them
+    again, ``STREAM_CHUNK`` frames at a time, whenever it is evaluated: memory for time, for tasks whose
+    Jacobians do not all fit (``jacobian_bytes``). Its predictions equal a held reference's to float32
+    rounding (chunks of other shapes sum in another order: 6e-6 eV/A seen).
     """
 
-    data: FeaturizedFrames
+    data: FeaturizedFrames | None
     energies: np.ndarray
     forces: np.ndarray
     has_forces: np.ndarray
     subsets: list[str | None]
+    frames: Sequence[Atoms] | None = None
+    representation: Representation | None = None
 
     @classmethod
-    def of(cls, frames: Sequence[Atoms], representation: Representation) -> "Reference":
-        """Featurise ``frames`` (which carry their labels) once; frames without forces are kept for energies."""
+    def of(cls, frames: Sequence[Atoms], representation: Representation, stream: bool = False) -> "Reference":
+        """Featurise ``frames`` (which carry their labels) once, or keep them to featurise at each evaluation
+        (``stream``); frames without forces are kept for energies."""
         if not frames:
             raise ValueError("a reference set needs at least one labelled frame")
         E, F, has = [], [], []
@@ -53,10 +61,33 @@ class Reference:
             E.append(e)
             F.append(np.full((len(atoms), 3), np.nan) if f is None else f)
             has.append(f is not None)
+        data = None if stream else representation.featurize(frames)
         return cls(
-            representation.featurize(frames), np.array(E), np.stack(F), np.array(has, dtype=bool),
-            [subset_of(a) for a in frames],
+            data, np.array(E), np.stack(F), np.array(has, dtype=bool), [subset_of(a) for a in frames],
+            list(frames) if stream else None, representation if stream else None,
         )
+
+    @property
+    def streamed(self) -> bool:
+        return self.data is None
+
+    def predict(self, potential: Potential) -> tuple[np.ndarray, np.ndarray]:
+        """Per-member energies (M, F) eV and forces (M, F, n, 3) eV/Angstrom of the potential on these frames."""
+        if self.data is not None:
+            return potential.predict(self.data)
+        parts = [
+            potential.predict(self.representation.featurize(self.frames[s : s + STREAM_CHUNK]))
+            for s in range(0, len(self.frames), STREAM_CHUNK)
+        ]
+        return np.concatenate([E for E, _ in parts], axis=1), np.concatenate([F for _, F in parts], axis=1)
+
+
+STREAM_CHUNK = 50  # frames featurised at a time by a streamed reference (rMD17 aspirin: 200 raised the peak 0.4 GB)
+
+
+def jacobian_bytes(frames: Sequence[Atoms], n_features: int) -> int:
+    """Bytes that dense float32 descriptor Jacobians of ``frames`` take: 12 n^2 D per frame of n atoms."""
+    return int(sum(12 * len(a) ** 2 * n_features for a in frames))
 
 
 @dataclass
@@ -161,7 +192,7 @@ def evaluate(potential: Potential, reference: Reference, by_subset: bool = False
     With ``by_subset`` also every one of them per subset of the frames, keyed ``keys.per_subset`` (reports
     read these from ``test_metrics()``; ``info`` keeps only the overall errors, a small fixed set of keys).
     """
-    E, F = potential.predict(reference.data)
+    E, F = reference.predict(potential)
     args = (E.mean(0), F.mean(0), reference.energies, reference.forces, reference.has_forces)
     out = errors(*args).as_dict()
     if by_subset:

@@ -71,8 +71,8 @@ class OnTheFlyEnv(RoundEnv):
     unit: ``alenv.keys``. The sealed test set is read only by ``test_metrics()``, for reports.
 
     **Arguments.** As ``ActiveLearningEnv``: ``task`` (an on-the-fly task, mode ``"otf"``), ``cache_dir``,
-    ``progress``, ``wall_times`` (off by default), ``render_mode`` (accepted, nothing renders), and
-    overrides of any ``TaskSpec`` field (``otf={"walkers": 2}``, ...).
+    ``progress``, ``wall_times`` (off by default), ``render_mode`` (accepted, nothing renders),
+    ``jacobian_limit_gb`` (reference sets featurised per evaluation above it), and overrides of any ``TaskSpec`` field (``otf={"walkers": 2}``, ...).
 
     **Determinism.** All randomness (initial labels, weights, minibatches, velocities, Langevin noise,
     restarts) comes from ``self.np_random``. Same seed, same episode (CPU, with the same number of torch

@@ -39,6 +39,7 @@ class RoundEnv(gym.Env):
         progress: bool = False,
         wall_times: bool = False,
         render_mode: str | None = None,
+        jacobian_limit_gb: float = 2.0,
         **overrides: Any,
     ):
         # Nothing renders; the keyword is accepted (and kept) because RL tooling passes it to every env,
@@ -62,12 +63,32 @@ class RoundEnv(gym.Env):
         self._prepare(data)
         # The validation set is what the reward, the observation and info see; the test set is sealed:
         # only test_metrics() reads it, for reports.
-        self.validation = loop.Reference.of(self.validation_frames, self.representation)
-        self._test = loop.Reference.of(self.test_frames, self.representation)
+        self.streamed = self._streamed_sets(data, jacobian_limit_gb)
+        self.validation = loop.Reference.of(
+            self.validation_frames, self.representation, stream="validation" in self.streamed
+        )
+        self._test = loop.Reference.of(self.test_frames, self.representation, stream="test" in self.streamed)
         self.featurize_seconds = time.perf_counter() - t0
         self.reward_fn = get_reward(spec.reward)
         self.episode: loop.Episode | None = None
         self._done = True
+
+    def _streamed_sets(self, data: TaskData, limit_gb: float) -> frozenset[str]:
+        """Reference sets to stream instead of holding their Jacobians: none while all of the task's dense
+        Jacobians fit in ``limit_gb`` (every standard task); else the test set, and the validation set too
+        if the rest still does not fit. Streaming costs a featurisation per evaluation, never a result."""
+        if not limit_gb > 0:
+            raise ValueError(f"jacobian_limit_gb must be positive, got {limit_gb!r}")
+        D = self.representation.spec.n_features
+        if self.mode == "pool":
+            held = loop.jacobian_bytes(data.pool + data.reserve, D)
+        else:  # on the fly: at most the initial labels and the budget are featurised with Jacobians
+            held = loop.jacobian_bytes(data.reserve[:1], D) * (self.task.n_initial + self.task.budget)
+        val, test = loop.jacobian_bytes(data.validation, D), loop.jacobian_bytes(data.test, D)
+        limit = limit_gb * 2**30
+        if held + val + test <= limit:
+            return frozenset()
+        return frozenset({"test"}) if held + val <= limit else frozenset({"test", "validation"})
 
     # ------------------------------------------------------------------------------- mode hooks
     def _prepare(self, data: TaskData) -> None:

@@ -32,29 +32,32 @@ class FeaturizedFrames:
         sizes = sorted({len(a) for a in frames})
         if len(sizes) > 1:
             raise ValueError(f"all frames must have the same number of atoms, got sizes {sizes}")
-        Gs, Js, species = [], [], []
+        n, D = self.n_atoms, aev.spec.n_features
+        # Filled chunk by chunk in place (no list of chunks and no concatenated copy: the Jacobians are
+        # the biggest arrays of a task). Atoms of each frame are grouped by element so that, when every
+        # frame has the same composition, each element's atoms are one contiguous block (slices instead of
+        # gathers on the hot path); Jacobian columns stay in input atom order.
+        G_all = np.empty((self.n_frames, n, D), dtype=np.float32)
+        J_all = np.empty((self.n_frames, n * D, n * 3), dtype=np.float32) if jacobian else None
+        species_all = np.empty((self.n_frames, n), dtype=np.int64)
         for start in range(0, len(frames), chunk):
             part = frames[start : start + chunk]
+            stop = start + len(part)
             nb = build_neighbours(part, aev.spec)
-            species.append(nb.species.reshape(len(part), self.n_atoms))
+            sp = nb.species.reshape(len(part), n)
+            order = torch.argsort(torch.from_numpy(sp), dim=1, stable=True).numpy()
+            rows = (np.arange(len(part))[:, None], order)  # numpy gathers: torch's are slow here
+            species_all[start:stop] = sp[rows]
             if jacobian:
                 G, J = aev.descriptors_and_jacobian(part, nb)
-                Js.append(J.astype(np.float32, copy=False))
+                J_all[start:stop] = J.astype(np.float32, copy=False)[rows].reshape(len(part), n * D, n * 3)
+                del J
             else:
                 G = aev.descriptors(part, nb)
-            Gs.append(torch.from_numpy(G).float())
-        G = torch.cat(Gs)  # (F, n, D)
-        species_t = torch.from_numpy(np.concatenate(species))  # (F, n) species index
-        # Group atoms of each frame by element so that, when every frame has the same composition,
-        # each element's atoms are one contiguous block (slices instead of gathers on the hot path).
-        order = torch.argsort(species_t, dim=1, stable=True)
-        self.species = torch.gather(species_t, 1, order)
-        rows = (np.arange(self.n_frames)[:, None], order.numpy())  # numpy gathers: torch's are slow here
-        self.G = torch.from_numpy(np.ascontiguousarray(G.numpy()[rows]))
-        self.J = None
-        if jacobian:
-            J = np.concatenate(Js)[rows]  # (F, n, D, n, 3), rows sorted, columns in input atom order
-            self.J = torch.from_numpy(np.ascontiguousarray(J.reshape(self.n_frames, -1, self.n_atoms * 3)))
+            G_all[start:stop] = torch.from_numpy(G).float().numpy()[rows]
+        self.species = torch.from_numpy(species_all)  # (F, n) species index, sorted per frame
+        self.G = torch.from_numpy(G_all)  # (F, n, D)
+        self.J = torch.from_numpy(J_all) if jacobian else None  # (F, n*D, n*3)
         self.blocks: list[tuple[int, int, int]] | None = None  # (element, start, stop) when uniform
         if bool((self.species == self.species[0]).all()):
             first = self.species[0].tolist()

@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from alenv.data import frame_labels, read_labelled
+from alenv.data import frame_labels, read_labelled, subset_of
 from alenv.oracles.lookup import structure_key
 from alenv.tasks.spec import TaskSpec
 
@@ -40,6 +40,20 @@ def _likely_unit(force_rms: float) -> str:
     if force_rms > FORCE_RMS_RANGE[1]:
         return "kJ/mol" if force_rms > 60 else "kcal/mol"
     return "Hartree"
+
+
+def target_frames(frames: Sequence[Atoms], subsets: Sequence[str], path: str | None) -> list[Atoms]:
+    """The frames of ``subsets`` (``alenv.data.subset_of``), in file order; ValueError naming the subsets the
+    file has (with their frame counts) when one of them has no frames."""
+    have = Counter(subset_of(a) for a in frames)
+    missing = [s for s in subsets if not have.get(s)]
+    if missing:
+        listed = ", ".join(f"{k} ({n} frames)" for k, n in sorted(have.items(), key=lambda kv: str(kv[0])))
+        raise ValueError(
+            f"{path}: target subset(s) {missing} have no frames; its subsets (subset or config_type tags, "
+            f"else T=<t>K) are: {listed or 'none'}"
+        )
+    return [a for a in frames if subset_of(a) in set(subsets)]
 
 
 def check_units(frames: Sequence[Atoms], forces: np.ndarray, path: str) -> float:
@@ -167,6 +181,15 @@ def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms],
             )
         check_pair(pool, validation, dataclasses.replace(spec, test_path=spec.validation_path))
         check_pair(test, validation, dataclasses.replace(spec, pool_path=spec.test_path, test_path=spec.validation_path))
+    if spec.target_subsets is not None:
+        if validation is None:
+            raise ValueError(
+                f"target_subsets {list(spec.target_subsets)} needs a validation file with frames of those subsets "
+                "(validation=PATH): a validation set drawn from the pool would reward the pool's distribution, "
+                "not the target's"
+            )
+        test = target_frames(test, spec.target_subsets, spec.test_path)
+        validation = target_frames(validation, spec.target_subsets, spec.validation_path)
     n_val = 0 if validation is not None else spec.validation_size
     need = spec.reserve_size + spec.budget + n_val
     if len(pool) < need:
