@@ -83,20 +83,32 @@ class AEVSpec:
 
 @dataclass
 class Neighbours:
-    """Flat pair and triplet lists for a batch of frames with the same number of atoms.
+    """Flat pair and triplet lists for a batch of frames.
 
-    Atom indices are global over the batch (frame f, atom a -> f * n_atoms + a).
+    Atom indices are global over the batch: frame f, atom a -> ``atom_ptr[f] + a``. A uniform batch (every
+    frame with ``n_atoms`` atoms) has ``atom_ptr`` None and the offsets ``f * n_atoms``; a ragged batch
+    (``build_neighbours(..., ragged=True)``) has ``n_atoms`` None and ``atom_ptr`` (n_frames + 1,).
     """
 
     n_frames: int
-    n_atoms: int
-    species: np.ndarray  # (n_frames * n_atoms,) int64 species index
+    n_atoms: int | None
+    species: np.ndarray  # (n_total,) int64 species index
     pair_i: np.ndarray  # (P,) centre atom
     pair_j: np.ndarray  # (P,) neighbour atom
     pair_shift: np.ndarray  # (P, 3) Angstrom, cell translation added to r_j
     triplet_a: np.ndarray  # (T,) index into pairs (centre i, neighbour j)
     triplet_b: np.ndarray  # (T,) index into pairs (same centre i, neighbour k), a < b
     cells: np.ndarray = field(default_factory=lambda: np.zeros((0, 3, 3)))
+    atom_ptr: np.ndarray | None = None  # (n_frames + 1,) ragged batch: frame f owns atoms ptr[f]:ptr[f+1]
+
+    @property
+    def n_total(self) -> int:
+        """Atoms in the batch."""
+        return int(self.atom_ptr[-1]) if self.atom_ptr is not None else self.n_frames * int(self.n_atoms)
+
+    @property
+    def ragged(self) -> bool:
+        return self.atom_ptr is not None
 
 
 def _periodic_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -124,49 +136,92 @@ def _periodic_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray
     close[np.arange(n), np.arange(n), zero] = False
     i, j, s = np.nonzero(close)  # sorted by centre i
     shifts = S[s] - offset[j] + offset[i]  # lattice shifts for the unwrapped positions
-    return i, j, shifts @ cell
+    return i, j, shifts
 
 
-def _frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def frame_pair_images(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Pairs (i, j) of one frame within ``cutoff``, sorted by centre i, and each pair's lattice image
+    (P, 3), integer-valued floats: r_j + image @ cell - r_i is the bond vector (None without periodicity)."""
     if atoms.pbc.any():
         dense = _periodic_pairs(atoms, cutoff)
         if dense is not None:
             return dense
         i, j, S = neighbor_list("ijS", atoms, cutoff)
-        shift = S @ atoms.cell.array
         order = np.lexsort((j, i))
-        return i[order], j[order], shift[order]
+        return i[order], j[order], S[order]
     pos = atoms.positions
     d = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
     np.fill_diagonal(d, np.inf)
     i, j = np.nonzero(d < cutoff)
+    return i, j, None
+
+
+def _frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of one frame with Cartesian shifts (the dense path's arithmetic, kept as it was)."""
+    if atoms.pbc.any():
+        dense = _periodic_pairs(atoms, cutoff)
+        if dense is not None:
+            i, j, image = dense
+            return i, j, image @ atoms.cell.array
+        i, j, S = neighbor_list("ijS", atoms, cutoff)
+        shift = S @ atoms.cell.array
+        order = np.lexsort((j, i))
+        return i[order], j[order], shift[order]
+    i, j, _ = frame_pair_images(atoms, cutoff)
     return i, j, np.zeros((len(i), 3))
 
 
-def build_neighbours(frames: Sequence[Atoms], spec: AEVSpec) -> Neighbours:
-    """Pair list within the radial cutoff and triplets within the angular cutoff, for all frames."""
+def build_neighbours(frames: Sequence[Atoms], spec: AEVSpec, ragged: bool = False) -> Neighbours:
+    """Pair list within the radial cutoff and triplets within the angular cutoff, for all frames.
+
+    Frames must have the same number of atoms, unless ``ragged``: then atoms are numbered by per-frame
+    offsets (``Neighbours.atom_ptr``) and frames may differ in size.
+    """
     if len(frames) == 0:
         raise ValueError("no frames given")
-    n = len(frames[0])
-    if any(len(a) != n for a in frames):
+    counts = np.array([len(a) for a in frames], dtype=np.int64)
+    n = int(counts[0])
+    if not ragged and np.any(counts != n):
         raise ValueError("all frames of a batch must have the same number of atoms")
-    if n == 0:
+    if np.any(counts == 0):
         raise ValueError("frames have no atoms")
+    offsets = np.concatenate([[0], np.cumsum(counts)])
     pi, pj, ps = [], [], []
     species = []
     for f, atoms in enumerate(frames):
         i, j, s = _frame_pairs(atoms, spec.radial_cutoff)
-        pi.append(i + f * n)
-        pj.append(j + f * n)
+        pi.append(i + offsets[f])
+        pj.append(j + offsets[f])
         ps.append(s)
         species.append(spec.species_index(atoms.numbers))
     pair_i = np.concatenate(pi).astype(np.int64)
     pair_j = np.concatenate(pj).astype(np.int64)
     pair_shift = np.concatenate(ps).astype(np.float64)
-    # Triplets: pairs that share a centre and lie within the angular cutoff.
     pos = np.concatenate([a.positions for a in frames])
+    triplet_a, triplet_b = triplets(pos, pair_i, pair_j, pair_shift, spec.angular_cutoff)
+    return Neighbours(
+        n_frames=len(frames),
+        n_atoms=None if ragged else n,
+        species=np.concatenate(species),
+        pair_i=pair_i,
+        pair_j=pair_j,
+        pair_shift=pair_shift,
+        triplet_a=triplet_a,
+        triplet_b=triplet_b,
+        atom_ptr=offsets if ragged else None,
+    )
+
+
+def triplets(
+    pos: np.ndarray, pair_i: np.ndarray, pair_j: np.ndarray, pair_shift: np.ndarray, angular_cutoff: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Triplets (a, b), a < b, of pairs that share a centre and both lie within the angular cutoff.
+
+    Pairs must be sorted by centre (each centre's pairs contiguous); ``pos`` (A, 3) are the batch's
+    positions in the pairs' atom numbering.
+    """
     dist = np.linalg.norm(pos[pair_j] + pair_shift - pos[pair_i], axis=1)
-    ang = np.nonzero(dist < spec.angular_cutoff)[0]  # pairs sorted by centre already
+    ang = np.nonzero(dist < angular_cutoff)[0]  # pairs sorted by centre already
     centres = pair_i[ang]
     starts = np.flatnonzero(np.r_[True, centres[1:] != centres[:-1]])
     counts = np.diff(np.r_[starts, len(ang)])
@@ -180,16 +235,7 @@ def build_neighbours(frames: Sequence[Atoms], spec: AEVSpec) -> Neighbours:
         tb.append(ang[(s[:, None] + b_loc[None, :]).ravel()])
     triplet_a = np.concatenate(ta) if ta else np.zeros(0, dtype=np.int64)
     triplet_b = np.concatenate(tb) if tb else np.zeros(0, dtype=np.int64)
-    return Neighbours(
-        n_frames=len(frames),
-        n_atoms=n,
-        species=np.concatenate(species),
-        pair_i=pair_i,
-        pair_j=pair_j,
-        pair_shift=pair_shift,
-        triplet_a=triplet_a.astype(np.int64),
-        triplet_b=triplet_b.astype(np.int64),
-    )
+    return triplet_a.astype(np.int64), triplet_b.astype(np.int64)
 
 
 class AEV:
@@ -258,7 +304,7 @@ class AEV:
         """
         s = self.spec
         t = tensors if tensors is not None else self._tensors(nb)
-        n_total = nb.n_frames * nb.n_atoms
+        n_total = nb.n_total
         vec = positions[t["pj"]] + t["shift"].to(positions.dtype) - positions[t["pi"]]
         rad_slot, ang_slot = self._slots(t)
         rad = self._radial_terms(torch.linalg.vector_norm(vec, dim=1))
@@ -272,27 +318,33 @@ class AEV:
         return torch.cat([G_rad, G_ang.reshape(n_total, s.n_angular)], dim=1)
 
     def descriptors(self, frames: Sequence[Atoms], nb: Neighbours | None = None) -> np.ndarray:
-        """Descriptors as an array (n_frames, n_atoms, n_features)."""
+        """Descriptors as an array (n_frames, n_atoms, n_features) (frames of one size)."""
         nb = nb if nb is not None else build_neighbours(frames, self.spec)
+        if nb.ragged:
+            raise ValueError("descriptors() needs frames of one size; AEV.compute takes ragged batches")
         pos = torch.from_numpy(np.concatenate([a.positions for a in frames])).to(self.dtype)
         with torch.no_grad():
             G = self.compute(pos, nb)
         return G.reshape(nb.n_frames, nb.n_atoms, -1).numpy()
 
     def descriptors_and_jacobian(
-        self, frames: Sequence[Atoms], nb: Neighbours | None = None
+        self, frames: Sequence[Atoms], nb: Neighbours | None = None, positions: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """Descriptors (F, n, D) and their exact position Jacobian (F, n, D, n, 3).
 
         Each radial term depends on one bond vector and each angular term on two, so their derivatives
         come from 3 + 6 forward-mode passes over all pairs and triplets at once (independent of system
-        size); they are then scattered into the dense per-frame Jacobian.
+        size); they are then scattered into the dense per-frame Jacobian. ``positions`` (F * n, 3) stand
+        in for the frames' own (then ``frames`` is not read, and ``nb`` must be given).
         """
         s = self.spec
         nb = nb if nb is not None else build_neighbours(frames, self.spec)
+        if nb.ragged:
+            raise ValueError("the dense Jacobian needs frames of one size")
         F, n, D = nb.n_frames, nb.n_atoms, s.n_features
         t = self._tensors(nb)
-        pos = torch.from_numpy(np.concatenate([a.positions for a in frames])).to(self.dtype)
+        pos = np.concatenate([a.positions for a in frames]) if positions is None else np.asarray(positions, dtype=np.float64)
+        pos = torch.from_numpy(pos).to(self.dtype)
         with torch.no_grad():
             G = self.compute(pos, nb, t)
             vec = pos[t["pj"]] + t["shift"] - pos[t["pi"]]
