@@ -112,9 +112,19 @@ class Neighbours:
 
 
 def _periodic_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """All (i, j, cell shift) with |r_j + shift - r_i| < cutoff, vectorised over atoms and images.
+    """``_periodic_images`` with each pair's Cartesian shift (Angstrom) in place of its lattice image."""
+    found = _periodic_images(atoms, cutoff)
+    if found is None:
+        return None
+    i, j, image = found
+    return i, j, image @ atoms.cell.array
 
-    Positions are wrapped into the cell first (the returned shifts are for the positions as given).
+
+def _periodic_images(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """All (i, j, lattice image) with |r_j + shift - r_i| < cutoff, vectorised over atoms and images.
+
+    Positions are wrapped into the cell first (the returned images, integer-valued floats, are for the
+    positions as given).
     Returns None when the dense search would be too large (then ASE's neighbour list is used).
     """
     cell = atoms.cell.array
@@ -143,7 +153,7 @@ def frame_pair_images(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarr
     """Pairs (i, j) of one frame within ``cutoff``, sorted by centre i, and each pair's lattice image
     (P, 3), integer-valued floats: r_j + image @ cell - r_i is the bond vector (None without periodicity)."""
     if atoms.pbc.any():
-        dense = _periodic_pairs(atoms, cutoff)
+        dense = _periodic_images(atoms, cutoff)
         if dense is not None:
             return dense
         i, j, S = neighbor_list("ijS", atoms, cutoff)
@@ -161,8 +171,7 @@ def _frame_pairs(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, n
     if atoms.pbc.any():
         dense = _periodic_pairs(atoms, cutoff)
         if dense is not None:
-            i, j, image = dense
-            return i, j, image @ atoms.cell.array
+            return dense
         i, j, S = neighbor_list("ijS", atoms, cutoff)
         shift = S @ atoms.cell.array
         order = np.lexsort((j, i))
