@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from alenv.descriptors.representation import FeaturizedFrames
+from alenv.descriptors.representation import Featurized
 from alenv.observe import (
     CANDIDATE_FEATURES, GLOBAL_FEATURES, candidate_features, nearest_distance, noise_estimate, observation_space,
 )
@@ -99,7 +99,7 @@ class ActiveLearningEnv(RoundEnv):
         self.mask = np.ones(self.n_pool, dtype=np.int8)
         self.action_space.available = self.mask
 
-    def _training_data(self) -> FeaturizedFrames:
+    def _training_data(self) -> Featurized:
         return self.candidates
 
     def _rows(self, chosen: np.ndarray, initial: bool = False) -> list[int]:
@@ -120,7 +120,8 @@ class ActiveLearningEnv(RoundEnv):
         noise = noise_estimate(
             self.embeddings[: self.n_pool], self.embeddings[ep.train.rows], ep.labelled.noise_sigmas, ep.train_force_rmse
         )
-        return candidate_features(E, F, dist, noise), self.embeddings[: self.n_pool], self.mask
+        ptr = self.candidates.atom_ptr(np.arange(self.n_pool)) if self.layout == "flat" else None
+        return candidate_features(E, F, dist, noise, ptr), self.embeddings[: self.n_pool], self.mask
 
     def validate_action(self, action: Any) -> np.ndarray:
         """The action as an int array of k distinct unmasked pool indices, or ValueError."""
@@ -148,14 +149,23 @@ class ActiveLearningEnv(RoundEnv):
 
     # ------------------------------------------------------------------------------- for instruments
     def predict_candidates(self) -> tuple[np.ndarray, np.ndarray]:
-        """The current potential's member predictions on the pool: energies (M, N) eV, forces (M, N, n, 3)."""
+        """The current potential's member predictions on the pool: energies (M, N) eV, forces (M, N, n, 3)
+        eV/Angstrom, or (M, A, 3) for the flat layout (atoms of the pool concatenated: ``pool_ptr``)."""
         return self.potential.predict(self.candidates, idx=np.arange(self.n_pool))
 
+    @property
+    def pool_ptr(self) -> np.ndarray:
+        """Atom pointer (N + 1,) of the pool's frames: frame i owns atom rows ``ptr[i]:ptr[i + 1]`` of
+        flat forces (``alenv.ragged``)."""
+        return self.candidates.atom_ptr(np.arange(self.n_pool))
+
     def true_labels(self) -> tuple[np.ndarray, np.ndarray]:
-        """Reference energies (N,) and forces (N, n, 3) of the pool, where the task data holds them.
+        """Reference energies (N,) and forces (N, n, 3) of the pool, where the task data holds them; for
+        the flat layout forces (A, 3), atoms concatenated (``pool_ptr``).
 
         For cheating references only (benchmark instruments): a fair agent never sees these.
         """
         E = np.array([a.get_potential_energy() for a in self.pool_frames])
-        F = np.stack([a.get_forces() for a in self.pool_frames])
+        forces = [a.get_forces() for a in self.pool_frames]
+        F = np.concatenate(forces) if self.layout == "flat" else np.stack(forces)
         return E, F

@@ -15,9 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 
-from alenv import keys
+from alenv import keys, ragged
 from alenv.data import LabelledSet, frame_labels, subset_of
-from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.descriptors.representation import Featurized, Representation
 from alenv.metrics import errors, subset_errors
 from alenv.models import make_potential
 from alenv.models.base import Potential
@@ -27,7 +27,9 @@ from alenv.types import Label
 
 @dataclass
 class Reference:
-    """Featurised frames with their reference labels: energies (F,) eV and forces (F, n, 3) eV/Angstrom.
+    """Featurised frames with their reference labels: energies (F,) eV and forces (F, n, 3) eV/Angstrom,
+    or for the flat layout (frames of several sizes) forces (A, 3), their atoms concatenated, with the
+    atom pointer ``ptr`` (F + 1,) (None for the dense layout).
 
     ``has_forces`` (F,) marks the frames with reference forces; the others (energy-only frames of a Dataset
     validation or test file) hold NaN forces and count only in energy errors. ``subsets`` (F,) names each
@@ -39,13 +41,14 @@ class Reference:
     rounding (chunks of other shapes sum in another order: 6e-6 eV/A seen).
     """
 
-    data: FeaturizedFrames | None
+    data: Featurized | None
     energies: np.ndarray
     forces: np.ndarray
     has_forces: np.ndarray
     subsets: list[str | None]
     frames: Sequence[Atoms] | None = None
     representation: Representation | None = None
+    ptr: np.ndarray | None = None
 
     @classmethod
     def of(cls, frames: Sequence[Atoms], representation: Representation, stream: bool = False) -> "Reference":
@@ -62,9 +65,12 @@ class Reference:
             F.append(np.full((len(atoms), 3), np.nan) if f is None else f)
             has.append(f is not None)
         data = None if stream else representation.featurize(frames)
+        layout = data.layout if data is not None else representation.layout
+        flat = layout == "flat" or (layout == "auto" and len({len(a) for a in frames}) > 1)
+        forces, ptr = ragged.concat(F) if flat else (np.stack(F), None)
         return cls(
-            data, np.array(E), np.stack(F), np.array(has, dtype=bool), [subset_of(a) for a in frames],
-            list(frames) if stream else None, representation if stream else None,
+            data, np.array(E), forces, np.array(has, dtype=bool), [subset_of(a) for a in frames],
+            list(frames) if stream else None, representation if stream else None, ptr,
         )
 
     @property
@@ -72,7 +78,8 @@ class Reference:
         return self.data is None
 
     def predict(self, potential: Potential) -> tuple[np.ndarray, np.ndarray]:
-        """Per-member energies (M, F) eV and forces (M, F, n, 3) eV/Angstrom of the potential on these frames."""
+        """Per-member energies (M, F) eV and forces (M, F, n, 3) eV/Angstrom (flat: (M, A, 3)) of the
+        potential on these frames."""
         if self.data is not None:
             return potential.predict(self.data)
         parts = [
@@ -94,7 +101,7 @@ def jacobian_bytes(frames: Sequence[Atoms], n_features: int) -> int:
 class TrainingSet:
     """The frames the potential trains on: rows of featurised ``data`` and their labels, in label order."""
 
-    data: FeaturizedFrames | None = None
+    data: Featurized | None = None
     rows: list[int] = field(default_factory=list)
     energies: list[float] = field(default_factory=list)
     forces: list[np.ndarray] = field(default_factory=list)
@@ -105,7 +112,7 @@ class TrainingSet:
         self.energies += [lab.energy for lab in labels]
         self.forces += [np.asarray(lab.forces) for lab in labels]
 
-    def extend(self, new: FeaturizedFrames, labels: Sequence[Label]) -> None:
+    def extend(self, new: Featurized, labels: Sequence[Label]) -> None:
         """Append newly featurised frames (rows at the end of ``data``) with their labels."""
         start = 0 if self.data is None else len(self.data)
         if self.data is None:
@@ -116,6 +123,14 @@ class TrainingSet:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Energies (K,) and forces of the training labels: (K, n, 3) stacked, or (sum n_f, 3)
+        concatenated when ``data`` has the flat layout."""
+        E = np.array(self.energies)
+        if self.data is not None and self.data.layout == "flat":
+            return E, np.concatenate(self.forces)
+        return E, np.stack(self.forces)
 
 
 @dataclass
@@ -161,7 +176,7 @@ def record(
 def fit(ep: Episode, rng: np.random.Generator) -> None:
     """Train the potential on the training set (warm start after the first fit), then measure how well
     its mean fits its own labels (``train_force_rmse``: an estimate of what it cannot learn)."""
-    E, F = np.array(ep.train.energies), np.stack(ep.train.forces)
+    E, F = ep.train.labels()
     idx = np.array(ep.train.rows, dtype=np.int64)
     t0 = time.perf_counter()
     ep.potential.fit(ep.train.data, E, F, rng, idx=idx)
@@ -180,7 +195,7 @@ def refit(ep: Episode, spec: Any, representation: Representation, seed: int, **s
     if not ep.train.rows:
         raise RuntimeError("no labels to refit on")
     potential = make_potential(spec.model, representation, seed=int(seed), **{**spec.model_kwargs, **settings})
-    E, F = np.array(ep.train.energies), np.stack(ep.train.forces)
+    E, F = ep.train.labels()
     idx = np.array(ep.train.rows, dtype=np.int64)
     potential.fit(ep.train.data, E, F, np.random.default_rng([int(seed), 2]), idx=idx)
     return potential
@@ -194,9 +209,9 @@ def evaluate(potential: Potential, reference: Reference, by_subset: bool = False
     """
     E, F = reference.predict(potential)
     args = (E.mean(0), F.mean(0), reference.energies, reference.forces, reference.has_forces)
-    out = errors(*args).as_dict()
+    out = errors(*args, ptr=reference.ptr).as_dict()
     if by_subset:
-        out.update(subset_errors(*args, reference.subsets))
+        out.update(subset_errors(*args, reference.subsets, ptr=reference.ptr))
     return out
 
 
@@ -208,7 +223,7 @@ def start(
     rows: Sequence[int] | None,
     reference: Reference,
     rng: np.random.Generator,
-    data: FeaturizedFrames | None = None,
+    data: Featurized | None = None,
 ) -> tuple[Episode, list[Atoms]]:
     """A new episode: label the initial ``frames``, build the task's potential (seeded from ``rng``), fit
     it from scratch and evaluate it. Returns the episode and the initial frames labelled successfully."""

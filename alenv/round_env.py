@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 
 from alenv import keys, loop
-from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.descriptors.representation import Featurized, Representation, choose_layout
 from alenv.observe import episode_globals, make_observation
 from alenv.rewards import get_reward, round_reward
 from alenv.tasks import TaskData, default_cache_dir, get_task, load_task_data, task_oracle
@@ -59,11 +59,15 @@ class RoundEnv(gym.Env):
         self.representation = Representation.for_frames(
             data.pool + data.reserve + data.validation + data.test, spec.descriptor, spec.embedding_dim
         )
+        # The layout of every featurised set, decided once (alenv.descriptors.representation.choose_layout):
+        # dense for frames of one size whose Jacobians fit (streaming the test, then validation set if
+        # needed), flat for mixed sizes or sets too big for dense Jacobians.
+        self.layout, self.streamed = self._choose_layout(data, jacobian_limit_gb)
+        self.representation.layout = self.layout
         t0 = time.perf_counter()
         self._prepare(data)
         # The validation set is what the reward, the observation and info see; the test set is sealed:
         # only test_metrics() reads it, for reports.
-        self.streamed = self._streamed_sets(data, jacobian_limit_gb)
         self.validation = loop.Reference.of(
             self.validation_frames, self.representation, stream="validation" in self.streamed
         )
@@ -73,29 +77,27 @@ class RoundEnv(gym.Env):
         self.episode: loop.Episode | None = None
         self._done = True
 
-    def _streamed_sets(self, data: TaskData, limit_gb: float) -> frozenset[str]:
-        """Reference sets to stream instead of holding their Jacobians: none while all of the task's dense
-        Jacobians fit in ``limit_gb`` (every standard task); else the test set, and the validation set too
-        if the rest still does not fit. Streaming costs a featurisation per evaluation, never a result."""
+    def _choose_layout(self, data: TaskData, limit_gb: float) -> tuple[str, frozenset[str]]:
+        """The task's layout and the reference sets to stream (``choose_layout``): the descriptor setting
+        ``layout`` ("auto" by default) and the atom counts of what needs forces. Dense Jacobians past
+        ``limit_gb`` first stream the test set (then the validation set too), which costs a featurisation
+        per evaluation, never a result; training data that still does not fit takes the flat layout."""
         if not limit_gb > 0:
             raise ValueError(f"jacobian_limit_gb must be positive, got {limit_gb!r}")
-        D = self.representation.spec.n_features
         if self.mode == "pool":
-            held = loop.jacobian_bytes(data.pool + data.reserve, D)
-        else:  # on the fly: at most the initial labels and the budget are featurised with Jacobians
-            held = loop.jacobian_bytes(data.reserve[:1], D) * (self.task.n_initial + self.task.budget)
-        val, test = loop.jacobian_bytes(data.validation, D), loop.jacobian_bytes(data.test, D)
-        limit = limit_gb * 2**30
-        if held + val + test <= limit:
-            return frozenset()
-        return frozenset({"test"}) if held + val <= limit else frozenset({"test", "validation"})
+            train = [len(a) for a in data.pool + data.reserve]
+        else:  # on the fly: at most the initial labels and the budget are featurised for training
+            train = [len(data.reserve[0])] * (self.task.n_initial + self.task.budget)
+            train += [len(a) for a in data.reserve[1:]] if len({len(a) for a in data.reserve}) > 1 else []
+        sizes = {"train": train, "validation": [len(a) for a in data.validation], "test": [len(a) for a in data.test]}
+        return choose_layout(sizes, self.representation.spec.n_features, self.representation.layout, limit_gb * 2**30)
 
     # ------------------------------------------------------------------------------- mode hooks
     def _prepare(self, data: TaskData) -> None:
         """Featurise what the mode needs once, fit normalisation and embedding, define the spaces."""
         raise NotImplementedError
 
-    def _training_data(self) -> FeaturizedFrames | None:
+    def _training_data(self) -> Featurized | None:
         """Featurised frames that labelled rows index (pool mode); None to featurise labels as they come."""
         return None
 

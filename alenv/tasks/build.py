@@ -233,10 +233,7 @@ def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle
     The cache is prefilled with the labels the task data already carries (oracle MD computed them; a
     Dataset file holds them), so an agent pays for each label it asks for at the seconds it first cost.
     """
-    frames = data.pool + data.reserve
-    n_atoms = sorted({len(a) for a in frames + data.test + data.validation})
-    if len(n_atoms) != 1:
-        raise ValueError(f"all configurations of a task must have the same number of atoms, got {n_atoms}")
+    frames = data.pool + data.reserve  # of any sizes: oracles and their cache label one structure at a time
     kwargs = dict(spec.oracle_kwargs)
     if spec.system == "dataset":  # the lookup oracle answers from the user's frames (in eV, checked)
         kwargs.setdefault("path_or_frames", frames)
