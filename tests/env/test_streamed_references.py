@@ -14,6 +14,7 @@ from alenv import loop
 from alenv.datasets import rmd17
 from alenv.descriptors.representation import Representation
 from alenv.models import make_potential
+from alenv.tasks import TINY_DESCRIPTOR
 from agents import make_agent
 
 SMALL = {"pool_size": 40, "test_size": 20, "validation_size": 20, "budget": 10, "batch_size": 5, "reserve_size": 10,
@@ -64,12 +65,22 @@ def _episode(tmp_path, **kwargs):
 
 def test_streamed_sets_give_the_same_episode(tmp_path):
     held_env, r_held, a_held, t_held = _episode(tmp_path)
-    stream_env, r_stream, a_stream, t_stream = _episode(tmp_path, jacobian_limit_gb=1e-6)
+    # a dense layout kept on purpose: with layout "auto", training data over the limit goes flat
+    dense = {"descriptor": {**TINY_DESCRIPTOR, "layout": "dense"}}
+    stream_env, r_stream, a_stream, t_stream = _episode(tmp_path, jacobian_limit_gb=1e-6, **dense)
     assert held_env.streamed == frozenset()  # every standard size fits: nothing streamed by default
+    assert held_env.layout == stream_env.layout == "dense"
     assert stream_env.streamed == {"test", "validation"}
     assert a_stream == a_held
     np.testing.assert_allclose(r_stream, r_held, rtol=1e-6, atol=1e-9)
     assert t_stream["force_mae"] == pytest.approx(t_held["force_mae"], rel=1e-6)
+
+
+def test_training_data_too_big_for_dense_jacobians_goes_flat(tmp_path):
+    env = gym.make("alenv/Dataset-tiny-v3", cache_dir=tmp_path, pool=rmd17("ethanol", "train"),
+                   test=rmd17("ethanol", "test"), **SMALL, jacobian_limit_gb=1e-6)
+    assert env.unwrapped.layout == "flat" and env.unwrapped.streamed == frozenset()
+    assert type(env.unwrapped.candidates).__name__ == "FlatFrames"
 
 
 def test_only_the_test_set_is_streamed_when_the_rest_fits(tmp_path):
