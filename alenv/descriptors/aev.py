@@ -247,6 +247,22 @@ def triplets(
     return triplet_a.astype(np.int64), triplet_b.astype(np.int64)
 
 
+@dataclass
+class Geometry:
+    """A batch's descriptors G (A, D) and the derivatives of its radial and angular terms with respect to
+    the bond vectors (``AEV.geometry``), which ``AEV.vjp`` contracts with dE/dG into dE/dR."""
+
+    n_atoms: int
+    G: torch.Tensor
+    pi: torch.Tensor
+    pj: torch.Tensor
+    rad_slot: torch.Tensor
+    ang_slot: torch.Tensor
+    unit: torch.Tensor  # (P, 3) bond directions
+    d_rad: torch.Tensor  # (P, R) radial terms' derivatives by bond length
+    angular: tuple | None = None  # per-triplet factors, None without triplets
+
+
 class AEV:
     """Computes descriptors, and their exact position Jacobian, for batches of frames."""
 
@@ -325,6 +341,88 @@ class AEV:
             ang = self._angular_terms(vec[t["ta"]], vec[t["tb"]])
             G_ang = G_ang.index_add(0, ang_slot, ang)
         return torch.cat([G_rad, G_ang.reshape(n_total, s.n_angular)], dim=1)
+
+    def geometry(self, positions: torch.Tensor, nb: Neighbours) -> "Geometry":
+        """Descriptors of a batch and the derivatives of their terms with respect to the bond vectors, for
+        ``vjp``: everything that depends on positions alone, computed once per batch without a graph."""
+        s = self.spec
+        t = self._tensors(nb)
+        with torch.no_grad():
+            pos = positions.detach()
+            n_total = nb.n_total
+            vec = pos[t["pj"]] + t["shift"].to(pos.dtype) - pos[t["pi"]]
+            d = torch.linalg.vector_norm(vec, dim=1)
+            rad_slot, ang_slot = self._slots(t)
+            # radial: d term_k / d r = (d term_k / d d) * vec / d
+            arg = math.pi * d / s.radial_cutoff
+            inside = d < s.radial_cutoff
+            fc = torch.where(inside, 0.5 * torch.cos(arg) + 0.5, torch.zeros_like(d))
+            dfc = torch.where(inside, -0.5 * math.pi / s.radial_cutoff * torch.sin(arg), torch.zeros_like(d))
+            x = d[:, None] - self.radial_centres
+            e = 0.25 * torch.exp(-s.radial_eta * x**2)
+            d_rad = e * (-2.0 * s.radial_eta * x) * fc[:, None] + e * dfc[:, None]  # (P, R)
+            G_rad = torch.zeros((n_total * s.n_species, s.radial_shells), dtype=pos.dtype)
+            G_rad = G_rad.index_add(0, rad_slot, e * fc[:, None]).reshape(n_total, s.n_radial)
+            n_ang_terms = s.angular_shells * s.angle_sections
+            G_ang = torch.zeros((n_total * s.n_pairs, n_ang_terms), dtype=pos.dtype)
+            geo = Geometry(n_total, G_rad, t["pi"], t["pj"], rad_slot, ang_slot, vec / d[:, None], d_rad)
+            ta, tb = t["ta"], t["tb"]
+            if len(ta) > 0:
+                va, vb = vec[ta], vec[tb]
+                d1, d2 = d[ta], d[tb]
+                kappa = (va * vb).sum(1) / (d1 * d2)
+                theta = torch.acos(0.95 * kappa)
+                rc = s.angular_cutoff
+                fc1, fc2 = 0.5 * torch.cos(math.pi * d1 / rc) + 0.5, 0.5 * torch.cos(math.pi * d2 / rc) + 0.5
+                dfc1, dfc2 = -0.5 * math.pi / rc * torch.sin(math.pi * d1 / rc), -0.5 * math.pi / rc * torch.sin(math.pi * d2 / rc)
+                base = 1.0 + torch.cos(theta[:, None] - self.angle_centres)
+                h = 2.0 ** (1.0 - s.zeta) * base**s.zeta  # (T, sections)
+                dh = -(2.0 ** (1.0 - s.zeta)) * s.zeta * base ** (s.zeta - 1) * torch.sin(theta[:, None] - self.angle_centres)
+                y = (d1 + d2)[:, None] / 2 - self.angular_centres
+                f = torch.exp(-s.angular_eta * y**2)  # (T, shells)
+                df = f * (-2.0 * s.angular_eta * y)  # d f / d ((d1 + d2) / 2)
+                c = fc1 * fc2
+                dtheta = -0.95 / torch.sqrt(torch.clamp(1.0 - (0.95 * kappa) ** 2, min=1e-30))
+                dk_a = vb / (d1 * d2)[:, None] - (kappa / d1**2)[:, None] * va
+                dk_b = va / (d1 * d2)[:, None] - (kappa / d2**2)[:, None] * vb
+                T = len(ta)
+                # each term is f_a h_b c: its factors' parts, (T, terms, 3): f h, f' h (by the mean bond
+                # length), f h' (by the angle); the cutoff product c and its derivatives apply to all terms
+                w = torch.stack([f, df, f], -1)[:, :, None, :] * torch.stack([h, h, dh], -1)[:, None, :, :]
+                w = w.reshape(T, -1, 3)
+                G_ang = G_ang.index_add(0, ang_slot, w[..., 0] * c[:, None])
+                geo.angular = (ta, tb, w, c, dfc1 * fc2, fc1 * dfc2, va / d1[:, None],
+                               vb / d2[:, None], dtheta[:, None] * dk_a, dtheta[:, None] * dk_b)
+            geo.G = torch.cat([geo.G, G_ang.reshape(n_total, s.n_angular)], dim=1)
+        return geo
+
+    def vjp(self, geo: "Geometry", grad_G: torch.Tensor) -> torch.Tensor:
+        """sum over atoms and terms of ``grad_G`` (..., A, D) times dG/dR: the gradient (..., A, 3) with
+        respect to the positions of a scalar whose gradient with respect to G is ``grad_G`` (leading axes:
+        e.g. one per ensemble member). Written in torch operations on ``grad_G`` alone, so it stays
+        differentiable with respect to whatever ``grad_G`` depends on (network weights in training), and it
+        costs no graph through the descriptors (``geometry`` holds their derivatives)."""
+        s = self.spec
+        lead = grad_G.shape[:-2]
+        A = geo.n_atoms
+        L = int(np.prod(lead)) if lead else 1
+        g = grad_G.reshape(L, A, s.n_features).permute(1, 0, 2)  # atoms first: row gathers and sums are fast
+        g_rad = g[..., : s.n_radial].reshape(A, L, s.n_species, s.radial_shells).permute(0, 2, 1, 3)
+        g_rad = g_rad.reshape(A * s.n_species, L, s.radial_shells).index_select(0, geo.rad_slot)  # (P, L, R)
+        g_vec = (g_rad * geo.d_rad[:, None, :]).sum(-1)[..., None] * geo.unit[:, None, :]  # (P, L, 3)
+        if geo.angular is not None:
+            ta, tb, w, c, dc1, dc2, ua, ub, dth_a, dth_b = geo.angular
+            n_ang = s.angular_shells * s.angle_sections
+            g_ang = g[..., s.n_radial :].reshape(A, L, s.n_pairs, n_ang).permute(0, 2, 1, 3)
+            g_ang = g_ang.reshape(A * s.n_pairs, L, n_ang).index_select(0, geo.ang_slot)  # (T, L, terms)
+            s0, sf, sh = torch.bmm(g_ang, w).unbind(-1)  # (T, L) each: sums of g times each factor's part
+            radial_part = 0.5 * sf * c[:, None]
+            g_va = (radial_part + s0 * dc1[:, None])[..., None] * ua[:, None] + (sh * c[:, None])[..., None] * dth_a[:, None]
+            g_vb = (radial_part + s0 * dc2[:, None])[..., None] * ub[:, None] + (sh * c[:, None])[..., None] * dth_b[:, None]
+            g_vec = g_vec.index_add(0, ta, g_va).index_add(0, tb, g_vb)
+        zero = torch.zeros((A, L, 3), dtype=grad_G.dtype)
+        out = zero.index_add(0, geo.pj, g_vec).index_add(0, geo.pi, -g_vec)  # (A, L, 3)
+        return out.permute(1, 0, 2).reshape(*lead, A, 3)
 
     def descriptors(self, frames: Sequence[Atoms], nb: Neighbours | None = None) -> np.ndarray:
         """Descriptors as an array (n_frames, n_atoms, n_features) (frames of one size)."""

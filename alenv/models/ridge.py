@@ -177,12 +177,9 @@ class RidgeEnsemble:
         for start, stop in data.chunks(frames, max_triplets):
             part = frames[start:stop]
             nb = data.neighbours(part)
-            pos = torch.from_numpy(data.frame_positions(part)).to(rep.aev.dtype).requires_grad_(True)
-            with torch.enable_grad():
-                G = rep.aev.compute(pos, nb)
-                g = torch.from_numpy(self.weights[:, nb.species] / scale[nb.species][None]).to(G.dtype)  # (M, A, D)
-                grads = torch.autograd.grad(G, pos, grad_outputs=g, is_grads_batched=True)[0]
-            F_all[:, out_ptr[start] : out_ptr[stop]] = -grads.double().numpy()
+            geo = rep.aev.geometry(torch.from_numpy(data.frame_positions(part)).to(rep.aev.dtype), nb)
+            g = torch.from_numpy(self.weights[:, nb.species] / scale[nb.species][None]).to(geo.G.dtype)  # (M, A, D)
+            F_all[:, out_ptr[start] : out_ptr[stop]] = -rep.aev.vjp(geo, g).double().numpy()
         return E_all, F_all
 
     # ----------------------------------------------------------------------------------- fit
