@@ -63,9 +63,17 @@ class ActiveLearningEnv(RoundEnv):
     ``wall_times``: put wall-clock timings in ``info`` (off by default: they differ between otherwise
     identical runs, which Gymnasium's ``check_env`` rejects); ``render_mode``: accepted and kept, nothing
     renders; ``jacobian_limit_gb`` (default 2): when the task's descriptor Jacobians would take more, the test
-    set (then the validation set) is featurised again at each evaluation instead of held (``env.streamed``); any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
+    set (then the validation set) is featurised again at each evaluation instead of held (``env.streamed``),
+    and training data that still does not fit takes the flat layout; any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
     ``n_initial``, ``model="ridge"``, ``model_kwargs={"n_members": 3}``, ...); ``pool``, ``test`` (and optionally ``validation``) are
     the Dataset task's labelled extxyz files.
+
+    **Frames of several sizes.** A Dataset file may mix them (molecules, boxes). The task then takes the
+    flat layout (``env.layout == "flat"``, see ``alenv.descriptors.representation.choose_layout``; also for
+    training data too big for dense Jacobians, or the descriptor setting ``layout="flat"``): the
+    observation keeps its shapes (spreads over each frame's own atoms, ``energy_std_per_atom`` by its own
+    count), and ``predict_candidates``/``true_labels`` return forces with the atoms of all frames
+    concatenated (``pool_ptr``). Fixed-size tasks keep the dense layout, bit for bit.
 
     **Determinism.** All randomness comes from ``self.np_random`` (seeded by ``reset(seed=...)``): the
     initial labels, the model's initial weights and the minibatch order. Same seed, same episode (CPU, with
