@@ -228,3 +228,25 @@ def test_fragment_reference_per_composition():
     two = eth[0].copy()
     two.positions[:3] += 10.0  # pull part of the molecule away: more fragments than its start
     assert reference_fragments(asp[0], ref) == 1 and reference_fragments(two, 3) == 3
+
+
+def test_on_the_fly_runs_on_the_flat_layout(make_env):
+    """On the fly with the flat layout forced: labels are featurised as they come and appended to flat
+    training data; the MD energy window divides each label by its own atom count."""
+    from alenv.spaces import picks_to_action
+
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", model="ridge", descriptor={**TINY_DESCRIPTOR, "layout": "flat"})
+    u = env.unwrapped
+    assert u.layout == "flat"
+    obs, info = env.reset(seed=0)
+    agent, rng, done = make_agent("uncertainty"), np.random.default_rng(0), False
+    while not done:
+        k = info["max_picks"]
+        picks = agent.act(obs, info, k, rng) if k else np.zeros(0, dtype=np.int64)
+        obs, reward, done, _, info = env.step(picks_to_action(picks, obs, info))
+        assert np.isfinite(reward) and env.observation_space.contains(obs)
+    train = u.episode.train
+    assert isinstance(train.data, FlatFrames) and len(train.data) == len(train.rows)
+    e = np.array(train.energies) / np.array([len(f) for f in train.forces])
+    assert u.energy_window == (e.min(), e.max())
+    assert np.isfinite(u.test_metrics()["force_mae"])
