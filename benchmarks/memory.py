@@ -4,6 +4,7 @@
     python -m benchmarks.memory --before e0916f0                 # also the code at that revision
     python -m benchmarks.memory --molecule ethanol --rounds 2
     python -m benchmarks.memory --molecule water                 # 96-atom periodic water box, 2,000-frame pool
+    python -m benchmarks.memory --layout flat                    # aspirin on the flat layout
 
 Each measurement runs in a fresh process: it builds the Dataset task on the shipped rMD17 molecule (the
 1,000 training frames as pool, the 1,000 test frames as test set; validation drawn from the pool), plays
@@ -210,6 +211,7 @@ def main() -> None:
     p.add_argument("--molecule", default="aspirin", help="an rMD17 molecule, or 'water' (TIP3P box, see above)")
     p.add_argument("--water-dir", default=str(Path(tempfile.gettempdir()) / "alenv_water96"),
                    help="where the water frames are made once and kept")
+    p.add_argument("--layout", default=None, choices=["auto", "dense", "flat"], help="the descriptor's layout setting")
     p.add_argument("--model-kwargs", default=None, help="JSON model settings (water default: %s)" % json.dumps(WATER_MODEL))
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--before", default=None, help="git revision to measure beside the current code")
@@ -221,6 +223,8 @@ def main() -> None:
         extra = {**WATER_SETTINGS, "model_kwargs": WATER_MODEL}
     if args.model_kwargs is not None:
         extra["model_kwargs"] = json.loads(args.model_kwargs)
+    if args.layout is not None:
+        extra["descriptor"] = {"layout": args.layout}
     codes = {"current": ROOT}
     with tempfile.TemporaryDirectory() as tmp:
         if args.before:
