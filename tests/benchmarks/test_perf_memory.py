@@ -1,0 +1,14 @@
+"""benchmarks.perf measures each task in a fresh process, so its peak memory is that task's own."""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks.perf import _peak_gb, isolated
+
+
+def test_isolated_runs_in_another_process_and_reports_its_own_peak():
+    big = bytearray(300 * 2**20)  # this process now peaks above 0.3 GB; a fresh one need not
+    assert isolated(os.getpid) != os.getpid()
+    assert 0 < isolated(_peak_gb) and _peak_gb() > 0.3
+    del big
