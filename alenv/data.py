@@ -37,11 +37,22 @@ def read_labelled(
 ) -> tuple[list[Atoms], np.ndarray, np.ndarray, np.ndarray]:
     """Frames, energies (F,) eV, forces (F, n, 3) eV/Angstrom and oracle seconds (F,) from extxyz.
 
-    Every frame must carry a finite energy, and all frames the same number of atoms; otherwise a ValueError
-    names the file and the frame. Forces are required too (training data: the models learn from them)
+    Every frame must carry a finite energy, and all frames the same number of atoms (the forces are
+    stacked); otherwise a ValueError names the file and the frame. ``read_labelled_frames`` reads files
+    whose frames differ in size. Forces are required too (training data: the models learn from them)
     unless ``forces_required=False`` (validation and test sets, which may hold energy-only frames such as
     bond scans): a frame without forces then has NaN forces, and forces that are present must be finite.
     """
+    frames, energies, forces, seconds = read_labelled_frames(path, forces_required, same_size=True)
+    return frames, energies, np.stack(forces), seconds
+
+
+def read_labelled_frames(
+    path: str | os.PathLike, forces_required: bool = True, same_size: bool = False
+) -> tuple[list[Atoms], np.ndarray, list[np.ndarray], np.ndarray]:
+    """Frames, energies (F,) eV, per-frame forces (a list of (n_f, 3) eV/Angstrom arrays) and oracle
+    seconds (F,) from extxyz, with the checks of ``read_labelled``; frames may differ in their number of
+    atoms unless ``same_size``."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no labelled file at {path}")
@@ -51,11 +62,17 @@ def read_labelled(
         raise ValueError(f"cannot read {path} as extxyz: {exc}") from exc
     if not frames:
         raise ValueError(f"{path} holds no frames")
-    n = len(frames[0])
+    n0 = len(frames[0])
     energies, forces, seconds = [], [], []
     for i, atoms in enumerate(frames):
-        if len(atoms) != n:
-            raise ValueError(f"{path} frame {i} has {len(atoms)} atoms, frame 0 has {n}; mixed sizes are not supported")
+        n = len(atoms)
+        if same_size and n != n0:
+            raise ValueError(
+                f"{path} frame {i} has {n} atoms, frame 0 has {n0}; mixed sizes are not supported here "
+                "(read_labelled_frames reads them)"
+            )
+        if n == 0:
+            raise ValueError(f"{path} frame {i} has no atoms")
         if not (np.all(np.isfinite(atoms.positions)) and np.all(np.isfinite(atoms.cell.array))):
             bad = np.flatnonzero(~np.isfinite(atoms.positions).all(axis=1))
             raise ValueError(f"{path} frame {i} has non-finite positions (atoms {bad.tolist()}) or cell")
@@ -70,7 +87,7 @@ def read_labelled(
         energies.append(float(e))
         forces.append(np.full((n, 3), np.nan) if f is None else f)
         seconds.append(float(atoms.info.get("oracle_seconds", 0.0)))
-    return frames, np.array(energies), np.stack(forces), np.array(seconds)
+    return frames, np.array(energies), forces, np.array(seconds)
 
 
 def frame_labels(atoms: Atoms) -> tuple[float | None, np.ndarray | None]:

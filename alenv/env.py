@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
-from alenv.descriptors.representation import FeaturizedFrames
+from alenv.descriptors.representation import Featurized
 from alenv.observe import (
     CANDIDATE_FEATURES, GLOBAL_FEATURES, candidate_features, nearest_distance, noise_estimate, observation_space,
 )
@@ -62,9 +62,18 @@ class ActiveLearningEnv(RoundEnv):
     labels live (default ``$ALENV_CACHE`` or ``~/.cache/alenv``); ``progress``: show progress bars;
     ``wall_times``: put wall-clock timings in ``info`` (off by default: they differ between otherwise
     identical runs, which Gymnasium's ``check_env`` rejects); ``render_mode``: accepted and kept, nothing
-    renders; any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
+    renders; ``jacobian_limit_gb`` (default 2): when the task's descriptor Jacobians would take more, the test
+    set (then the validation set) is featurised again at each evaluation instead of held (``env.streamed``),
+    and training data that still does not fit takes the flat layout; any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
     ``n_initial``, ``model="ridge"``, ``model_kwargs={"n_members": 3}``, ...); ``pool``, ``test`` (and optionally ``validation``) are
     the Dataset task's labelled extxyz files.
+
+    **Frames of several sizes.** A Dataset file may mix them (molecules, boxes). The task then takes the
+    flat layout (``env.layout == "flat"``, see ``alenv.descriptors.representation.choose_layout``; also for
+    training data too big for dense Jacobians, or the descriptor setting ``layout="flat"``): the
+    observation keeps its shapes (spreads over each frame's own atoms, ``energy_std_per_atom`` by its own
+    count), and ``predict_candidates``/``true_labels`` return forces with the atoms of all frames
+    concatenated (``pool_ptr``). Fixed-size tasks keep the dense layout, bit for bit.
 
     **Determinism.** All randomness comes from ``self.np_random`` (seeded by ``reset(seed=...)``): the
     initial labels, the model's initial weights and the minibatch order. Same seed, same episode (CPU, with
@@ -98,7 +107,7 @@ class ActiveLearningEnv(RoundEnv):
         self.mask = np.ones(self.n_pool, dtype=np.int8)
         self.action_space.available = self.mask
 
-    def _training_data(self) -> FeaturizedFrames:
+    def _training_data(self) -> Featurized:
         return self.candidates
 
     def _rows(self, chosen: np.ndarray, initial: bool = False) -> list[int]:
@@ -119,7 +128,8 @@ class ActiveLearningEnv(RoundEnv):
         noise = noise_estimate(
             self.embeddings[: self.n_pool], self.embeddings[ep.train.rows], ep.labelled.noise_sigmas, ep.train_force_rmse
         )
-        return candidate_features(E, F, dist, noise), self.embeddings[: self.n_pool], self.mask
+        ptr = self.candidates.atom_ptr(np.arange(self.n_pool)) if self.layout == "flat" else None
+        return candidate_features(E, F, dist, noise, ptr), self.embeddings[: self.n_pool], self.mask
 
     def validate_action(self, action: Any) -> np.ndarray:
         """The action as an int array of k distinct unmasked pool indices, or ValueError."""
@@ -147,14 +157,23 @@ class ActiveLearningEnv(RoundEnv):
 
     # ------------------------------------------------------------------------------- for instruments
     def predict_candidates(self) -> tuple[np.ndarray, np.ndarray]:
-        """The current potential's member predictions on the pool: energies (M, N) eV, forces (M, N, n, 3)."""
+        """The current potential's member predictions on the pool: energies (M, N) eV, forces (M, N, n, 3)
+        eV/Angstrom, or (M, A, 3) for the flat layout (atoms of the pool concatenated: ``pool_ptr``)."""
         return self.potential.predict(self.candidates, idx=np.arange(self.n_pool))
 
+    @property
+    def pool_ptr(self) -> np.ndarray:
+        """Atom pointer (N + 1,) of the pool's frames: frame i owns atom rows ``ptr[i]:ptr[i + 1]`` of
+        flat forces (``alenv.ragged``)."""
+        return self.candidates.atom_ptr(np.arange(self.n_pool))
+
     def true_labels(self) -> tuple[np.ndarray, np.ndarray]:
-        """Reference energies (N,) and forces (N, n, 3) of the pool, where the task data holds them.
+        """Reference energies (N,) and forces (N, n, 3) of the pool, where the task data holds them; for
+        the flat layout forces (A, 3), atoms concatenated (``pool_ptr``).
 
         For cheating references only (benchmark instruments): a fair agent never sees these.
         """
         E = np.array([a.get_potential_energy() for a in self.pool_frames])
-        F = np.stack([a.get_forces() for a in self.pool_frames])
+        forces = [a.get_forces() for a in self.pool_frames]
+        F = np.concatenate(forces) if self.layout == "flat" else np.stack(forces)
         return E, F

@@ -15,9 +15,9 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 
-from alenv import keys
+from alenv import keys, ragged
 from alenv.data import LabelledSet, frame_labels, subset_of
-from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.descriptors.representation import Featurized, Representation
 from alenv.metrics import errors, subset_errors
 from alenv.models import make_potential
 from alenv.models.base import Potential
@@ -27,22 +27,33 @@ from alenv.types import Label
 
 @dataclass
 class Reference:
-    """Featurised frames with their reference labels: energies (F,) eV and forces (F, n, 3) eV/Angstrom.
+    """Featurised frames with their reference labels: energies (F,) eV and forces (F, n, 3) eV/Angstrom,
+    or for the flat layout (frames of several sizes) forces (A, 3), their atoms concatenated, with the
+    atom pointer ``ptr`` (F + 1,) (None for the dense layout).
 
     ``has_forces`` (F,) marks the frames with reference forces; the others (energy-only frames of a Dataset
     validation or test file) hold NaN forces and count only in energy errors. ``subsets`` (F,) names each
     frame's subset for per-subset metrics (``alenv.data.subset_of``: ``T=300K``, a ``config_type``), or None.
+
+    A *streamed* reference (``data`` None) keeps its frames instead of their Jacobians and featurises them
+    again, ``STREAM_CHUNK`` frames at a time, whenever it is evaluated: memory for time, for tasks whose
+    Jacobians do not all fit (``jacobian_bytes``). Its predictions equal a held reference's to float32
+    rounding (chunks of other shapes sum in another order: 6e-6 eV/A seen).
     """
 
-    data: FeaturizedFrames
+    data: Featurized | None
     energies: np.ndarray
     forces: np.ndarray
     has_forces: np.ndarray
     subsets: list[str | None]
+    frames: Sequence[Atoms] | None = None
+    representation: Representation | None = None
+    ptr: np.ndarray | None = None
 
     @classmethod
-    def of(cls, frames: Sequence[Atoms], representation: Representation) -> "Reference":
-        """Featurise ``frames`` (which carry their labels) once; frames without forces are kept for energies."""
+    def of(cls, frames: Sequence[Atoms], representation: Representation, stream: bool = False) -> "Reference":
+        """Featurise ``frames`` (which carry their labels) once, or keep them to featurise at each evaluation
+        (``stream``); frames without forces are kept for energies."""
         if not frames:
             raise ValueError("a reference set needs at least one labelled frame")
         E, F, has = [], [], []
@@ -53,17 +64,44 @@ class Reference:
             E.append(e)
             F.append(np.full((len(atoms), 3), np.nan) if f is None else f)
             has.append(f is not None)
+        data = None if stream else representation.featurize(frames)
+        layout = data.layout if data is not None else representation.layout
+        flat = layout == "flat" or (layout == "auto" and len({len(a) for a in frames}) > 1)
+        forces, ptr = ragged.concat(F) if flat else (np.stack(F), None)
         return cls(
-            representation.featurize(frames), np.array(E), np.stack(F), np.array(has, dtype=bool),
-            [subset_of(a) for a in frames],
+            data, np.array(E), forces, np.array(has, dtype=bool), [subset_of(a) for a in frames],
+            list(frames) if stream else None, representation if stream else None, ptr,
         )
+
+    @property
+    def streamed(self) -> bool:
+        return self.data is None
+
+    def predict(self, potential: Potential) -> tuple[np.ndarray, np.ndarray]:
+        """Per-member energies (M, F) eV and forces (M, F, n, 3) eV/Angstrom (flat: (M, A, 3)) of the
+        potential on these frames."""
+        if self.data is not None:
+            return potential.predict(self.data)
+        parts = [
+            potential.predict(self.representation.featurize(self.frames[s : s + STREAM_CHUNK]))
+            for s in range(0, len(self.frames), STREAM_CHUNK)
+        ]
+        return np.concatenate([E for E, _ in parts], axis=1), np.concatenate([F for _, F in parts], axis=1)
+
+
+STREAM_CHUNK = 50  # frames featurised at a time by a streamed reference (rMD17 aspirin: 200 raised the peak 0.4 GB)
+
+
+def jacobian_bytes(frames: Sequence[Atoms], n_features: int) -> int:
+    """Bytes that dense float32 descriptor Jacobians of ``frames`` take: 12 n^2 D per frame of n atoms."""
+    return int(sum(12 * len(a) ** 2 * n_features for a in frames))
 
 
 @dataclass
 class TrainingSet:
     """The frames the potential trains on: rows of featurised ``data`` and their labels, in label order."""
 
-    data: FeaturizedFrames | None = None
+    data: Featurized | None = None
     rows: list[int] = field(default_factory=list)
     energies: list[float] = field(default_factory=list)
     forces: list[np.ndarray] = field(default_factory=list)
@@ -74,7 +112,7 @@ class TrainingSet:
         self.energies += [lab.energy for lab in labels]
         self.forces += [np.asarray(lab.forces) for lab in labels]
 
-    def extend(self, new: FeaturizedFrames, labels: Sequence[Label]) -> None:
+    def extend(self, new: Featurized, labels: Sequence[Label]) -> None:
         """Append newly featurised frames (rows at the end of ``data``) with their labels."""
         start = 0 if self.data is None else len(self.data)
         if self.data is None:
@@ -85,6 +123,14 @@ class TrainingSet:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def labels(self) -> tuple[np.ndarray, np.ndarray]:
+        """Energies (K,) and forces of the training labels: (K, n, 3) stacked, or (sum n_f, 3)
+        concatenated when ``data`` has the flat layout."""
+        E = np.array(self.energies)
+        if self.data is not None and self.data.layout == "flat":
+            return E, np.concatenate(self.forces)
+        return E, np.stack(self.forces)
 
 
 @dataclass
@@ -130,7 +176,7 @@ def record(
 def fit(ep: Episode, rng: np.random.Generator) -> None:
     """Train the potential on the training set (warm start after the first fit), then measure how well
     its mean fits its own labels (``train_force_rmse``: an estimate of what it cannot learn)."""
-    E, F = np.array(ep.train.energies), np.stack(ep.train.forces)
+    E, F = ep.train.labels()
     idx = np.array(ep.train.rows, dtype=np.int64)
     t0 = time.perf_counter()
     ep.potential.fit(ep.train.data, E, F, rng, idx=idx)
@@ -149,7 +195,7 @@ def refit(ep: Episode, spec: Any, representation: Representation, seed: int, **s
     if not ep.train.rows:
         raise RuntimeError("no labels to refit on")
     potential = make_potential(spec.model, representation, seed=int(seed), **{**spec.model_kwargs, **settings})
-    E, F = np.array(ep.train.energies), np.stack(ep.train.forces)
+    E, F = ep.train.labels()
     idx = np.array(ep.train.rows, dtype=np.int64)
     potential.fit(ep.train.data, E, F, np.random.default_rng([int(seed), 2]), idx=idx)
     return potential
@@ -161,11 +207,11 @@ def evaluate(potential: Potential, reference: Reference, by_subset: bool = False
     With ``by_subset`` also every one of them per subset of the frames, keyed ``keys.per_subset`` (reports
     read these from ``test_metrics()``; ``info`` keeps only the overall errors, a small fixed set of keys).
     """
-    E, F = potential.predict(reference.data)
+    E, F = reference.predict(potential)
     args = (E.mean(0), F.mean(0), reference.energies, reference.forces, reference.has_forces)
-    out = errors(*args).as_dict()
+    out = errors(*args, ptr=reference.ptr).as_dict()
     if by_subset:
-        out.update(subset_errors(*args, reference.subsets))
+        out.update(subset_errors(*args, reference.subsets, ptr=reference.ptr))
     return out
 
 
@@ -177,7 +223,7 @@ def start(
     rows: Sequence[int] | None,
     reference: Reference,
     rng: np.random.Generator,
-    data: FeaturizedFrames | None = None,
+    data: Featurized | None = None,
 ) -> tuple[Episode, list[Atoms]]:
     """A new episode: label the initial ``frames``, build the task's potential (seeded from ``rng``), fit
     it from scratch and evaluate it. Returns the episode and the initial frames labelled successfully."""

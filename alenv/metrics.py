@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from alenv import keys
+from alenv import keys, ragged
 from alenv.types import Metrics
 
 
@@ -17,6 +17,7 @@ def errors(
     energy: np.ndarray,
     forces: np.ndarray,
     has_forces: np.ndarray | None = None,
+    ptr: np.ndarray | None = None,
 ) -> Metrics:
     """Errors of ensemble-mean predictions against reference labels (keys and units in ``keys.METRICS``).
 
@@ -27,7 +28,13 @@ def errors(
     interpolation) and the maximum of the per-atom error norm |F_pred - F_ref| over all atoms of those frames.
     The centred energy errors remove the mean signed error first: the offset-invariant measure used for
     condensed phases, where a constant shift of the energy zero is no error of the potential.
+
+    Frames of several sizes (the flat layout) give forces (A, 3), their atoms concatenated, with the
+    pointer ``ptr`` (F + 1,) (``alenv.ragged``); force errors then count every atom of the frames with
+    forces, as for frames of one size.
     """
+    if ptr is not None:
+        return _errors_flat(pred_energy, pred_forces, energy, forces, has_forces, ptr)
     energy, forces = np.asarray(energy, dtype=np.float64), np.asarray(forces, dtype=np.float64)
     if pred_energy.shape != energy.shape or pred_forces.shape != forces.shape:
         raise ValueError(f"prediction shapes {pred_energy.shape}, {pred_forces.shape} != {energy.shape}, {forces.shape}")
@@ -52,11 +59,57 @@ def errors(
     )
     if mask.any():
         df = pred_forces[mask] - forces[mask]
-        norms = np.linalg.norm(df, axis=-1).ravel()  # per atom, eV/Angstrom
-        out.force_mae = float(np.abs(df).mean())
-        out.force_rmse = float(np.sqrt((df**2).mean()))
-        out.force_max = float(norms.max())
-        out.force_norm_p95, out.force_norm_p99 = (float(v) for v in np.percentile(norms, [95.0, 99.0]))
+        _force_errors(out, df)
+    return out
+
+
+def _force_errors(out: Metrics, df: np.ndarray) -> None:
+    """Force errors of ``out`` from the prediction errors ``df`` (..., 3) of every atom that counts."""
+    norms = np.linalg.norm(df, axis=-1).ravel()  # per atom, eV/Angstrom
+    out.force_mae = float(np.abs(df).mean())
+    out.force_rmse = float(np.sqrt((df**2).mean()))
+    out.force_max = float(norms.max())
+    out.force_norm_p95, out.force_norm_p99 = (float(v) for v in np.percentile(norms, [95.0, 99.0]))
+
+
+def _errors_flat(
+    pred_energy: np.ndarray,
+    pred_forces: np.ndarray,
+    energy: np.ndarray,
+    forces: np.ndarray,
+    has_forces: np.ndarray | None,
+    ptr: np.ndarray,
+) -> Metrics:
+    """``errors`` of ragged frames: forces (A, 3) with the atom pointer ``ptr`` (F + 1,)."""
+    energy, forces = np.asarray(energy, dtype=np.float64), np.asarray(forces, dtype=np.float64)
+    pred_energy, pred_forces = np.asarray(pred_energy), np.asarray(pred_forces)
+    if pred_energy.shape != energy.shape or pred_forces.shape != forces.shape or forces.ndim != 2:
+        raise ValueError(f"prediction shapes {pred_energy.shape}, {pred_forces.shape} != {energy.shape}, {forces.shape}")
+    if len(energy) == 0:
+        raise ValueError("errors need at least one reference frame")
+    ptr = ragged.check_ptr(ptr, len(forces))
+    if len(ptr) - 1 != len(energy):
+        raise ValueError(f"the atom pointer has {len(ptr) - 1} frames, the references {len(energy)}")
+    mask = np.ones(len(energy), dtype=bool) if has_forces is None else np.asarray(has_forces, dtype=bool)
+    if mask.shape != energy.shape:
+        raise ValueError(f"has_forces has shape {mask.shape}, the references {energy.shape}")
+    atoms = ragged.per_atom(mask, ptr)
+    if not np.all(np.isfinite(energy)) or not np.all(np.isfinite(forces[atoms])):
+        raise ValueError("reference energies (every frame) and forces (frames with forces) must be finite")
+    de = pred_energy - energy
+    dc = de - de.mean()
+    out = Metrics(
+        energy_mae=float(np.abs(de).mean()),
+        energy_rmse=float(np.sqrt((de**2).mean())),
+        force_mae=float("nan"),
+        force_rmse=float("nan"),
+        energy_mae_centred=float(np.abs(dc).mean()),
+        energy_rmse_centred=float(np.sqrt((dc**2).mean())),
+        n_energy_frames=int(len(energy)),
+        n_force_frames=int(mask.sum()),
+    )
+    if mask.any():
+        _force_errors(out, pred_forces[atoms] - forces[atoms])
     return out
 
 
@@ -67,11 +120,12 @@ def subset_errors(
     forces: np.ndarray,
     has_forces: np.ndarray,
     subsets: Sequence[str | None],
+    ptr: np.ndarray | None = None,
 ) -> dict[str, float]:
     """``errors`` of each subset of frames, keyed ``keys.per_subset(metric, subset)`` (``force_mae[T=300K]``).
 
     ``subsets`` (F,) names each frame's subset (``alenv.data.subset_of``); frames with None belong to none.
-    Subsets appear in sorted order.
+    Subsets appear in sorted order. Ragged frames: forces (A, 3) with the atom pointer ``ptr``.
     """
     if len(subsets) != len(energy):
         raise ValueError(f"{len(subsets)} subset labels for {len(energy)} frames")
@@ -79,7 +133,12 @@ def subset_errors(
     out: dict[str, float] = {}
     for name in sorted({s for s in subsets if s is not None}):
         rows = np.array([i for i, s in enumerate(subsets) if s == name])
-        m = errors(pred_energy[rows], pred_forces[rows], energy[rows], forces[rows], has_forces[rows])
+        if ptr is None:
+            m = errors(pred_energy[rows], pred_forces[rows], energy[rows], forces[rows], has_forces[rows])
+        else:
+            atoms = ragged.rows(np.asarray(ptr, dtype=np.int64), rows)
+            sub_ptr = ragged.ptr_of(np.diff(np.asarray(ptr))[rows])
+            m = errors(pred_energy[rows], pred_forces[atoms], energy[rows], forces[atoms], has_forces[rows], sub_ptr)
         out.update({keys.per_subset(k, name): v for k, v in m.as_dict().items()})
     return out
 

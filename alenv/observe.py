@@ -7,6 +7,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from gymnasium import spaces
 
+from alenv import ragged
+
 # Per-candidate features, columns of obs["candidates"] (units in brackets).
 CANDIDATE_FEATURES: tuple[str, ...] = (
     "energy_std",  # ensemble spread of the energy [eV]
@@ -49,12 +51,23 @@ def observation_space(n_candidates: int, embedding_dim: int, n_globals: int = le
     )
 
 
-def spreads(energies: np.ndarray, forces: np.ndarray) -> np.ndarray:
+def spreads(energies: np.ndarray, forces: np.ndarray, ptr: np.ndarray | None = None) -> np.ndarray:
     """The ensemble-spread columns of CANDIDATE_FEATURES from member predictions (M, N), (M, N, n, 3).
 
     A per-atom force spread is ``sqrt(var_x + var_y + var_z)`` over members, a norm over the three
-    components: ``sqrt(3)`` times the RMS standard deviation of one component.
+    components: ``sqrt(3)`` times the RMS standard deviation of one component. Frames of several sizes
+    (the flat layout) give forces (M, A, 3), their atoms concatenated, with the pointer ``ptr`` (N + 1,):
+    means and maxima are then over each frame's own atoms and ``energy_std_per_atom`` divides by each
+    frame's own atom count.
     """
+    if ptr is not None:
+        ptr = ragged.check_ptr(ptr, forces.shape[1])
+        e_std = energies.std(0)
+        mean_f = forces.mean(0)  # (A, 3)
+        per_atom = np.sqrt(((forces - mean_f) ** 2).sum(-1).mean(0))  # (A,)
+        rel = ragged.segment_mean(per_atom / (np.linalg.norm(mean_f, axis=-1) + 0.1), ptr)
+        cols = [e_std, e_std / ragged.counts_of(ptr), ragged.segment_mean(per_atom, ptr), ragged.segment_max(per_atom, ptr), rel]
+        return np.stack(cols, axis=1)
     n_atoms = forces.shape[2]
     e_std = energies.std(0)
     mean_f = forces.mean(0)  # (N, n, 3)
@@ -108,14 +121,19 @@ def noise_estimate(
 
 
 def candidate_features(
-    energies: np.ndarray, forces: np.ndarray, dist_to_train: np.ndarray, noise_sigma: np.ndarray | float
+    energies: np.ndarray,
+    forces: np.ndarray,
+    dist_to_train: np.ndarray,
+    noise_sigma: np.ndarray | float,
+    ptr: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The columns of CANDIDATE_FEATURES, (C, F), from member predictions (M, C), (M, C, n, 3), the
-    embedding distance of each candidate to the labelled set (C,) and its expected force-noise sigma
-    (C,) or one for all, eV/Angstrom per component (``noise_estimate``)."""
+    """The columns of CANDIDATE_FEATURES, (C, F), from member predictions (M, C), (M, C, n, 3) (or flat
+    (M, A, 3) with the atom pointer ``ptr``, see ``spreads``), the embedding distance of each candidate to
+    the labelled set (C,) and its expected force-noise sigma (C,) or one for all, eV/Angstrom per
+    component (``noise_estimate``)."""
     dist = np.asarray(dist_to_train, dtype=np.float64)
     noise = np.broadcast_to(np.asarray(noise_sigma, dtype=np.float64), dist.shape)
-    return np.concatenate([spreads(energies, forces), dist[:, None], noise[:, None]], axis=1)
+    return np.concatenate([spreads(energies, forces, ptr), dist[:, None], noise[:, None]], axis=1)
 
 
 def episode_globals(ep: Any, spec: Any) -> dict[str, float]:

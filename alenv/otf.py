@@ -16,7 +16,7 @@ from alenv.observe import (
     CANDIDATE_FEATURES, OTF_GLOBAL_FEATURES, candidate_features, nearest_distance, noise_estimate, observation_space,
 )
 from alenv.round_env import RoundEnv
-from alenv.samplers.failures import check_structure, n_fragments
+from alenv.samplers.failures import check_structure, fragments_reference
 from alenv.samplers.dynamics import thermalise
 from alenv.samplers.model_md import ModelMD, RoundResult, Walker
 from alenv.spaces import LabelMask
@@ -71,8 +71,8 @@ class OnTheFlyEnv(RoundEnv):
     unit: ``alenv.keys``. The sealed test set is read only by ``test_metrics()``, for reports.
 
     **Arguments.** As ``ActiveLearningEnv``: ``task`` (an on-the-fly task, mode ``"otf"``), ``cache_dir``,
-    ``progress``, ``wall_times`` (off by default), ``render_mode`` (accepted, nothing renders), and
-    overrides of any ``TaskSpec`` field (``otf={"walkers": 2}``, ...).
+    ``progress``, ``wall_times`` (off by default), ``render_mode`` (accepted, nothing renders),
+    ``jacobian_limit_gb`` (reference sets featurised per evaluation above it), and overrides of any ``TaskSpec`` field (``otf={"walkers": 2}``, ...).
 
     **Determinism.** All randomness (initial labels, weights, minibatches, velocities, Langevin noise,
     restarts) comes from ``self.np_random``. Same seed, same episode (CPU, with the same number of torch
@@ -92,7 +92,8 @@ class OnTheFlyEnv(RoundEnv):
         rep.fit_embedding(np.concatenate([rep.per_element(reserve), rep.per_element(validation)]))
         self.sampler = ModelMD(spec.md, spec.otf)
         self.n_candidates = spec.otf.n_candidates
-        self.n_fragments_ref = n_fragments(self.reserve_frames[0], spec.otf.checks.bond_factor)
+        # fragments of the start structure, per composition when the reserve holds several
+        self.n_fragments_ref = fragments_reference(self.reserve_frames, spec.otf.checks.bond_factor)
         n_starts = min(spec.otf.stability_starts, len(self.validation_frames))
         picks = np.linspace(0, len(self.validation_frames) - 1, n_starts).round().astype(int) if n_starts else []
         self.stability_starts = [self.validation_frames[i] for i in picks]
@@ -122,7 +123,7 @@ class OnTheFlyEnv(RoundEnv):
         self.train_embeddings = np.concatenate([self.train_embeddings, self.representation.embed(train.data, new_rows)])
         checks = self.task.otf.checks
         self.safe_starts += [f for f in ok_frames if check_structure(f, checks, self.n_fragments_ref) is None]
-        e = np.array(train.energies) / len(ok_frames[0])
+        e = np.array(train.energies) / np.array([len(f) for f in train.forces])  # each label per its own atom
         self.energy_window = (float(e.min()), float(e.max()))
 
     def _start_sampling(self, rng: np.random.Generator, initial: list[Atoms]) -> None:
@@ -268,5 +269,7 @@ class OnTheFlyEnv(RoundEnv):
             emb = self.representation.embed(data)
             ep = self.episode
             noise = noise_estimate(emb, self.train_embeddings, ep.labelled.noise_sigmas, ep.train_force_rmse)
-            self.cand_features[idx] = candidate_features(E, F, nearest_distance(emb, self.train_embeddings), noise)
+            ptr = data.atom_ptr() if data.layout == "flat" else None
+            dist = nearest_distance(emb, self.train_embeddings)
+            self.cand_features[idx] = candidate_features(E, F, dist, noise, ptr)
             self.cand_embedding[idx] = emb

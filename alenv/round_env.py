@@ -17,7 +17,7 @@ import numpy as np
 from ase import Atoms
 
 from alenv import keys, loop
-from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.descriptors.representation import Featurized, Representation, choose_layout
 from alenv.observe import episode_globals, make_observation
 from alenv.rewards import get_reward, round_reward
 from alenv.tasks import TaskData, default_cache_dir, get_task, load_task_data, task_oracle
@@ -39,6 +39,7 @@ class RoundEnv(gym.Env):
         progress: bool = False,
         wall_times: bool = False,
         render_mode: str | None = None,
+        jacobian_limit_gb: float = 2.0,
         **overrides: Any,
     ):
         # Nothing renders; the keyword is accepted (and kept) because RL tooling passes it to every env,
@@ -58,23 +59,45 @@ class RoundEnv(gym.Env):
         self.representation = Representation.for_frames(
             data.pool + data.reserve + data.validation + data.test, spec.descriptor, spec.embedding_dim
         )
+        # The layout of every featurised set, decided once (alenv.descriptors.representation.choose_layout):
+        # dense for frames of one size whose Jacobians fit (streaming the test, then validation set if
+        # needed), flat for mixed sizes or sets too big for dense Jacobians.
+        self.layout, self.streamed = self._choose_layout(data, jacobian_limit_gb)
+        self.representation.layout = self.layout
         t0 = time.perf_counter()
         self._prepare(data)
         # The validation set is what the reward, the observation and info see; the test set is sealed:
         # only test_metrics() reads it, for reports.
-        self.validation = loop.Reference.of(self.validation_frames, self.representation)
-        self._test = loop.Reference.of(self.test_frames, self.representation)
+        self.validation = loop.Reference.of(
+            self.validation_frames, self.representation, stream="validation" in self.streamed
+        )
+        self._test = loop.Reference.of(self.test_frames, self.representation, stream="test" in self.streamed)
         self.featurize_seconds = time.perf_counter() - t0
         self.reward_fn = get_reward(spec.reward)
         self.episode: loop.Episode | None = None
         self._done = True
+
+    def _choose_layout(self, data: TaskData, limit_gb: float) -> tuple[str, frozenset[str]]:
+        """The task's layout and the reference sets to stream (``choose_layout``): the descriptor setting
+        ``layout`` ("auto" by default) and the atom counts of what needs forces. Dense Jacobians past
+        ``limit_gb`` first stream the test set (then the validation set too), which costs a featurisation
+        per evaluation, never a result; training data that still does not fit takes the flat layout."""
+        if not limit_gb > 0:
+            raise ValueError(f"jacobian_limit_gb must be positive, got {limit_gb!r}")
+        if self.mode == "pool":
+            train = [len(a) for a in data.pool + data.reserve]
+        else:  # on the fly: at most the initial labels and the budget are featurised for training
+            train = [len(data.reserve[0])] * (self.task.n_initial + self.task.budget)
+            train += [len(a) for a in data.reserve[1:]] if len({len(a) for a in data.reserve}) > 1 else []
+        sizes = {"train": train, "validation": [len(a) for a in data.validation], "test": [len(a) for a in data.test]}
+        return choose_layout(sizes, self.representation.spec.n_features, self.representation.layout, limit_gb * 2**30)
 
     # ------------------------------------------------------------------------------- mode hooks
     def _prepare(self, data: TaskData) -> None:
         """Featurise what the mode needs once, fit normalisation and embedding, define the spaces."""
         raise NotImplementedError
 
-    def _training_data(self) -> FeaturizedFrames | None:
+    def _training_data(self) -> Featurized | None:
         """Featurised frames that labelled rows index (pool mode); None to featurise labels as they come."""
         return None
 

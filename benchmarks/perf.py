@@ -7,7 +7,8 @@
 For each task it reports the one-time costs (pool and test set by oracle MD, descriptors and their
 Jacobians), then plays one episode and reports per round: oracle seconds charged (the original compute
 time of the labels), wall seconds of training, test evaluation and observation (pool prediction), and
-their ratio; plus the time of one prediction over the whole pool. Targets (2 CPU cores): whole default
+their ratio; plus the time of one prediction over the whole pool and the peak memory of the process that
+played the task (each task runs in a fresh process). Targets (2 CPU cores): whole default
 Ethanol-GFN2 episode <= 60 s once cached, median overhead per round <= 1.5 s, pool prediction <= 0.5 s.
 
 For on-the-fly tasks it reports MD steps per second with the ensemble calculator (plain, with the
@@ -80,7 +81,25 @@ def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dic
         "oracle_med_s": med("oracle"),
         "predict_pool_s": statistics.median(pred),
         "final_force_mae_meV": 1000 * info["metrics"]["force_mae"],
+        "streamed": sorted(getattr(u, "streamed", ())),
+        "peak_gb": _peak_gb(),
     }
+
+
+def _peak_gb() -> float:
+    """Peak resident memory of this process so far, GB (``ru_maxrss`` is in KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def isolated(fn, *args):
+    """``fn(*args)`` in a fresh process, so that its peak memory is its own and not an earlier task's."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def md_speed(task: str, n_steps: int, seed: int, cache_dir: str | None) -> dict:
@@ -159,12 +178,13 @@ def main() -> None:
                 f"{r['task']:<28} {r['atoms']:>5} {r['ensemble']:>9.0f} {r['ensemble_checked']:>8.0f} "
                 f"{r['biased']:>7.0f} {r['oracle']:>7.0f} {r['ensemble'] / r['oracle']:>10.2f}"
             )
-    rows = [measure(t, args.agent, args.seed, args.cache_dir) for t in args.tasks]
+    rows = [isolated(measure, t, args.agent, args.seed, args.cache_dir) for t in args.tasks]
     print()
     print("one-time costs (seconds)")
-    print(f"{'task':<20} {'pool':>5} {'test':>5} {'oracle MD':>10} {'make env':>9} {'descriptors':>12}")
+    print(f"{'task':<20} {'pool':>5} {'test':>5} {'oracle MD':>10} {'make env':>9} {'descriptors':>12} {'peak GB':>8}  streamed")
     for r in rows:
-        print(f"{r['task']:<20} {r['pool']:>5} {r['test']:>5} {r['build_s']:>10.1f} {r['make_s']:>9.1f} {r['featurize_s']:>12.1f}")
+        print(f"{r['task']:<20} {r['pool']:>5} {r['test']:>5} {r['build_s']:>10.1f} {r['make_s']:>9.1f} "
+              f"{r['featurize_s']:>12.1f} {r['peak_gb']:>8.2f}  {', '.join(r['streamed']) or '-'}")
     print()
     print("per round, median seconds (overhead = train + evaluate + observe; oracle = charged label time)")
     print(

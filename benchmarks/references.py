@@ -18,7 +18,8 @@ It never competes; its results are marked ``cheating``.
 Built by the runner from the environment (``make_reference(name, env)``), never by an agent. It uses only
 ``env.unwrapped.true_labels()`` -> energies (N,) eV, forces (N, n, 3) eV/Angstrom, and
 ``env.unwrapped.predict_candidates()`` -> member predictions, energies (M, N), forces (M, N, n, 3), which
-pool-mode environments provide.
+pool-mode environments provide (flat layout: forces (A, 3) and (M, A, 3), atoms concatenated, with
+``env.unwrapped.pool_ptr``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from agents import topk_select
+from alenv.ragged import segment_mean
 
 
 class TrueErrorAgent:
@@ -37,13 +39,19 @@ class TrueErrorAgent:
     name = "true-error"
     cheating = True
 
-    def __init__(self, true_forces: np.ndarray, predict_forces: Callable[[], np.ndarray]):
+    def __init__(
+        self, true_forces: np.ndarray, predict_forces: Callable[[], np.ndarray], ptr: np.ndarray | None = None
+    ):
         self.true_forces = true_forces  # (N, n, 3) eV/Angstrom, the oracle's labels of the pool
         self.predict_forces = predict_forces  # () -> (N, n, 3) current ensemble-mean forces
+        self.ptr = ptr  # flat layout: forces (A, 3), frame i's atoms at rows ptr[i]:ptr[i+1]
 
     def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
         """The k available candidates with the largest true force error; ties broken by ``rng``."""
-        error = np.abs(self.predict_forces() - self.true_forces).mean(axis=(1, 2))
+        if self.ptr is None:
+            error = np.abs(self.predict_forces() - self.true_forces).mean(axis=(1, 2))
+        else:  # per frame over its own atoms
+            error = segment_mean(np.abs(self.predict_forces() - self.true_forces).mean(1), self.ptr)
         return topk_select(error, k, obs["mask"], rng)
 
 
@@ -61,7 +69,7 @@ def true_error(env: Any) -> TrueErrorAgent:
         _, F = u.predict_candidates()
         return F.mean(0)
 
-    return TrueErrorAgent(forces, predict)
+    return TrueErrorAgent(forces, predict, u.pool_ptr if getattr(u, "layout", "dense") == "flat" else None)
 
 
 REFERENCES: dict[str, Callable[[Any], Any]] = {"true-error": true_error}

@@ -265,6 +265,8 @@ def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, mult
             "overrides": overrides,  # the TaskSpec overrides the run passed to gym.make
             "settings": {f: getattr(spec, f) for f in SETTINGS},  # the task settings they gave
             "cheating": bool(getattr(agent, "cheating", False)),
+            "layout": getattr(env.unwrapped, "layout", "dense"),  # dense, or flat (frames of several sizes)
+            "streamed": sorted(getattr(env.unwrapped, "streamed", ())),  # reference sets featurised per evaluation
             "pid": os.getpid(),
             **record,
             "complete": True,

@@ -56,6 +56,18 @@ def _bad_files(d: Path) -> dict[str, tuple[Path, type, str]]:
     }
 
 
+def test_read_labelled_frames_reads_mixed_sizes(tmp_path):
+    """The ragged reader keeps every frame with its own forces; ``read_labelled`` (stacked) refuses them."""
+    from alenv.data import read_labelled_frames
+
+    path, _, fragment = _bad_files(tmp_path)["mixed sizes"]
+    frames, E, F, seconds = read_labelled_frames(path)
+    assert [len(a) for a in frames] == [3, 3, 5] and [f.shape for f in F] == [(3, 3), (3, 3), (5, 3)]
+    assert E.shape == seconds.shape == (3,) and E[2] == -20.0
+    with pytest.raises(ValueError, match=fragment):
+        read_labelled_frames(path, same_size=True)
+
+
 def _with_label(atoms: Atoms) -> Atoms:
     atoms.calc = SinglePointCalculator(atoms, energy=-20.0, forces=np.zeros((len(atoms), 3)))
     return atoms
@@ -73,12 +85,13 @@ def test_read_labelled_rejects_unusable_files(case, tmp_path):
 
 @pytest.mark.parametrize(
     "case, role",
-    [(c, r) for c in ["no labels", "NaN energy", "mixed sizes", "unreadable", "missing"] for r in ["pool", "test"]]
+    [(c, r) for c in ["no labels", "NaN energy", "unreadable", "missing"] for r in ["pool", "test"]]
     + [("no forces", "pool")],
 )
 def test_dataset_task_rejects_unusable_files(case, role, tmp_path, rmd17_ethanol):
     """The same errors from ``gymnasium.make("alenv/Dataset-v3", pool=..., test=...)``, for either file; a
-    frame without forces only in the pool (a test file may hold energy-only frames: tests/tasks/test_energy_only.py)."""
+    frame without forces only in the pool (a test file may hold energy-only frames: tests/tasks/test_energy_only.py).
+    Mixed sizes are no error for the Dataset task (the flat layout: tests/env/test_ragged_dataset.py)."""
     path, error, fragment = _bad_files(tmp_path)[case]
     pool, test = rmd17_ethanol
     files = {"pool": pool, "test": test, role: path}
@@ -90,7 +103,7 @@ def test_dataset_task_rejects_unusable_files(case, role, tmp_path, rmd17_ethanol
 def test_dataset_task_rejects_files_that_do_not_fit(tmp_path, rmd17_ethanol):
     pool, test = rmd17_ethanol
     water = _write(tmp_path / "water.extxyz", [_water(i) for i in range(40)])
-    with pytest.raises(ValueError, match="have 9 atoms but .* have 3") as info:
+    with pytest.raises(ValueError, match="H2O, a composition that no frame of .* has .* another molecule") as info:
         gymnasium.make("alenv/Dataset-tiny-v3", cache_dir=tmp_path, pool=pool, test=water)
     assert str(pool) in str(info.value) and str(water) in str(info.value)
     few = _write(tmp_path / "few.extxyz", [_water(i) for i in range(100, 120)])

@@ -8,21 +8,31 @@ same embedding.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Literal, Mapping, Sequence, Union
 
 import numpy as np
 import torch
 from ase import Atoms
 
 from alenv.descriptors.aev import AEV, AEVSpec, build_neighbours
+from alenv.descriptors.flat import FlatFrames
+
+Layout = Literal["dense", "flat"]
+LAYOUTS = ("auto", "dense", "flat")
+# Dense Jacobians a task may hold: above every fixed-size task of the table (AlanineDipeptide-OTF 1.58 GB),
+# below rMD17 aspirin's 2.54 GB (which streams its test set and stays dense).
+DENSE_JACOBIAN_BYTES = 2 * 2**30
 
 
 class FeaturizedFrames:
-    """Descriptors, and optionally their position Jacobian, of a fixed set of frames.
+    """Descriptors, and optionally their position Jacobian, of a fixed set of frames: the dense layout.
 
     All frames must have the same number of atoms (their element order may differ). Descriptors are
-    computed once here and reused by every training epoch and prediction.
+    computed once here and reused by every training epoch and prediction. Frames of mixed sizes, or too
+    many for their Jacobians, take the flat layout (``alenv.descriptors.flat.FlatFrames``).
     """
+
+    layout = "dense"
 
     def __init__(self, frames: Sequence[Atoms], aev: AEV, jacobian: bool = True, chunk: int = 200):
         if len(frames) == 0:
@@ -32,29 +42,32 @@ class FeaturizedFrames:
         sizes = sorted({len(a) for a in frames})
         if len(sizes) > 1:
             raise ValueError(f"all frames must have the same number of atoms, got sizes {sizes}")
-        Gs, Js, species = [], [], []
+        n, D = self.n_atoms, aev.spec.n_features
+        # Filled chunk by chunk in place (no list of chunks and no concatenated copy: the Jacobians are
+        # the biggest arrays of a task). Atoms of each frame are grouped by element so that, when every
+        # frame has the same composition, each element's atoms are one contiguous block (slices instead of
+        # gathers on the hot path); Jacobian columns stay in input atom order.
+        G_all = np.empty((self.n_frames, n, D), dtype=np.float32)
+        J_all = np.empty((self.n_frames, n * D, n * 3), dtype=np.float32) if jacobian else None
+        species_all = np.empty((self.n_frames, n), dtype=np.int64)
         for start in range(0, len(frames), chunk):
             part = frames[start : start + chunk]
+            stop = start + len(part)
             nb = build_neighbours(part, aev.spec)
-            species.append(nb.species.reshape(len(part), self.n_atoms))
+            sp = nb.species.reshape(len(part), n)
+            order = torch.argsort(torch.from_numpy(sp), dim=1, stable=True).numpy()
+            rows = (np.arange(len(part))[:, None], order)  # numpy gathers: torch's are slow here
+            species_all[start:stop] = sp[rows]
             if jacobian:
                 G, J = aev.descriptors_and_jacobian(part, nb)
-                Js.append(J.astype(np.float32, copy=False))
+                J_all[start:stop] = J.astype(np.float32, copy=False)[rows].reshape(len(part), n * D, n * 3)
+                del J
             else:
                 G = aev.descriptors(part, nb)
-            Gs.append(torch.from_numpy(G).float())
-        G = torch.cat(Gs)  # (F, n, D)
-        species_t = torch.from_numpy(np.concatenate(species))  # (F, n) species index
-        # Group atoms of each frame by element so that, when every frame has the same composition,
-        # each element's atoms are one contiguous block (slices instead of gathers on the hot path).
-        order = torch.argsort(species_t, dim=1, stable=True)
-        self.species = torch.gather(species_t, 1, order)
-        rows = (np.arange(self.n_frames)[:, None], order.numpy())  # numpy gathers: torch's are slow here
-        self.G = torch.from_numpy(np.ascontiguousarray(G.numpy()[rows]))
-        self.J = None
-        if jacobian:
-            J = np.concatenate(Js)[rows]  # (F, n, D, n, 3), rows sorted, columns in input atom order
-            self.J = torch.from_numpy(np.ascontiguousarray(J.reshape(self.n_frames, -1, self.n_atoms * 3)))
+            G_all[start:stop] = torch.from_numpy(G).float().numpy()[rows]
+        self.species = torch.from_numpy(species_all)  # (F, n) species index, sorted per frame
+        self.G = torch.from_numpy(G_all)  # (F, n, D)
+        self.J = torch.from_numpy(J_all) if jacobian else None  # (F, n*D, n*3)
         self.blocks: list[tuple[int, int, int]] | None = None  # (element, start, stop) when uniform
         if bool((self.species == self.species[0]).all()):
             first = self.species[0].tolist()
@@ -77,6 +90,16 @@ class FeaturizedFrames:
 
     def __len__(self) -> int:
         return self.n_frames
+
+    def atom_counts(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Atoms (B,) of frames ``idx`` (default all): ``n_atoms`` each."""
+        n = self.n_frames if idx is None else len(np.asarray(idx))
+        return np.full(n, self.n_atoms, dtype=np.int64)
+
+    def atom_ptr(self, idx: np.ndarray | None = None) -> np.ndarray:
+        """Pointer (B + 1,) of the atoms of frames ``idx`` (default all) laid end to end."""
+        n = self.n_frames if idx is None else len(np.asarray(idx))
+        return np.arange(n + 1, dtype=np.int64) * self.n_atoms
 
     def extend(self, other: "FeaturizedFrames") -> None:
         """Append the frames of ``other`` (same atom count, both with or both without Jacobians).
@@ -117,6 +140,50 @@ class Embedder:
         return Z
 
 
+Featurized = Union[FeaturizedFrames, FlatFrames]
+
+
+def choose_layout(
+    sizes: Mapping[str, Sequence[int]], n_features: int, override: str = "auto", limit: float = DENSE_JACOBIAN_BYTES
+) -> tuple[Layout, frozenset[str]]:
+    """The layout of a task's featurised frames and the reference sets it streams.
+
+    ``sizes`` holds the atom counts of the frames of each set that needs forces: ``"train"`` (the pool and
+    reserve, or on the fly the most labels an episode can hold), ``"validation"`` and ``"test"``. Dense
+    Jacobians take 12 n^2 D bytes per frame. The rule (``override="auto"``):
+
+    - mixed atom counts -> ``"flat"``;
+    - all of them within ``limit`` bytes -> ``"dense"``, nothing streamed (every fixed-size task);
+    - else the test set streamed (featurised again at each evaluation), then the validation set too, while
+      the rest fits -> ``"dense"`` (rMD17 aspirin, 2,000 frames);
+    - else -> ``"flat"`` (descriptors and pair lists only: memory linear in atoms).
+
+    ``override="dense"`` keeps the dense layout (streaming as needed; frames of one size only) and
+    ``"flat"`` takes the flat one. Flat sets are never streamed.
+    """
+    if override not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {override!r}")
+    if not limit > 0:
+        raise ValueError(f"the dense Jacobian limit must be positive, got {limit!r}")
+    counts = {k: [int(n) for n in v] for k, v in sizes.items()}
+    mixed = len({n for v in counts.values() for n in v}) > 1
+    if override == "flat":
+        return "flat", frozenset()
+    if mixed:
+        if override == "dense":
+            raise ValueError("layout='dense' needs frames of one size; these have several (use 'auto' or 'flat')")
+        return "flat", frozenset()
+    need = {k: sum(12 * n * n * n_features for n in v) for k, v in counts.items()}
+    train, val, test = need.get("train", 0), need.get("validation", 0), need.get("test", 0)
+    if train + val + test <= limit:
+        return "dense", frozenset()
+    if train + val <= limit:
+        return "dense", frozenset({"test"})
+    if train <= limit or override == "dense":
+        return "dense", frozenset({"test", "validation"})
+    return "flat", frozenset()
+
+
 def per_element_means(G: np.ndarray, species: np.ndarray, n_species: int) -> np.ndarray:
     """Mean descriptor over the atoms of each element, concatenated: (F, n, D) -> (F, S * D)."""
     F, n, D = G.shape
@@ -125,6 +192,19 @@ def per_element_means(G: np.ndarray, species: np.ndarray, n_species: int) -> np.
         m = species == e  # (F, n)
         cnt = m.sum(1, keepdims=True)
         out[:, e] = (G * m[:, :, None]).sum(1) / np.maximum(cnt, 1)
+    return out.reshape(F, n_species * D)
+
+
+def per_element_means_flat(G: np.ndarray, species: np.ndarray, ptr: np.ndarray, n_species: int) -> np.ndarray:
+    """``per_element_means`` of ragged frames: G (A, D), species (A,), pointer (F + 1,) -> (F, S * D)."""
+    F, D = len(ptr) - 1, G.shape[1]
+    out = np.zeros((F * n_species, D))
+    key = np.repeat(np.arange(F), np.diff(ptr)) * n_species + species
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    sums = np.add.reduceat(G[order].astype(np.float64), starts, axis=0)
+    out[key[starts]] = sums / np.diff(np.r_[starts, len(key)])[:, None]
     return out.reshape(F, n_species * D)
 
 
@@ -137,10 +217,13 @@ class Representation:
     on reference frames. Both are fitted once per task, never on labels.
     """
 
-    def __init__(self, spec: AEVSpec, feature_floor: float = 0.01, embedding_dim: int = 32):
+    def __init__(self, spec: AEVSpec, feature_floor: float = 0.01, embedding_dim: int = 32, layout: str = "auto"):
         if not 0 <= feature_floor < 1:
             raise ValueError(f"feature_floor must be in [0, 1), got {feature_floor}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         self.spec = spec
+        self.layout = layout  # "auto": dense for frames of one size, flat otherwise (an env decides once)
         self.aev = AEV(spec, dtype=torch.float32)
         self.feature_floor = float(feature_floor)
         self.embedding_dim = int(embedding_dim)
@@ -153,17 +236,29 @@ class Representation:
     @classmethod
     def for_frames(cls, frames: Sequence[Atoms], descriptor: dict | None = None, embedding_dim: int = 32) -> "Representation":
         """A representation whose descriptor knows every element of ``frames``; ``descriptor`` holds
-        ``AEVSpec`` overrides and optionally ``feature_floor``."""
+        ``AEVSpec`` overrides and optionally ``feature_floor`` and ``layout`` (``"auto"``, ``"dense"``,
+        ``"flat"``: see ``choose_layout``)."""
         opts = dict(descriptor or {})
         floor = float(opts.pop("feature_floor", 0.01))
+        layout = str(opts.pop("layout", "auto"))
         species = tuple(sorted({int(z) for a in frames for z in a.numbers}))
-        return cls(AEVSpec(species=species, **opts), floor, embedding_dim)
+        return cls(AEVSpec(species=species, **opts), floor, embedding_dim, layout)
 
-    def featurize(self, frames: Sequence[Atoms], jacobian: bool = True) -> FeaturizedFrames:
-        """Descriptors (and their position Jacobian) of ``frames``, computed once."""
+    def featurize(self, frames: Sequence[Atoms], jacobian: bool = True, layout: str | None = None) -> Featurized:
+        """Descriptors of ``frames``, computed once, in ``layout`` (default this representation's):
+        dense (``FeaturizedFrames``, with the position Jacobian unless ``jacobian=False``) or flat
+        (``FlatFrames``, with the pair lists that forces need unless ``jacobian=False``). ``"auto"``: dense
+        when all frames have the same number of atoms, else flat."""
+        layout = self.layout if layout is None else layout
+        if layout == "auto":
+            layout = "dense" if len({len(a) for a in frames}) <= 1 else "flat"
+        if layout == "flat":
+            return FlatFrames(frames, self.aev, jacobian=jacobian)
+        if layout != "dense":
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         return FeaturizedFrames(frames, self.aev, jacobian=jacobian)
 
-    def set_normalisation(self, sets: Sequence[FeaturizedFrames]) -> None:
+    def set_normalisation(self, sets: Sequence[Featurized]) -> None:
         """Per-element mean and floored spread of every descriptor term over the atoms of ``sets``."""
         G = torch.cat([s.G.reshape(-1, s.G.shape[-1]) for s in sets])
         sp = torch.cat([s.species.reshape(-1) for s in sets])
@@ -176,8 +271,16 @@ class Representation:
             self.feature_scale[e] = torch.clamp(std, min=self.feature_floor * float(std.max()) + 1e-12)
         self.normalised = True
 
-    def per_element(self, data: FeaturizedFrames, idx: np.ndarray | None = None) -> np.ndarray:
+    def per_element(self, data: Featurized, idx: np.ndarray | None = None) -> np.ndarray:
         """Per-element means of the normalised descriptors of frames ``idx`` (default all), (F, S * D)."""
+        if data.layout == "flat":
+            frames = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
+            out = np.zeros((len(frames), self.spec.n_species * self.spec.n_features))
+            for s in range(0, len(frames), 500):  # bounded temporaries
+                G, species, ptr = data.take(frames[s : s + 500])
+                G = ((G - self.feature_mean[species]) / self.feature_scale[species]).numpy()
+                out[s : s + 500] = per_element_means_flat(G, species.numpy(), ptr, self.spec.n_species)
+            return out
         G, species = (data.G, data.species) if idx is None else data.take(np.asarray(idx))[:2]
         G = ((G - self.feature_mean[species]) / self.feature_scale[species]).numpy()
         return per_element_means(G, species.numpy(), self.spec.n_species)
@@ -186,7 +289,7 @@ class Representation:
         """Fix the embedding's principal axes on reference rows of ``per_element``."""
         self.embedder = Embedder(per_element_rows, self.embedding_dim)
 
-    def embed(self, data: FeaturizedFrames, idx: np.ndarray | None = None) -> np.ndarray:
+    def embed(self, data: Featurized, idx: np.ndarray | None = None) -> np.ndarray:
         """The agents' embedding (F, embedding_dim) of featurised frames ``idx`` (default all)."""
         if self.embedder is None:
             raise RuntimeError("fit_embedding() must be called before embed()")

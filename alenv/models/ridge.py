@@ -6,6 +6,10 @@ both are linear in the weights and one least-squares solve fits them together. E
 bootstrap resample of the labelled frames (drawn from the episode's generator), which gives the committee
 its spread. A refit takes milliseconds to a second; it is a baseline learner, and a fast one for training
 query policies, not an accurate potential.
+
+On flat (ragged) frames the force rows of each labelled frame come from a one-frame dense Jacobian
+(always uniform), summed per element and kept per label, so memory stays linear in the labels' atoms;
+predictions differentiate the descriptors of each chunk (``alenv.descriptors.flat``).
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from alenv import ragged
 from alenv.descriptors.aev import build_neighbours
-from alenv.descriptors.representation import FeaturizedFrames, Representation
+from alenv.descriptors.flat import MAX_TRIPLETS, FlatFrames
+from alenv.descriptors.representation import Featurized, FeaturizedFrames, Representation
 
 
 @dataclass(frozen=True)
@@ -48,12 +54,14 @@ class RidgeEnsemble:
         self.weights = np.zeros((config.n_members, S, D))  # per normalised descriptor term, eV
         self.element_energy = np.zeros(S)  # eV per atom of each element (minimum-norm baseline)
         self.seed = int(seed)
+        self._force_rows: dict[int, np.ndarray] = {}  # flat frames: per-element Jacobian sums by frame row
+        self._force_rows_of: FlatFrames | None = None
 
     @property
     def n_members(self) -> int:
         return self.config.n_members
 
-    def prepare(self, frames: Sequence[Atoms], jacobian: bool = True) -> FeaturizedFrames:
+    def prepare(self, frames: Sequence[Atoms], jacobian: bool = True) -> Featurized:
         """Featurise frames once for ``fit`` and ``predict``."""
         return self.representation.featurize(frames, jacobian=jacobian)
 
@@ -82,6 +90,98 @@ class RidgeEnsemble:
         counts = self._onehot(species).sum(1)  # (K, S)
         self.element_energy = np.linalg.lstsq(counts, energies, rcond=None)[0]
 
+    # ----------------------------------------------------------------------------------- flat layout
+    def _jacobian_sums(self, data: FlatFrames, f: int) -> np.ndarray:
+        """Frame f's descriptor Jacobian summed over the atoms of each element, (S * D, 3 n_f) float64
+        (its dense one-frame Jacobian, kept per frame of ``data``)."""
+        if self._force_rows_of is not data:
+            self._force_rows, self._force_rows_of = {}, data
+        if f not in self._force_rows:
+            rep = self.representation
+            S, D = rep.spec.n_species, rep.spec.n_features
+            nb = data.neighbours(np.array([f]))
+            n = int(data.counts[f])
+            nb.n_atoms, nb.atom_ptr = n, None  # one frame: a uniform batch
+            _, J = rep.aev.descriptors_and_jacobian([], nb, positions=data.frame_positions(np.array([f])))
+            onehot = (nb.species[:, None] == np.arange(S)).astype(np.float64)  # (n, S)
+            Jr = J.astype(np.float64).reshape(n, D, n * 3)
+            self._force_rows[f] = np.einsum("ns,ndc->sdc", onehot, Jr).reshape(S * D, n * 3)
+        return self._force_rows[f]
+
+    def _fit_flat(self, data: FlatFrames, idx: np.ndarray, E: np.ndarray, F: np.ndarray, rng) -> None:
+        """Normal equations of every member accumulated frame block by frame block (flat frames)."""
+        rep, cfg = self.representation, self.config
+        S, D = rep.spec.n_species, rep.spec.n_features
+        K, P = len(idx), S * D
+        counts = data.atom_counts(idx)
+        label_ptr = ragged.ptr_of(counts)
+        comp = np.zeros((K, S))
+        G, species, ptr = data.take(idx)
+        frame = ragged.frame_index(ptr)
+        np.add.at(comp, (frame, species.numpy()), 1.0)
+        self.element_energy = np.linalg.lstsq(comp, E, rcond=None)[0]
+        x = self._normalised(G, species)  # (A, D)
+        Xe = np.zeros((K * S, D))
+        np.add.at(Xe, frame * S + species.numpy(), x)
+        Xe = Xe.reshape(K, P)
+        target_e = (E - comp @ self.element_energy) / counts
+        scale = rep.feature_scale.double().numpy().reshape(P)
+        M = cfg.n_members
+        draws = [
+            np.bincount(rng.integers(0, K, K), minlength=K) if cfg.bootstrap and M > 1 else np.ones(K) for _ in range(M)
+        ]
+        AtA, Aty = np.zeros((M, P, P)), np.zeros((M, P))
+        for lo in range(0, K, 64):
+            block = range(lo, min(lo + 64, K))
+            rows, ys, owner = [], [], []
+            for k in block:
+                n = int(counts[k])
+                w_f = np.sqrt(cfg.force_weight / (3 * n))
+                rows += [Xe[k][None] / n, -w_f * (self._jacobian_sums(data, int(idx[k])) / scale[:, None]).T]
+                ys += [[target_e[k]], w_f * F[label_ptr[k] : label_ptr[k + 1]].reshape(-1)]
+                owner.append(np.full(1 + 3 * n, k))
+            A, y, owner = np.concatenate(rows), np.concatenate(ys), np.concatenate(owner)
+            for m in range(M):
+                root = np.sqrt(draws[m][owner])
+                Aw = A * root[:, None]
+                AtA[m] += Aw.T @ Aw
+                Aty[m] += Aw.T @ (y * root)
+        for m in range(M):
+            lam = cfg.alpha * max(float(np.trace(AtA[m])) / P, 1e-12)
+            self.weights[m] = np.linalg.solve(AtA[m] + lam * np.eye(P), Aty[m]).reshape(S, D)
+
+    def _predict_flat(
+        self, data: FlatFrames, frames: np.ndarray, forces: bool, chunk: int, max_triplets: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        rep = self.representation
+        M, S = len(self.weights), rep.spec.n_species
+        E_all = np.empty((M, len(frames)))
+        for start in range(0, len(frames), chunk):
+            part = frames[start : start + chunk]
+            G, species, ptr = data.take(part)
+            sp = species.numpy()
+            x = self._normalised(G, species)  # (A, D)
+            atomic = np.zeros((M, len(sp)))
+            for e in range(S):
+                sel = np.flatnonzero(sp == e)
+                atomic[:, sel] = (x[sel] @ self.weights[:, e].T).T
+            atomic += self.element_energy[sp][None]
+            E_all[:, start : start + len(part)] = ragged.segment_sum(atomic, ptr, axis=1)
+        if not forces:
+            return E_all, None
+        if not data.has_jacobian:
+            raise ValueError("forces need the pair lists; featurise these frames with jacobian=True")
+        scale = rep.feature_scale.double().numpy()
+        out_ptr = data.atom_ptr(frames)
+        F_all = np.empty((M, int(out_ptr[-1]), 3))
+        for start, stop in data.chunks(frames, max_triplets):
+            part = frames[start:stop]
+            nb = data.neighbours(part)
+            geo = rep.aev.geometry(torch.from_numpy(data.frame_positions(part)).to(rep.aev.dtype), nb)
+            g = torch.from_numpy(self.weights[:, nb.species] / scale[nb.species][None]).to(geo.G.dtype)  # (M, A, D)
+            F_all[:, out_ptr[start] : out_ptr[stop]] = -rep.aev.vjp(geo, g).double().numpy()
+        return E_all, F_all
+
     # ----------------------------------------------------------------------------------- fit
     def fit(
         self,
@@ -95,16 +195,24 @@ class RidgeEnsemble:
         """Solve every member's ridge problem from scratch (closed form; ``warm`` has no meaning here)."""
         idx = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
         E, F = np.asarray(energies, dtype=np.float64), np.asarray(forces, dtype=np.float64)
-        K, n = len(idx), data.n_atoms
+        K = len(idx)
         if K == 0:
             raise ValueError("no labelled frames to train on")
-        if E.shape != (K,) or F.shape != (K, n, 3):
-            raise ValueError(f"label shapes {E.shape}, {F.shape} do not match {K} frames of {n} atoms")
+        if data.layout == "flat":
+            want, what = (int(data.atom_counts(idx).sum()), 3), f"{K} frames of {int(data.atom_counts(idx).sum())} atoms"
+        else:
+            n = data.n_atoms
+            want, what = (K, n, 3), f"{K} frames of {n} atoms"
+        if E.shape != (K,) or F.shape != want:
+            raise ValueError(f"label shapes {E.shape}, {F.shape} do not match {what}")
         if not (np.isfinite(E).all() and np.isfinite(F).all()):
             raise ValueError("training labels contain NaN or inf; failed labels must be filtered out")
         if not self.representation.normalised:
             self.representation.set_normalisation([data])
         t0 = time.perf_counter()
+        if data.layout == "flat":
+            self._fit_flat(data, idx, E, F, rng)
+            return {"train_seconds": time.perf_counter() - t0, "epochs": 0, "steps": 0}
         species = data.species[torch.from_numpy(idx)]
         self._baseline(species, E)
         Xe, Xf = self._design(data, idx)
@@ -126,10 +234,18 @@ class RidgeEnsemble:
 
     # ----------------------------------------------------------------------------------- predict
     def predict(
-        self, data: FeaturizedFrames, forces: bool = True, chunk: int = 1000, idx: np.ndarray | None = None
+        self,
+        data: Featurized,
+        forces: bool = True,
+        chunk: int = 1000,
+        idx: np.ndarray | None = None,
+        max_triplets: int = MAX_TRIPLETS,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per-member energies (M, F) eV and forces (M, F, n, 3) eV/Angstrom of frames ``idx`` of ``data``."""
+        """Per-member energies (M, F) eV and forces eV/Angstrom of frames ``idx`` of ``data``: (M, F, n, 3)
+        for dense frames, (M, A, 3) for flat ones (atoms concatenated, ``data.atom_ptr(idx)``)."""
         frames = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
+        if data.layout == "flat":
+            return self._predict_flat(data, frames, forces, chunk, max_triplets)
         scale = self.representation.feature_scale.double().numpy()
         Es, Fs = [], []
         for start in range(0, len(frames), chunk):

@@ -3,9 +3,9 @@
 ``ORACLES`` maps a name to a constructor; :func:`make_oracle` builds one by name. Wrap any oracle in
 :class:`CachedOracle` (persistent SQLite cache) or :class:`NoisyOracle` (seeded aleatoric noise, by
 region if wanted; ``make_oracle("noisy", oracle="emt", force_sigma=0.05)``, see ``alenv.oracles.noise``);
-adapt any ASE calculator with :class:`CalculatorOracle`. Heavy backends are imported only when first used (xtb) or when the oracle is
-built (PySCF, to check the functional and basis). ``python -m alenv.cache`` checks, salvages and copies
-label caches.
+adapt any ASE calculator with :class:`CalculatorOracle`. Heavy backends are imported only when first
+used (xtb) or when the oracle is built (PySCF, to check the functional and basis; tblite, to read its
+version for the cache key). ``python -m alenv.cache`` checks, salvages and copies label caches.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from alenv.oracles.conformance import check_oracle, conformance_structures
 from alenv.oracles.dft import PySCFCalculator, PySCFOracle, SCFNotConverged
 from alenv.oracles.lookup import LookupOracle
 from alenv.oracles.noise import NoiseRegion, NoisyOracle, noisy_oracle
+from alenv.oracles.tblite import TBLiteOracle
 from alenv.oracles.wrappers import CachedOracle
 from alenv.oracles.xtb import XTBOracle
 
 ORACLES: dict[str, Callable[..., Oracle]] = {
     "xtb": XTBOracle,
+    "tblite": TBLiteOracle,  # GFN2-xTB (or GFN1) for periodic cells too; pip install "alenv[water]"
     "dft": PySCFOracle,
     "emt": EMTOracle,
     "lj": LennardJonesOracle,
@@ -59,6 +61,7 @@ __all__ = [
     "PySCFCalculator",
     "PySCFOracle",
     "SCFNotConverged",
+    "TBLiteOracle",
     "TransientOracleError",
     "XTBOracle",
     "check_oracle",

@@ -2,7 +2,7 @@
 
 GFN2-xTB labels an organic molecule in milliseconds, so tasks can run many rounds of active learning
 against a real electronic-structure method. xtb-python handles molecules only; for periodic GFN2-xTB use
-tblite (``CalculatorOracle(lambda: tblite.ase.TBLite(method="GFN2-xTB", verbosity=0), "tblite", {...})``).
+:class:`~alenv.oracles.tblite.TBLiteOracle` (``make_oracle("tblite")``, ``pip install "alenv[water]"``).
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ class XTBOracle(CalculatorOracle):
         if atoms.pbc.any():
             raise ValueError(
                 "xtb-python handles molecules only (got a structure with pbc="
-                f"{atoms.pbc.tolist()}); for periodic GFN2-xTB use tblite: "
-                "CalculatorOracle(lambda: tblite.ase.TBLite(method='GFN2-xTB', verbosity=0), 'tblite', {...})"
+                f"{atoms.pbc.tolist()}); for periodic GFN2-xTB use the tblite oracle: "
+                "make_oracle('tblite') (TBLiteOracle; pip install \"alenv[water]\")"
             )
         s = self.settings
         uhf = None if s["method"] == "GFNFF" else s["uhf"]

@@ -16,6 +16,7 @@ A trajectory driven by a poor potential fails in a few recognisable ways. Each c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -69,8 +70,30 @@ def n_fragments(atoms: Atoms, bond_factor: float = 1.6) -> int:
     return int(n)
 
 
-def check_geometry(atoms: Atoms, checks: FailureChecks, n_fragments_ref: int) -> None:
-    """Raise ``MDFailure`` for non-finite positions, a close contact or a molecule that fell apart."""
+def fragments_reference(frames: Sequence[Atoms], bond_factor: float = 1.6) -> int | dict[str, int]:
+    """The fragment count that MD structures are checked against: ``n_fragments`` of the first frame when
+    every frame has one composition (an int), else per composition (chemical formula) that of its first
+    frame."""
+    first: dict[str, Atoms] = {}
+    for atoms in frames:
+        first.setdefault(atoms.get_chemical_formula(), atoms)
+    if len(first) <= 1:
+        return n_fragments(frames[0], bond_factor)
+    return {formula: n_fragments(atoms, bond_factor) for formula, atoms in first.items()}
+
+
+def reference_fragments(atoms: Atoms, n_fragments_ref: int | Mapping[str, int]) -> int:
+    """The reference fragment count of ``atoms``: the int itself, or its composition's entry (for a
+    composition without one, the largest entry)."""
+    if isinstance(n_fragments_ref, Mapping):
+        formula = atoms.get_chemical_formula()
+        return int(n_fragments_ref[formula]) if formula in n_fragments_ref else max(n_fragments_ref.values())
+    return n_fragments_ref
+
+
+def check_geometry(atoms: Atoms, checks: FailureChecks, n_fragments_ref: int | Mapping[str, int]) -> None:
+    """Raise ``MDFailure`` for non-finite positions, a close contact or a molecule that fell apart
+    (more fragments than ``n_fragments_ref``, an int or per composition: ``fragments_reference``)."""
     pos = atoms.positions
     if not np.all(np.isfinite(pos)):
         raise MDFailure("non_finite", "positions are not finite")
@@ -82,6 +105,7 @@ def check_geometry(atoms: Atoms, checks: FailureChecks, n_fragments_ref: int) ->
         raise MDFailure("close_contact", f"atoms {i} and {j} are {d[i, j]:.3f} Angstrom apart")
     if checks.check_fragments:
         n = n_fragments(atoms, checks.bond_factor)
+        n_fragments_ref = reference_fragments(atoms, n_fragments_ref)
         if n > n_fragments_ref:
             raise MDFailure("fragmentation", f"{n} fragments, the start had {n_fragments_ref}")
 
@@ -117,7 +141,7 @@ def check_prediction(
             )
 
 
-def check_structure(atoms: Atoms, checks: FailureChecks, n_fragments_ref: int) -> str | None:
+def check_structure(atoms: Atoms, checks: FailureChecks, n_fragments_ref: int | Mapping[str, int]) -> str | None:
     """The kind of the first geometric failure of ``atoms``, or None: for vetting restart structures."""
     try:
         check_geometry(atoms, checks, n_fragments_ref)

@@ -79,6 +79,27 @@ _BASE = [
 ]
 
 
+# Target shifts: the pool covers the cooler temperatures of the in-distribution task, validation and test
+# set its hottest one, where the labelled data must extrapolate (a temperature transfer, as in 3BPA). The
+# in-distribution rows above are their controls.
+def _shifted(base: TaskSpec, pool_temperatures: tuple[float, ...], target: tuple[float, ...], what: str) -> TaskSpec:
+    return dataclasses.replace(
+        base, name=f"{base.name}-Shift", version=0, data_version=0, temperatures=pool_temperatures,
+        target_temperatures=target, history=("v0: first release (the learner and metrics of the v3 tasks).",),
+        description=(
+            f"{what} Pool: {base.pool_size:,} frames of oracle Langevin MD at "
+            f"{' and '.join(f'{t:g}' for t in pool_temperatures)} K; validation and test set at {target[0]:g} K "
+            f"(a target shift: temperature transfer). In-distribution control: {base.name}."
+        ),
+    )
+
+
+_BASE += [
+    _shifted(_BASE[0], (300.0, 600.0), (1000.0,), "Ethanol with GFN2-xTB, trained cool and tested hot."),
+    _shifted(_BASE[1], (300.0, 800.0), (1500.0,), "Periodic fcc Cu with a vacancy (31 atoms) and EMT, trained cool and tested hot."),
+]
+
+
 # On-the-fly tasks: candidates from MD driven by the model (OnTheFlyEnv). No pool; reserve and test set
 # from oracle MD as in pool mode. Where a pool task exists for the system, the row is derived from it.
 def _on_the_fly(pool: TaskSpec, description: str, **changes) -> TaskSpec:

@@ -124,14 +124,16 @@ def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
     calc = oracle.calculator
     T = spec.temperatures
     pool_counts = _split(spec.pool_size, len(T))
-    test_counts = _split(spec.test_size, len(T))
     # The reserve (initial labels) comes from the lowest temperature, as a practitioner's first data would.
     jobs = [("pool", t, c, 0) for t, c in zip(T, pool_counts)]
     jobs += [("reserve", min(T), spec.reserve_size, 1)]
-    jobs += [("test", t, c, 2) for t, c in zip(T, test_counts)]
+    # The target distribution: the pool's temperatures, or others (a target shift)
+    target = spec.target_temperatures or T
+    test_counts = _split(spec.test_size, len(target))
+    jobs += [("test", t, c, 2) for t, c in zip(target, test_counts)]
     # validation: more independent trajectories from the test set's target distribution (appended, so the
     # streams of pool, reserve and test are those of tasks made before validation sets existed)
-    jobs += [("validation", t, c, 3) for t, c in zip(T, _split(spec.validation_size, len(T)))]
+    jobs += [("validation", t, c, 3) for t, c in zip(target, _split(spec.validation_size, len(target)))]
     total = sum(spec.md.equilibration + c * spec.md.stride for _, _, c, _ in jobs if c > 0)
     out: dict[str, list[Atoms]] = {"pool": [], "reserve": [], "test": [], "validation": []}
     bar = tqdm(total=total, desc=f"{spec.name}: oracle MD", unit="step", disable=not progress, leave=False)
@@ -231,10 +233,7 @@ def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle
     The cache is prefilled with the labels the task data already carries (oracle MD computed them; a
     Dataset file holds them), so an agent pays for each label it asks for at the seconds it first cost.
     """
-    frames = data.pool + data.reserve
-    n_atoms = sorted({len(a) for a in frames + data.test + data.validation})
-    if len(n_atoms) != 1:
-        raise ValueError(f"all configurations of a task must have the same number of atoms, got {n_atoms}")
+    frames = data.pool + data.reserve  # of any sizes: oracles and their cache label one structure at a time
     kwargs = dict(spec.oracle_kwargs)
     if spec.system == "dataset":  # the lookup oracle answers from the user's frames (in eV, checked)
         kwargs.setdefault("path_or_frames", frames)

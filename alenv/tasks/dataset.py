@@ -15,7 +15,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from alenv.data import frame_labels, read_labelled
+from alenv.data import frame_labels, read_labelled_frames, subset_of
 from alenv.oracles.lookup import structure_key
 from alenv.tasks.spec import TaskSpec
 
@@ -42,17 +42,34 @@ def _likely_unit(force_rms: float) -> str:
     return "Hartree"
 
 
-def check_units(frames: Sequence[Atoms], forces: np.ndarray, path: str) -> float:
+def target_frames(frames: Sequence[Atoms], subsets: Sequence[str], path: str | None) -> list[Atoms]:
+    """The frames of ``subsets`` (``alenv.data.subset_of``), in file order; ValueError naming the subsets the
+    file has (with their frame counts) when one of them has no frames."""
+    have = Counter(subset_of(a) for a in frames)
+    missing = [s for s in subsets if not have.get(s)]
+    if missing:
+        listed = ", ".join(f"{k} ({n} frames)" for k, n in sorted(have.items(), key=lambda kv: str(kv[0])))
+        raise ValueError(
+            f"{path}: target subset(s) {missing} have no frames; its subsets (subset or config_type tags, "
+            f"else T=<t>K) are: {listed or 'none'}"
+        )
+    return [a for a in frames if subset_of(a) in set(subsets)]
+
+
+def check_units(frames: Sequence[Atoms], forces: np.ndarray | Sequence[np.ndarray], path: str) -> float:
     """The RMS force component (eV/Angstrom) of a file read as eV; ValueError naming the likely unit when it
-    is implausible for eV/Angstrom. Frames without forces (NaN rows) are left out; with none, NaN (no check)."""
-    rows = np.flatnonzero(np.isfinite(forces).all(axis=(1, 2)))
+    is implausible for eV/Angstrom. ``forces`` (F, n, 3), or one (n_f, 3) array per frame. Frames without
+    forces (NaN rows) are left out; with none, NaN (no check)."""
+    per_frame = [np.asarray(f) for f in forces]
+    rows = np.flatnonzero([np.isfinite(f).all() for f in per_frame])
     if len(rows) == 0:
         return float("nan")
-    forces = forces[rows]
-    rms = float(np.sqrt(np.mean(forces**2)))
+    values = np.concatenate([per_frame[i].reshape(-1) for i in rows])
+    rms = float(np.sqrt(np.mean(values**2)))
     lo, hi = FORCE_RMS_RANGE
     if not lo <= rms <= hi and rms > 0:
-        worst = int(rows[np.argmax(np.abs(forces).max(axis=(1, 2)) if rms > hi else -np.abs(forces).max(axis=(1, 2)))])
+        largest = np.array([np.abs(per_frame[i]).max() for i in rows])
+        worst = int(rows[np.argmax(largest if rms > hi else -largest)])
         unit = _likely_unit(rms)
         raise ValueError(
             f"{path}: forces have an RMS of {rms:.3g} per component (frame {worst} is the most extreme), outside "
@@ -62,7 +79,7 @@ def check_units(frames: Sequence[Atoms], forces: np.ndarray, path: str) -> float
     return rms
 
 
-def _relabel(frames: list[Atoms], energies: np.ndarray, forces: np.ndarray) -> list[Atoms]:
+def _relabel(frames: list[Atoms], energies: np.ndarray, forces: Sequence[np.ndarray]) -> list[Atoms]:
     for atoms, e, f in zip(frames, energies, forces):
         if np.all(np.isfinite(f)):
             atoms.calc = SinglePointCalculator(atoms, energy=float(e), forces=f)
@@ -81,8 +98,8 @@ def read_in_ev(path: str, units: str, forces_required: bool = True) -> list[Atom
     """
     if units != "auto" and units not in UNITS:
         raise ValueError(f"unknown units {units!r}; known: 'auto', {', '.join(repr(u) for u in UNITS)}")
-    frames, E, F, _ = read_labelled(path, forces_required=False)
-    has = np.isfinite(F).all(axis=(1, 2))
+    frames, E, F, _ = read_labelled_frames(path, forces_required=False)  # frames may differ in size
+    has = np.array([np.isfinite(f).all() for f in F], dtype=bool)
     if forces_required and not has.all():
         i = int(np.flatnonzero(~has)[0])
         raise ValueError(
@@ -94,7 +111,7 @@ def read_in_ev(path: str, units: str, forces_required: bool = True) -> list[Atom
         check_units(frames, F, path)
         return frames
     e_scale, f_scale = UNITS[units]
-    return _relabel(frames, E * e_scale, F * f_scale)
+    return _relabel(frames, E * e_scale, [f * f_scale for f in F])
 
 
 def _force_rms(frames: Sequence[Atoms]) -> float:
@@ -104,7 +121,9 @@ def _force_rms(frames: Sequence[Atoms]) -> float:
 
 
 def check_pair(pool: Sequence[Atoms], test: Sequence[Atoms], spec: TaskSpec) -> None:
-    """Refuse a test set that the pool cannot serve: unseen elements or compositions, mixed units, overlap."""
+    """Refuse a test set that the pool cannot serve: unseen elements, another molecule than a pool of one
+    composition holds, mixed units, overlap. A pool of several compositions (frames of several sizes or
+    molecules) may be tested on any composition of its elements."""
     pool_elements = {int(z) for a in pool for z in a.numbers}
     pool_formulas = Counter(a.get_chemical_formula() for a in pool)
     for i, atoms in enumerate(test):
@@ -114,7 +133,7 @@ def check_pair(pool: Sequence[Atoms], test: Sequence[Atoms], spec: TaskSpec) -> 
                 f"{spec.test_path} frame {i} has elements {missing} that no frame of {spec.pool_path} has; "
                 "a potential cannot learn an element it never sees"
             )
-        if atoms.get_chemical_formula() not in pool_formulas:
+        if len(pool_formulas) == 1 and atoms.get_chemical_formula() not in pool_formulas:
             raise ValueError(
                 f"{spec.test_path} frame {i} is {atoms.get_chemical_formula()}, a composition that no frame of "
                 f"{spec.pool_path} has (it holds {', '.join(sorted(pool_formulas))}): is it another molecule?"
@@ -150,10 +169,6 @@ def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms],
         )
     pool = read_in_ev(spec.pool_path, spec.units)
     test = read_in_ev(spec.test_path, spec.units, forces_required=False)
-    if len(pool[0]) != len(test[0]):
-        raise ValueError(
-            f"frames of {spec.pool_path} have {len(pool[0])} atoms but frames of {spec.test_path} have {len(test[0])}"
-        )
     check_pair(pool, test, spec)
     validation = None
     if spec.validation_path is not None:
@@ -167,6 +182,15 @@ def dataset_data(spec: TaskSpec) -> tuple[list[Atoms], list[Atoms], list[Atoms],
             )
         check_pair(pool, validation, dataclasses.replace(spec, test_path=spec.validation_path))
         check_pair(test, validation, dataclasses.replace(spec, pool_path=spec.test_path, test_path=spec.validation_path))
+    if spec.target_subsets is not None:
+        if validation is None:
+            raise ValueError(
+                f"target_subsets {list(spec.target_subsets)} needs a validation file with frames of those subsets "
+                "(validation=PATH): a validation set drawn from the pool would reward the pool's distribution, "
+                "not the target's"
+            )
+        test = target_frames(test, spec.target_subsets, spec.test_path)
+        validation = target_frames(validation, spec.target_subsets, spec.validation_path)
     n_val = 0 if validation is not None else spec.validation_size
     need = spec.reserve_size + spec.budget + n_val
     if len(pool) < need:

@@ -53,6 +53,12 @@ class TaskSpec:
     oracle: str = "xtb"
     oracle_kwargs: dict[str, Any] = field(default_factory=dict)
     temperatures: tuple[float, ...] = (300.0, 600.0, 1000.0)  # K
+    # A target shift (MD tasks): validation and test set from oracle MD at these temperatures (K), pool and
+    # reserve at ``temperatures``; None: the target is the pool's own distribution.
+    target_temperatures: tuple[float, ...] | None = None
+    # A target shift (Dataset task): validation and test set keep only frames of these subsets (their
+    # ``subset``/``config_type`` tag, or ``T=<t>K``); needs a validation file. None: every frame.
+    target_subsets: tuple[str, ...] | None = None
     md: MDSettings = MDSettings()
     pool_size: int = 2000
     test_size: int = 500
@@ -84,6 +90,7 @@ class TaskSpec:
             raise ValueError(f"data_seed must be a non-negative integer (0, 1, ...), got data_seed={seed!r}")
         object.__setattr__(self, "data_seed", int(seed))  # numpy integers as plain int (hashed, written to JSON)
         self._check_names()
+        self._check_targets()
         if self.budget <= 0 or self.batch_size <= 0 or self.n_initial <= 0:
             raise ValueError("budget, batch_size and n_initial must be positive")
         if self.validation_size <= 0 and self.validation_path is None:
@@ -105,6 +112,29 @@ class TaskSpec:
         if self.system != "dataset" and self.reserve_size < self.n_initial:
             raise ValueError(f"reserve_size {self.reserve_size} is smaller than n_initial {self.n_initial}")
 
+    def _check_targets(self) -> None:
+        """Target shifts: temperatures for MD tasks, subsets for the Dataset task, each with frames."""
+        if self.target_temperatures is not None:
+            temps = tuple(float(t) for t in self.target_temperatures)
+            object.__setattr__(self, "target_temperatures", temps)
+            if self.system == "dataset":
+                raise ValueError("target_temperatures applies to MD-built tasks; the Dataset task takes target_subsets")
+            if not temps or any(not t > 0 for t in temps):
+                raise ValueError(f"target_temperatures must be positive temperatures in K, got {temps}")
+            for what, n in (("test_size", self.test_size), ("validation_size", self.validation_size)):
+                if n < len(temps):
+                    raise ValueError(
+                        f"{what} {n} is smaller than the {len(temps)} target temperatures {temps}: a target "
+                        "subset would have no frames"
+                    )
+        if self.target_subsets is not None:
+            subsets = (self.target_subsets,) if isinstance(self.target_subsets, str) else tuple(self.target_subsets)
+            object.__setattr__(self, "target_subsets", tuple(str(x) for x in subsets))
+            if self.system != "dataset":
+                raise ValueError("target_subsets applies to the Dataset task; MD-built tasks take target_temperatures")
+            if not subsets or any(not str(x) for x in subsets):
+                raise ValueError(f"target_subsets must name subsets (config_type tags or T=<t>K), got {subsets!r}")
+
     def _check_names(self) -> None:
         """Registry names and settings, checked before any expensive build (oracle MD, descriptors)."""
         from alenv.models import MODELS, make_settings
@@ -125,7 +155,10 @@ class TaskSpec:
     DATA_FIELDS = (
         "name", "version", "system", "oracle", "oracle_kwargs", "temperatures", "md", "pool_size",
         "test_size", "validation_size", "reserve_size", "pool_path", "test_path", "validation_path", "data_seed",
+        "target_temperatures", "target_subsets",
     )
+    # Fields hashed only when set, so that data made before they existed keeps its key.
+    _HASHED_IF_SET = ("target_temperatures", "target_subsets")
     # Names under which fields are hashed, where they differ: ``data_seed`` keeps its former name, so the
     # keys (and cached data) of tasks made before the rename stay the same.
     _HASHED_AS = {"data_seed": "pool_seed"}
@@ -141,6 +174,8 @@ class TaskSpec:
         payload = {"data_format": DATA_FORMAT}
         for f in self.DATA_FIELDS:
             v = self.data_version or self.version if f == "version" else getattr(self, f)
+            if f in self._HASHED_IF_SET and v is None:
+                continue
             payload[self._HASHED_AS.get(f, f)] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
         return f"{self.name}-v{self.data_version or self.version}-seed{self.data_seed}-{digest}"

@@ -36,7 +36,13 @@ def _kwargs_for(name: str, rmd17_ethanol) -> dict:
     return kwargs
 
 
-@pytest.mark.parametrize("name", sorted(n for n, s in TASKS.items() if s.mode == "pool"))
+# Full-size target-shift tasks build their own oracle MD (minutes on 2 cores); their -tiny variants run the
+# same code by default, the full ones with -m slow.
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=pytest.mark.slow) if n.endswith("-Shift") else n
+     for n in sorted(n for n, s in TASKS.items() if s.mode == "pool")],
+)
 def test_check_env_every_registered_task(name, make_env, rmd17_ethanol, check_env_clean):
     env_id = TASKS[name].id
     assert env_id in gymnasium.registry

@@ -99,3 +99,13 @@ def test_ridge_learns_forces_better_than_the_mean(tmp_path):
     _, Fp = pot.predict(test)
     mae, zero = np.abs(Fp.mean(0) - F[100:]).mean(), np.abs(F[100:]).mean()
     assert mae < 0.5 * zero, (mae, zero)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_check_potential_ragged(name):
+    """Structures of several sizes (rMD17 ethanol, 9 atoms, and aspirin, 21) train and are checked on the
+    flat layout."""
+    eth = ase.io.read(rmd17("ethanol", "train"), index=":6")
+    asp = ase.io.read(rmd17("aspirin", "train"), index=":5")
+    frames = [f for pair in zip(eth, asp) for f in pair] + eth[5:]  # mixed, a 9-atom frame checked first
+    check_potential(lambda rep, seed: make_potential(name, rep, seed, **FAST[name]), frames, n_train=8)

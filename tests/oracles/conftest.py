@@ -28,6 +28,28 @@ def ar_cluster() -> Atoms:
     return atoms
 
 
+def water_box(n_side: int, a: float, seed: int = 0) -> Atoms:
+    """``n_side**3`` water molecules on a cubic grid in a periodic cubic cell of edge ``a`` Angstrom.
+
+    Each molecule (ASE's gas-phase geometry) sits at the centre of its grid cell, turned by a random angle
+    about a random axis drawn from ``np.random.default_rng(seed)``: the same box for the same arguments.
+    ``water_box(2, 6.2)`` is 8 molecules at 1.00 g/cm3.
+    """
+    rng = np.random.default_rng(seed)
+    water = molecule("H2O")
+    water.translate(-water.get_center_of_mass())
+    box = Atoms(cell=[a, a, a], pbc=True)
+    spacing = a / n_side
+    for i in range(n_side):
+        for j in range(n_side):
+            for k in range(n_side):
+                m = water.copy()
+                m.rotate(rng.uniform(0.0, 360.0), rng.normal(size=3))
+                m.translate((np.array([i, j, k]) + 0.5) * spacing)
+                box += m
+    return box
+
+
 @pytest.fixture
 def ethanol() -> Atoms:
     return molecule("CH3CH2OH")

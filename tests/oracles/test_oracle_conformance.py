@@ -8,7 +8,7 @@ from ase.build import molecule
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from alenv.oracles import ORACLES, EMTOracle, check_oracle, conformance_structures, make_oracle
-from tests.oracles.conftest import ar_cluster, cu_bulk, cu_cluster
+from tests.oracles.conftest import ar_cluster, cu_bulk, cu_cluster, water_box
 
 
 def _lookup_case(tmp_path):
@@ -22,10 +22,17 @@ def _lookup_case(tmp_path):
     return make_oracle("lookup", path_or_frames=path), base, {}
 
 
+def _tblite_case(tmp_path):
+    """A molecule and a small periodic cell (two waters in 8 x 4 x 4 A; ~0.1 s a label)."""
+    pytest.importorskip("tblite", reason='tblite is an optional backend: pip install "alenv[water]"')
+    return make_oracle("tblite"), [molecule("CH3CH2OH"), water_box(1, 4.0, seed=1).repeat((2, 1, 1))], {}
+
+
 CASES = {
     "emt": lambda tmp_path: (make_oracle("emt"), [cu_bulk(), cu_cluster()], {}),
     "lj": lambda tmp_path: (make_oracle("lj", sigma=3.4, epsilon=0.0104), [ar_cluster()], {}),
     "xtb": lambda tmp_path: (make_oracle("xtb"), [molecule("CH3CH2OH"), molecule("H2O")], {}),
+    "tblite": _tblite_case,
     "lookup": _lookup_case,
     # PBE/sto-3g on water: ~2 s; grid response keeps the forces consistent with the energy on a coarse grid
     "dft": lambda tmp_path: (make_oracle("dft", basis="sto-3g", num_threads=1), [molecule("H2O")], {}),
