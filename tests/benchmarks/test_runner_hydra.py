@@ -129,6 +129,7 @@ def test_sweep_over_models_with_the_per_cost_reward(tmp_path: Path, alenv_cache:
     assert runs["ridge"][1]["settings"]["model_kwargs"]["alpha"] == 1e-4
 
 
+@pytest.mark.slow  # starts a local Ray cluster: 1-5 minutes on 2 cores, the longest test of the suite
 def test_multirun_through_ray_local(tmp_path: Path, alenv_cache: Path) -> None:
     """The Ray launcher path (Hydra's Ray plugin) on a local Ray instance started by the launcher, which
     keeps its session files (logs, sockets) in the sweep's folder, not in /tmp/ray."""
