@@ -45,22 +45,26 @@ def errors(
         raise ValueError(f"has_forces has shape {mask.shape}, the references {energy.shape}")
     if not np.all(np.isfinite(energy)) or not np.all(np.isfinite(forces[mask])):
         raise ValueError("reference energies (every frame) and forces (frames with forces) must be finite")
-    de = pred_energy - energy
+    out = _energy_metrics(pred_energy - energy, int(mask.sum()))
+    if mask.any():
+        df = pred_forces[mask] - forces[mask]
+        _force_errors(out, df)
+    return out
+
+
+def _energy_metrics(de: np.ndarray, n_force_frames: int) -> Metrics:
+    """Energy errors from the per-frame errors ``de`` (eV), with the offset-invariant ones; forces unset."""
     dc = de - de.mean()
-    out = Metrics(
+    return Metrics(
         energy_mae=float(np.abs(de).mean()),
         energy_rmse=float(np.sqrt((de**2).mean())),
         force_mae=float("nan"),
         force_rmse=float("nan"),
         energy_mae_centred=float(np.abs(dc).mean()),
         energy_rmse_centred=float(np.sqrt((dc**2).mean())),
-        n_energy_frames=int(len(energy)),
-        n_force_frames=int(mask.sum()),
+        n_energy_frames=int(len(de)),
+        n_force_frames=n_force_frames,
     )
-    if mask.any():
-        df = pred_forces[mask] - forces[mask]
-        _force_errors(out, df)
-    return out
 
 
 def _force_errors(out: Metrics, df: np.ndarray) -> None:
@@ -96,18 +100,7 @@ def _errors_flat(
     atoms = ragged.per_atom(mask, ptr)
     if not np.all(np.isfinite(energy)) or not np.all(np.isfinite(forces[atoms])):
         raise ValueError("reference energies (every frame) and forces (frames with forces) must be finite")
-    de = pred_energy - energy
-    dc = de - de.mean()
-    out = Metrics(
-        energy_mae=float(np.abs(de).mean()),
-        energy_rmse=float(np.sqrt((de**2).mean())),
-        force_mae=float("nan"),
-        force_rmse=float("nan"),
-        energy_mae_centred=float(np.abs(dc).mean()),
-        energy_rmse_centred=float(np.sqrt((dc**2).mean())),
-        n_energy_frames=int(len(energy)),
-        n_force_frames=int(mask.sum()),
-    )
+    out = _energy_metrics(pred_energy - energy, int(mask.sum()))
     if mask.any():
         _force_errors(out, pred_forces[atoms] - forces[atoms])
     return out
