@@ -330,13 +330,17 @@ class EnsemblePotential:
             w_atom = torch.repeat_interleave(w.reshape(-1), torch.from_numpy(counts[flat]))
             Fref = Fr[torch.from_numpy(ragged.rows(label_ptr, flat))]
             loss_f = (w_atom[:, None] * (Fp - Fref) ** 2).sum() / (3 * len(w_atom))
-            loss = (loss_e + cfg.force_weight * loss_f) / (self.energy_scale**2)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            last = {"loss_energy": loss_e.item(), "loss_forces": loss_f.item()}
+            last = self._step(loss_e, loss_f)
         self.n_updates += total_steps
         return {"train_seconds": time.perf_counter() - t0, "epochs": total_steps / n_batches, "steps": total_steps, **last}
+
+    def _step(self, loss_e: torch.Tensor, loss_f: torch.Tensor) -> dict[str, float]:
+        """One optimiser step on the weighted energy and force losses; their values for the fit's report."""
+        loss = (loss_e + self.config.force_weight * loss_f) / (self.energy_scale**2)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss_energy": loss_e.item(), "loss_forces": loss_f.item()}
 
     def _predict_flat(
         self, data: FlatFrames, frames: np.ndarray, forces: bool, chunk: int, max_triplets: int
@@ -452,11 +456,7 @@ class EnsemblePotential:
             w = torch.gather(weights, 1, ti)  # (M, b) each member's weights of its own frames
             loss_e = (w * (Ep / n - target_E[ti]) ** 2).mean()
             loss_f = (w[..., None, None] * (Fp - Fr[ti]) ** 2).mean()
-            loss = (loss_e + cfg.force_weight * loss_f) / (self.energy_scale**2)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            last = {"loss_energy": loss_e.item(), "loss_forces": loss_f.item()}
+            last = self._step(loss_e, loss_f)
         self.n_updates += total_steps
         return {"train_seconds": time.perf_counter() - t0, "epochs": total_steps / n_batches, "steps": total_steps, **last}
 
