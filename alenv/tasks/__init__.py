@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from importlib import import_module
 
 from alenv.samplers.model_md import OTFSettings
 from alenv.samplers.dynamics import MDSettings
@@ -98,6 +99,11 @@ _BASE += [
     _shifted(_BASE[0], (300.0, 600.0), (1000.0,), "Ethanol with GFN2-xTB, trained cool and tested hot."),
     _shifted(_BASE[1], (300.0, 800.0), (1500.0,), "Periodic fcc Cu with a vacancy (31 atoms) and EMT, trained cool and tested hot."),
 ]
+
+
+# Tasks whose data their own builder makes (alenv.tasks.build.register_builder): each module's ROWS.
+for _module in ():
+    _BASE += import_module(f"alenv.tasks.{_module}").ROWS
 
 
 # On-the-fly tasks: candidates from MD driven by the model (OnTheFlyEnv). No pool; reserve and test set

@@ -87,6 +87,37 @@ TORSIONS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
 }
 
 
+# Builders of task data for systems that are not one structure under oracle MD (several molecules, a
+# classical sampler with oracle labels, restrained MD along a reaction coordinate): system name ->
+# function(spec, progress) -> TaskData, registered by the modules that define them (``register_builder``).
+# ``examples`` gives structures of every species and size the system has, before any data is made
+# (descriptor sizing, config checks).
+BUILDERS: dict[str, Callable[["TaskSpec", bool], "TaskData"]] = {}
+EXAMPLES: dict[str, Callable[[], list[Atoms]]] = {}
+
+
+def register_builder(system: str, examples: Callable[[], list[Atoms]]) -> Callable:
+    """Decorator: ``fn(spec, progress) -> TaskData`` makes the data of tasks whose ``system`` is ``system``."""
+
+    def add(fn: Callable) -> Callable:
+        if system in BUILDERS or system in SYSTEMS:
+            raise ValueError(f"system {system!r} is already defined")
+        BUILDERS[system] = fn
+        EXAMPLES[system] = examples
+        return fn
+
+    return add
+
+
+def example_frames(system: str) -> list[Atoms]:
+    """Structures of ``system`` (one for an MD system; one per molecule or size for a builder's), unlabelled."""
+    if system in SYSTEMS:
+        return [SYSTEMS[system]()]
+    if system in EXAMPLES:
+        return EXAMPLES[system]()
+    raise ValueError(f"unknown system {system!r}; known: {sorted([*SYSTEMS, *BUILDERS])}")
+
+
 @dataclass
 class TaskData:
     """Labelled frames of a task (labels in each frame's calculator; ``oracle_seconds`` in info)."""
@@ -157,7 +188,7 @@ def _sha256(path: Path) -> str | None:
 def _build(spec: TaskSpec, files: dict[str, Path], meta_path: Path, progress: bool) -> None:
     """Run the task's oracle MD and write its parts, then ``meta.json`` (last: it marks the data complete)."""
     t0 = time.perf_counter()
-    data = _md_data(spec, progress)
+    data = BUILDERS.get(spec.system, _md_data)(spec, progress)
     for part, path in files.items():
         if getattr(data, part):  # on-the-fly tasks have no pool
             write_labelled(path, getattr(data, part))
@@ -195,8 +226,8 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
         from alenv.tasks.dataset import dataset_data
 
         return TaskData(*dataset_data(spec))
-    if spec.system not in SYSTEMS:
-        raise ValueError(f"unknown system {spec.system!r}; known: {sorted(SYSTEMS)}")
+    if spec.system not in SYSTEMS and spec.system not in BUILDERS:
+        raise ValueError(f"unknown system {spec.system!r}; known: {sorted([*SYSTEMS, *BUILDERS])}")
     directory = Path(cache_dir) / "tasks" / spec.data_key()
     files = {p: directory / f"{p}.extxyz" for p in ("pool", "reserve", "test", "validation")}
     meta_path = directory / "meta.json"

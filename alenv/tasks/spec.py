@@ -49,7 +49,7 @@ class TaskSpec:
     data_version: int = 0
     mode: str = "pool"  # "pool": candidates from a fixed pool; "otf": from MD driven by the current model
     # --- data
-    system: str = "ethanol"  # key of alenv.tasks.systems.SYSTEMS; "dataset" reads files
+    system: str = "ethanol"  # alenv.tasks.build: a key of SYSTEMS (oracle MD) or BUILDERS; "dataset" reads files
     oracle: str = "xtb"
     oracle_kwargs: dict[str, Any] = field(default_factory=dict)
     temperatures: tuple[float, ...] = (300.0, 600.0, 1000.0)  # K

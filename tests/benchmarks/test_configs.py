@@ -53,7 +53,7 @@ def _build(spec: TaskSpec) -> dict[str, Any]:
     from alenv.models import make_potential
     from alenv.oracles import make_oracle
     from alenv.rewards import get_reward
-    from alenv.tasks import SYSTEMS
+    from alenv.tasks.build import example_frames
 
     kwargs = dict(spec.oracle_kwargs)
     if spec.system == "dataset":  # as alenv.tasks.task_oracle does: the lookup oracle reads the pool file
@@ -61,7 +61,7 @@ def _build(spec: TaskSpec) -> dict[str, Any]:
         kwargs.setdefault("path_or_frames", spec.pool_path)
         frames = [ase.io.read(spec.pool_path, index=0)]
     else:
-        frames = [SYSTEMS[spec.system]()]
+        frames = example_frames(spec.system)
     rep = Representation.for_frames(frames, spec.descriptor, spec.embedding_dim)
     return {
         "reward": get_reward(spec.reward),
