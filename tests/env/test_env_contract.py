@@ -36,11 +36,14 @@ def _kwargs_for(name: str, rmd17_ethanol) -> dict:
     return kwargs
 
 
-# Full-size target-shift tasks build their own oracle MD (minutes on 2 cores); their -tiny variants run the
-# same code by default, the full ones with -m slow.
+# Full-size tasks that build their own data (minutes on 2 cores) run with -m slow; their -tiny variants run
+# the same code by default.
+SLOW_TASKS = {"Ethanol-GFN2-Shift", "Cu-EMT-Shift"}
+
+
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=pytest.mark.slow) if n.endswith("-Shift") else n
+    [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TASKS else n
      for n in sorted(n for n, s in TASKS.items() if s.mode == "pool")],
 )
 def test_check_env_every_registered_task(name, make_env, rmd17_ethanol, check_env_clean):
