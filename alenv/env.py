@@ -88,6 +88,7 @@ class ActiveLearningEnv(RoundEnv):
     def _prepare(self, data: TaskData) -> None:
         """Featurise pool and reserve once; normalisation from their geometry, embedding axes from the pool."""
         self.pool_frames = data.pool
+        self.pool_labelled = data.pool_labelled
         self.n_pool = len(self.pool_frames)
         rep = self.representation
         self.candidates = rep.featurize(self.pool_frames + self.reserve_frames)  # rows: pool, then reserve
@@ -171,8 +172,14 @@ class ActiveLearningEnv(RoundEnv):
         """Reference energies (N,) and forces (N, n, 3) of the pool, where the task data holds them; for
         the flat layout forces (A, 3), atoms concatenated (``pool_ptr``).
 
-        For cheating references only (benchmark instruments): a fair agent never sees these.
+        For cheating references only (benchmark instruments): a fair agent never sees these. A task whose
+        pool is stored unlabelled (labels paid when picked: ``Water-GFN2``) has none: ValueError.
         """
+        if not self.pool_labelled:
+            raise ValueError(
+                f"{self.task.name}'s pool is unlabelled (its oracle labels a frame only when it is picked), so "
+                "the true-error references cannot run on it; use them on tasks with labelled pools"
+            )
         E = np.array([a.get_potential_energy() for a in self.pool_frames])
         forces = [a.get_forces() for a in self.pool_frames]
         F = np.concatenate(forces) if self.layout == "flat" else np.stack(forces)

@@ -102,8 +102,10 @@ _BASE += [
 
 
 # Tasks whose data their own builder makes (alenv.tasks.build.register_builder): each module's ROWS.
-for _module in ():
-    _BASE += import_module(f"alenv.tasks.{_module}").ROWS
+# A module's TINY maps a row's name to changes of its -tiny variant beyond the common ones (``_tiny``).
+_BUILT = [import_module(f"alenv.tasks.{_module}") for _module in ("water",)]
+for _module in _BUILT:
+    _BASE += _module.ROWS
 
 
 # On-the-fly tasks: candidates from MD driven by the model (OnTheFlyEnv). No pool; reserve and test set
@@ -182,9 +184,10 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
 
 
 TASKS: dict[str, TaskSpec] = {}
+_TINY_CHANGES = {name: changes for _module in _BUILT for name, changes in getattr(_module, "TINY", {}).items()}
 for _spec in _BASE + _OTF:
     TASKS[_spec.name] = _spec
-    TASKS[f"{_spec.name}-tiny"] = _tiny(_spec)
+    TASKS[f"{_spec.name}-tiny"] = dataclasses.replace(_tiny(_spec), **_TINY_CHANGES.get(_spec.name, {}))
 
 
 def get_task(name: str) -> TaskSpec:

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import ase.io
 import numpy as np
 from ase import Atoms
 from ase.build import bulk, molecule
 from tqdm.auto import tqdm
 
-from alenv.data import attach_label, read_labelled, write_labelled
+from alenv.data import attach_label, read_labelled_frames, write_labelled
 from alenv.oracles import CachedOracle, LabelCache, make_oracle
 from alenv.samplers.oracle_md import langevin_frames
 from alenv.tasks.spec import TaskSpec
@@ -92,12 +93,14 @@ TORSIONS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
 # function(spec, progress) -> TaskData, registered by the modules that define them (``register_builder``).
 # ``examples`` gives structures of every species and size the system has, before any data is made
 # (descriptor sizing, config checks).
-BUILDERS: dict[str, Callable[["TaskSpec", bool], "TaskData"]] = {}
+BUILDERS: dict[str, Callable[..., "TaskData"]] = {}
 EXAMPLES: dict[str, Callable[[], list[Atoms]]] = {}
 
 
 def register_builder(system: str, examples: Callable[[], list[Atoms]]) -> Callable:
-    """Decorator: ``fn(spec, progress) -> TaskData`` makes the data of tasks whose ``system`` is ``system``."""
+    """Decorator: ``fn(spec, progress, directory) -> TaskData`` makes the data of tasks whose ``system`` is
+    ``system``; ``directory`` is where the data will be written (``<cache>/tasks/<key>``), for builders
+    that keep resumable work beside it."""
 
     def add(fn: Callable) -> Callable:
         if system in BUILDERS or system in SYSTEMS:
@@ -120,13 +123,18 @@ def example_frames(system: str) -> list[Atoms]:
 
 @dataclass
 class TaskData:
-    """Labelled frames of a task (labels in each frame's calculator; ``oracle_seconds`` in info)."""
+    """Labelled frames of a task (labels in each frame's calculator; ``oracle_seconds`` in info).
+
+    ``pool_labelled`` False: the pool frames carry no labels (an oracle too slow to label a whole pool
+    in advance); the agent's picks are labelled when asked for, and nothing may read pool labels.
+    """
 
     pool: list[Atoms]
     reserve: list[Atoms]
     test: list[Atoms]
     validation: list[Atoms]
     directory: Path | None = None
+    pool_labelled: bool = True
 
 
 @contextmanager
@@ -147,7 +155,7 @@ def _split(n: int, parts: int) -> list[int]:
     return base
 
 
-def _md_data(spec: TaskSpec, progress: bool) -> TaskData:
+def _md_data(spec: TaskSpec, progress: bool, directory: Path | None = None) -> TaskData:
     oracle = make_oracle(spec.oracle, **spec.oracle_kwargs)
     # the oracle's own preparation (charge, spin) applies to MD too, or its labels would be for another state
     start = SYSTEMS[spec.system]()
@@ -188,7 +196,7 @@ def _sha256(path: Path) -> str | None:
 def _build(spec: TaskSpec, files: dict[str, Path], meta_path: Path, progress: bool) -> None:
     """Run the task's oracle MD and write its parts, then ``meta.json`` (last: it marks the data complete)."""
     t0 = time.perf_counter()
-    data = BUILDERS.get(spec.system, _md_data)(spec, progress)
+    data = BUILDERS.get(spec.system, _md_data)(spec, progress, meta_path.parent)
     for part, path in files.items():
         if getattr(data, part):  # on-the-fly tasks have no pool
             write_labelled(path, getattr(data, part))
@@ -196,6 +204,7 @@ def _build(spec: TaskSpec, files: dict[str, Path], meta_path: Path, progress: bo
         "task": spec.id,
         "data_seed": spec.data_seed,
         "seconds": time.perf_counter() - t0,
+        "pool_labelled": data.pool_labelled,
         "counts": {p: len(getattr(data, p)) for p in files},
         "sha256": {p: _sha256(path) for p, path in files.items()},
     }
@@ -235,6 +244,7 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
         if not meta_path.exists():
             _build(spec, files, meta_path, progress)
         _verify(files, meta_path, directory)
+    pool_labelled = json.loads(meta_path.read_text()).get("pool_labelled", True)
     parts = {}
     expected = {
         "pool": spec.pool_size, "reserve": spec.reserve_size, "test": spec.test_size, "validation": spec.validation_size,
@@ -244,7 +254,10 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
             parts[part] = []
             continue
         try:
-            frames, _, _, _ = read_labelled(path)
+            if part == "pool" and not pool_labelled:
+                frames = _read_unlabelled(path)
+            else:
+                frames = read_labelled_frames(path)[0]
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError(
                 f"cached task data in {directory} is damaged ({exc}); delete that directory to rebuild it"
@@ -255,7 +268,20 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
             raise ValueError(
                 f"cached {part} in {directory} has {len(parts[part])} frames, expected {n}; delete it to rebuild"
             )
-    return TaskData(parts["pool"], parts["reserve"], parts["test"], parts["validation"], directory)
+    return TaskData(parts["pool"], parts["reserve"], parts["test"], parts["validation"], directory, pool_labelled)
+
+
+def _read_unlabelled(path: Path) -> list[Atoms]:
+    """Frames of an unlabelled pool file (any labels in it are dropped: nothing may read them)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no pool file at {path}")
+    try:
+        frames = ase.io.read(path, index=":")
+    except Exception as exc:
+        raise ValueError(f"cannot read {path} as extxyz: {exc}") from exc
+    for a in frames:
+        a.calc = None
+    return frames
 
 
 def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle:
@@ -264,7 +290,7 @@ def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle
     The cache is prefilled with the labels the task data already carries (oracle MD computed them; a
     Dataset file holds them), so an agent pays for each label it asks for at the seconds it first cost.
     """
-    frames = data.pool + data.reserve  # of any sizes: oracles and their cache label one structure at a time
+    frames = (data.pool if data.pool_labelled else []) + data.reserve  # of any sizes: oracles and their cache label one structure at a time
     kwargs = dict(spec.oracle_kwargs)
     if spec.system == "dataset":  # the lookup oracle answers from the user's frames (in eV, checked)
         kwargs.setdefault("path_or_frames", frames)
