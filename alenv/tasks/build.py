@@ -23,7 +23,7 @@ from ase import Atoms
 from ase.build import bulk, molecule
 from tqdm.auto import tqdm
 
-from alenv.data import attach_label, read_labelled, write_labelled
+from alenv.data import attach_label, read_labelled_frames, write_labelled
 from alenv.oracles import CachedOracle, LabelCache, make_oracle
 from alenv.samplers.oracle_md import langevin_frames
 from alenv.tasks.spec import TaskSpec
@@ -244,7 +244,7 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
             parts[part] = []
             continue
         try:
-            frames, _, _, _ = read_labelled(path)
+            frames, _, _, _ = read_labelled_frames(path)  # a builder's frames may differ in size
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError(
                 f"cached task data in {directory} is damaged ({exc}); delete that directory to rebuild it"
