@@ -148,7 +148,8 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _split(n: int, parts: int) -> list[int]:
+def split_evenly(n: int, parts: int) -> list[int]:
+    """``n`` items over ``parts`` groups, the first ones one larger where it does not divide."""
     base = [n // parts] * parts
     for i in range(n % parts):
         base[i] += 1
@@ -162,17 +163,17 @@ def _md_data(spec: TaskSpec, progress: bool, directory: Path | None = None) -> T
     start = oracle.prepare(start) if hasattr(oracle, "prepare") else start
     calc = oracle.calculator
     T = spec.temperatures
-    pool_counts = _split(spec.pool_size, len(T))
+    pool_counts = split_evenly(spec.pool_size, len(T))
     # The reserve (initial labels) comes from the lowest temperature, as a practitioner's first data would.
     jobs = [("pool", t, c, 0) for t, c in zip(T, pool_counts)]
     jobs += [("reserve", min(T), spec.reserve_size, 1)]
     # The target distribution: the pool's temperatures, or others (a target shift)
     target = spec.target_temperatures or T
-    test_counts = _split(spec.test_size, len(target))
+    test_counts = split_evenly(spec.test_size, len(target))
     jobs += [("test", t, c, 2) for t, c in zip(target, test_counts)]
     # validation: more independent trajectories from the test set's target distribution (appended, so the
     # streams of pool, reserve and test are those of tasks made before validation sets existed)
-    jobs += [("validation", t, c, 3) for t, c in zip(target, _split(spec.validation_size, len(target)))]
+    jobs += [("validation", t, c, 3) for t, c in zip(target, split_evenly(spec.validation_size, len(target)))]
     total = sum(spec.md.equilibration + c * spec.md.stride for _, _, c, _ in jobs if c > 0)
     out: dict[str, list[Atoms]] = {"pool": [], "reserve": [], "test": [], "validation": []}
     bar = tqdm(total=total, desc=f"{spec.name}: oracle MD", unit="step", disable=not progress, leave=False)

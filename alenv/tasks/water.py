@@ -29,7 +29,7 @@ from alenv.data import attach_label
 from alenv.oracles import CachedOracle, LabelCache, make_oracle
 from alenv.samplers.dynamics import MDSettings
 from alenv.samplers.oracle_md import langevin_frames
-from alenv.tasks.build import TaskData, _split, register_builder
+from alenv.tasks.build import TaskData, register_builder, split_evenly
 from alenv.tasks.spec import TaskSpec
 
 WATER_MASS = 18.015  # g/mol
@@ -116,10 +116,10 @@ def _water_data(spec: TaskSpec, progress: bool, directory: Path | None, n_molecu
     T = spec.temperatures
     target = spec.target_temperatures or T
     # the same streams as oracle-MD tasks (alenv.tasks.build._md_data): pool 0, reserve 1, test 2, validation 3
-    jobs = [("pool", t, c, 0) for t, c in zip(T, _split(spec.pool_size, len(T)))]
+    jobs = [("pool", t, c, 0) for t, c in zip(T, split_evenly(spec.pool_size, len(T)))]
     jobs += [("reserve", min(T), spec.reserve_size, 1)]
-    jobs += [("test", t, c, 2) for t, c in zip(target, _split(spec.test_size, len(target)))]
-    jobs += [("validation", t, c, 3) for t, c in zip(target, _split(spec.validation_size, len(target)))]
+    jobs += [("test", t, c, 2) for t, c in zip(target, split_evenly(spec.test_size, len(target)))]
+    jobs += [("validation", t, c, 3) for t, c in zip(target, split_evenly(spec.validation_size, len(target)))]
     out: dict[str, list[Atoms]] = {"pool": [], "reserve": [], "test": [], "validation": []}
     steps = sum(spec.md.equilibration + c * spec.md.stride for _, _, c, _ in jobs if c > 0)
     with tqdm(total=steps, desc=f"{spec.name}: TIP3P MD", unit="step", disable=not progress, leave=False) as bar:
