@@ -73,27 +73,14 @@ print(json.dumps({"peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss 
 """
 
 WATER_MOLECULES = 32
-WATER_CELL = (WATER_MOLECULES * 18.015 / 0.60221408) ** (1 / 3)  # Angstrom: 1 g/cm^3, 9.86 for 32 molecules
 WATER_FRAMES = {"pool": 2250, "test": 500}
 
 
-def water_box(rng: np.random.Generator, n_mol: int = WATER_MOLECULES, cell: float = WATER_CELL) -> Atoms:
-    """Rigid TIP3P molecules (O, H, H each) at random sites of a periodic cubic cell, O-O at least 2.7 A."""
-    from ase.calculators.tip3p import angleHOH, rOH
+def water_box(rng: np.random.Generator, n_mol: int = WATER_MOLECULES) -> Atoms:
+    """Rigid TIP3P molecules at random sites of a periodic cubic cell at 1 g/cm^3 (``alenv.tasks.water``)."""
+    from alenv.tasks.water import water_box as box
 
-    half = np.radians(angleHOH) / 2
-    shape = np.array([[0.0, 0.0, 0.0], [rOH * np.sin(half), 0.0, rOH * np.cos(half)],
-                      [-rOH * np.sin(half), 0.0, rOH * np.cos(half)]])
-    sites: list[np.ndarray] = []
-    while len(sites) < n_mol:
-        p = rng.uniform(0, cell, 3)
-        if all(np.linalg.norm((p - q) - cell * np.round((p - q) / cell)) > 2.7 for q in sites):
-            sites.append(p)
-    positions = []
-    for p in sites:
-        q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
-        positions.append(p + (shape - shape.mean(0)) @ q.T)
-    return Atoms("OH2" * n_mol, positions=np.concatenate(positions), cell=[cell] * 3, pbc=True)
+    return box(rng, n_mol)
 
 
 class _RigidWater:

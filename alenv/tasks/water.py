@@ -46,8 +46,8 @@ def box_length(n_molecules: int, density: float = 1.0) -> float:
 
 
 def water_box(rng: np.random.Generator, n_molecules: int = 32, density: float = 1.0) -> Atoms:
-    """Molecules (O, H, H each, TIP3P geometry) at random sites and orientations of a periodic cubic cell,
-    O-O at least 2.7 Angstrom apart (minimum image); ``rng`` decides everything."""
+    """Molecules (O, H, H each, TIP3P geometry) centred at random sites of a periodic cubic cell, the sites
+    at least 2.7 Angstrom apart (minimum image), in random orientations; ``rng`` decides everything."""
     cell = box_length(n_molecules, density)
     half = THETA0 / 2
     shape = np.array([[0.0, 0.0, 0.0], [rOH * np.sin(half), 0.0, rOH * np.cos(half)],

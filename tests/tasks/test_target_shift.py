@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ase.io
 import gymnasium as gym
-import numpy as np
 import pytest
 from ase.calculators.singlepoint import SinglePointCalculator
 
