@@ -34,13 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import ase.io
 import numpy as np
 from ase import Atoms
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.worktree import ROOT, checkout
 
 CHILD = r"""
 import json, resource, sys, time
@@ -213,24 +214,17 @@ def main() -> None:
     if args.layout is not None:
         extra["descriptor"] = {"layout": args.layout}
     codes = {"current": ROOT}
-    with tempfile.TemporaryDirectory() as tmp:
+    with ExitStack() as stack:
         if args.before:
-            old = Path(tmp) / "before"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), args.before],
-                           check=True, capture_output=True)
-            codes = {f"before ({args.before})": old, **codes}
-        try:
-            rows = []
-            for _ in range(args.repeats):
-                for name, code in codes.items():
-                    res = run(code, args.molecule, args.rounds, files, extra)
-                    rows.append((name, res))
-                    print(f"{name:>22}: peak {res['peak_gb']:.2f} GB, build {res['build_s']:.1f} s, rounds "
-                          f"{', '.join(f'{s:.1f}' for s in res['round_s'])} s, layout {res.get('layout', 'dense')}, "
-                          f"streamed {res['streamed'] or 'none'}", flush=True)
-        finally:
-            if args.before:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
+            codes = {f"before ({args.before})": stack.enter_context(checkout(args.before)), **codes}
+        rows = []
+        for _ in range(args.repeats):
+            for name, code in codes.items():
+                res = run(code, args.molecule, args.rounds, files, extra)
+                rows.append((name, res))
+                print(f"{name:>22}: peak {res['peak_gb']:.2f} GB, build {res['build_s']:.1f} s, rounds "
+                      f"{', '.join(f'{s:.1f}' for s in res['round_s'])} s, layout {res.get('layout', 'dense')}, "
+                      f"streamed {res['streamed'] or 'none'}", flush=True)
     print(json.dumps([{"code": n, **r} for n, r in rows], indent=1))
 
 

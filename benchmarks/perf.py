@@ -3,6 +3,7 @@
     python -m benchmarks.perf                      # Ethanol-GFN2 and Cu-EMT, default settings
     python -m benchmarks.perf --tasks Ethanol-GFN2-tiny --agent random
     python -m benchmarks.perf --tasks --md-tasks Ethanol-GFN2-OTF   # only MD speed, ensemble vs oracle
+    python -m benchmarks.perf --tasks Ethanol-GFN2 --before 1c99723 # per round: this code and REV's, side by side
 
 For each task it reports the one-time costs (pool and test set by oracle MD, descriptors and their
 Jacobians), then plays one episode and reports per round: oracle seconds charged (the original compute
@@ -22,7 +23,9 @@ import sys
 import json
 import statistics
 import time
+from contextlib import ExitStack
 
+from benchmarks.worktree import checkout
 
 
 def measure(task: str, agent_name: str, seed: int, cache_dir: str | None) -> dict:
@@ -93,12 +96,19 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def isolated(fn, *args):
-    """``fn(*args)`` in a fresh process, so that its peak memory is its own and not an earlier task's."""
+def _use_code(code: str) -> None:
+    """Worker initialiser: import alenv and agents from ``code`` (a checkout of another revision)."""
+    sys.path.insert(0, code)
+
+
+def isolated(fn, *args, code: str | None = None):
+    """``fn(*args)`` in a fresh process, so that its peak memory is its own and not an earlier task's;
+    with ``code``, alenv and agents are imported from that checkout."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+    init = {"initializer": _use_code, "initargs": (code,)} if code else {}
+    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), **init) as pool:
         return pool.submit(fn, *args).result()
 
 
@@ -164,6 +174,9 @@ def main() -> None:
     p.add_argument("--md-tasks", nargs="*", default=None,
                    help="on-the-fly tasks whose MD speed to measure (default: two, unless --tasks is given)")
     p.add_argument("--md-steps", type=int, default=300)
+    p.add_argument("--before", default=None, metavar="REV",
+                   help="also play each pool task with the code of git revision REV, side by side (e.g. 1c99723: "
+                        "the learner of fixed 60 steps per round)")
     args = p.parse_args()
     if args.md_tasks is None:  # by default MD speed only when no pool task was named either
         explicit = any(a.startswith("--tasks") for a in sys.argv[1:])
@@ -178,12 +191,18 @@ def main() -> None:
                 f"{r['task']:<28} {r['atoms']:>5} {r['ensemble']:>9.0f} {r['ensemble_checked']:>8.0f} "
                 f"{r['biased']:>7.0f} {r['oracle']:>7.0f} {r['ensemble'] / r['oracle']:>10.2f}"
             )
-    rows = [isolated(measure, t, args.agent, args.seed, args.cache_dir) for t in args.tasks]
+    with ExitStack() as stack:
+        codes = {"current": None}
+        if args.before:
+            codes = {args.before: str(stack.enter_context(checkout(args.before))), **codes}
+        rows = [{**isolated(measure, t, args.agent, args.seed, args.cache_dir, code=code), "code": name}
+                for t in args.tasks for name, code in codes.items()]
+    label = (lambda r: f"{r['task']} ({r['code']})") if args.before else (lambda r: r["task"])
     print()
     print("one-time costs (seconds)")
     print(f"{'task':<20} {'pool':>5} {'test':>5} {'oracle MD':>10} {'make env':>9} {'descriptors':>12} {'peak GB':>8}  streamed")
     for r in rows:
-        print(f"{r['task']:<20} {r['pool']:>5} {r['test']:>5} {r['build_s']:>10.1f} {r['make_s']:>9.1f} "
+        print(f"{label(r):<20} {r['pool']:>5} {r['test']:>5} {r['build_s']:>10.1f} {r['make_s']:>9.1f} "
               f"{r['featurize_s']:>12.1f} {r['peak_gb']:>8.2f}  {', '.join(r['streamed']) or '-'}")
     print()
     print("per round, median seconds (overhead = train + evaluate + observe; oracle = charged label time)")
@@ -194,7 +213,7 @@ def main() -> None:
     for r in rows:
         ratio = r["overhead_med_s"] / r["oracle_med_s"] if r["oracle_med_s"] > 0 else float("inf")
         print(
-            f"{r['task']:<20} {r['train_med_s']:>6.2f} {r['evaluate_med_s']:>6.2f} {r['observe_med_s']:>8.2f} "
+            f"{label(r):<20} {r['train_med_s']:>6.2f} {r['evaluate_med_s']:>6.2f} {r['observe_med_s']:>8.2f} "
             f"{r['overhead_med_s']:>9.2f} {r['oracle_med_s']:>7.3f} {ratio:>6.1f} {r['predict_pool_s']:>13.2f} "
             f"{r['episode_s']:>8.1f} {r['final_force_mae_meV']:>7.1f}"
         )
