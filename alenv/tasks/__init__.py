@@ -102,7 +102,7 @@ _BASE += [
 
 
 # Tasks whose data their own builder makes (alenv.tasks.build.register_builder): each module's ROWS.
-for _module in ():
+for _module in ("reaction",):
     _BASE += import_module(f"alenv.tasks.{_module}").ROWS
 
 

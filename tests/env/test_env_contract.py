@@ -38,7 +38,7 @@ def _kwargs_for(name: str, rmd17_ethanol) -> dict:
 
 # Full-size tasks that build their own data (minutes on 2 cores) run with -m slow; their -tiny variants run
 # the same code by default.
-SLOW_TASKS = {"Ethanol-GFN2-Shift", "Cu-EMT-Shift"}
+SLOW_TASKS = {"Ethanol-GFN2-Shift", "Cu-EMT-Shift", "Malonaldehyde-GFN2", "Malonaldehyde-GFN2-Transfer"}
 
 
 @pytest.mark.parametrize(
