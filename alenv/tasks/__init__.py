@@ -103,7 +103,7 @@ _BASE += [
 
 # Tasks whose data their own builder makes (alenv.tasks.build.register_builder): each module's ROWS.
 # A module's TINY maps a row's name to changes of its -tiny variant beyond the common ones (``_tiny``).
-_BUILT = [import_module(f"alenv.tasks.{_module}") for _module in ("organics", "water")]
+_BUILT = [import_module(f"alenv.tasks.{_module}") for _module in ("organics", "reaction", "water")]
 for _module in _BUILT:
     _BASE += _module.ROWS
 

@@ -38,7 +38,10 @@ def _kwargs_for(name: str, rmd17_ethanol) -> dict:
 
 # Full-size tasks that build their own data (minutes on 2 cores) run with -m slow; their -tiny variants run
 # the same code by default.
-SLOW_TASKS = {"Ethanol-GFN2-Shift", "Cu-EMT-Shift", "Organics-GFN2", "Water-GFN2", "Water-GFN2-tiny"}
+SLOW_TASKS = {
+    "Ethanol-GFN2-Shift", "Cu-EMT-Shift", "Organics-GFN2", "Malonaldehyde-GFN2", "Malonaldehyde-GFN2-Transfer",
+    "Water-GFN2", "Water-GFN2-tiny",
+}
 
 
 @pytest.mark.parametrize(
