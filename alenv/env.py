@@ -9,7 +9,8 @@ from ase import Atoms
 
 from alenv.descriptors.representation import Featurized
 from alenv.observe import (
-    CANDIDATE_FEATURES, GLOBAL_FEATURES, candidate_features, nearest_distance, noise_estimate, observation_space,
+    CANDIDATE_FEATURES, GLOBAL_FEATURES, candidate_features, nearest, nearest_distance, noise_estimate,
+    observation_space,
 )
 from alenv.round_env import RoundEnv
 from alenv.spaces import CandidateSubset, MaskedDiscrete
@@ -37,6 +38,14 @@ class ActiveLearningEnv(RoundEnv):
     - ``mask`` (N,) int8: 1 where a candidate may still be chosen (0 once labelled, failures included).
     - ``globals`` (G,) float32: named in ``global_features`` (budget used, labels held, log10 validation errors,
       fraction failed).
+    - Only with ``model_features=P'`` (off by default): ``model_features`` (N, P') float32, the current
+      model's own features of each candidate (``Potential.features``: for the default ensemble, the gradient
+      of each member's energy by its last layer, eV), recomputed after each fit and projected to P'
+      dimensions by a Gaussian sketch drawn once per episode from the run seed (zero-padded if the model
+      has fewer); ``model_dist_to_train`` (N,) float32, the distance in that space to the nearest labelled
+      configuration (initial labels included), and ``model_nearest_train`` (N,) int64, which one (its
+      index among the successful labels, in the order labelled), so that feature-space selectors such as
+      LCMD can take the labelled set as centres.
 
     **Action.** ``batch_size`` = k distinct indices of unmasked candidates: ``Discrete(N)`` when k = 1,
     else an int array of shape (k,). A masked, repeated or out-of-range index raises ``ValueError``.
@@ -98,7 +107,9 @@ class ActiveLearningEnv(RoundEnv):
         self.embeddings = rep.embedder(per_element).astype(np.float64)  # (N + R, D)
         self.candidate_features = CANDIDATE_FEATURES
         self.global_features = GLOBAL_FEATURES
-        self.observation_space = observation_space(self.n_pool, self.task.embedding_dim)
+        self.observation_space = observation_space(
+            self.n_pool, self.task.embedding_dim, model_features=self.task.model_features
+        )
         k = self.task.batch_size
         self.action_space = MaskedDiscrete(self.n_pool) if k == 1 else CandidateSubset(self.n_pool, k)
         self.mask = np.ones(self.n_pool, dtype=np.int8)
@@ -120,6 +131,23 @@ class ActiveLearningEnv(RoundEnv):
     def _on_labelled(self, chosen: np.ndarray | None, ok_frames: list[Atoms]) -> None:
         if chosen is not None:
             self.mask[chosen] = 0
+        if self.task.model_features and (chosen is None or ok_frames):  # refitted: the features changed
+            self._refresh_model_view()
+
+    def _refresh_model_view(self) -> None:
+        """Model features of the pool and of the labelled frames (pool and reserve rows) after a fit, and
+        each candidate's nearest labelled frame in that space; kept until the next fit."""
+        train_rows = np.array(self.episode.train.rows, dtype=np.int64)
+        reserve_rows = np.unique(train_rows[train_rows >= self.n_pool])
+        rows = np.concatenate([np.arange(self.n_pool), reserve_rows])
+        phi = self._model_features(self.candidates, rows)
+        where = np.empty(len(self.candidates), dtype=np.int64)
+        where[rows] = np.arange(len(rows))
+        dist, nearest_row = nearest(phi[: self.n_pool], phi[where[train_rows]])
+        self._model_obs = (phi[: self.n_pool], dist, nearest_row)
+
+    def _model_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._model_obs
 
     def _candidate_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         E, F = self.predict_candidates()

@@ -38,17 +38,56 @@ OTF_GLOBAL_FEATURES: tuple[str, ...] = GLOBAL_FEATURES + (
 )
 
 
-def observation_space(n_candidates: int, embedding_dim: int, n_globals: int = len(GLOBAL_FEATURES)) -> spaces.Dict:
-    """Fixed-shape Dict space of the observation (both modes; on-the-fly mode has more globals)."""
+# Opt-in keys (``TaskSpec.model_features`` > 0): the model's own features of each candidate after the
+# round's training, and where each candidate lies relative to the labelled set in that feature space.
+MODEL_KEYS: tuple[str, ...] = (
+    "model_features",  # (N, P') the model's features (Potential.features), sketched to P' dimensions
+    #                    [dE/dtheta: eV per unit of the model's last-layer parameters]
+    "model_dist_to_train",  # (N,) Euclidean distance in that space to the nearest labelled configuration [same]
+    "model_nearest_train",  # (N,) which labelled configuration that is (training-set row, label order); -1: none
+)
+
+
+def observation_space(
+    n_candidates: int, embedding_dim: int, n_globals: int = len(GLOBAL_FEATURES), model_features: int = 0
+) -> spaces.Dict:
+    """Fixed-shape Dict space of the observation (both modes; on-the-fly mode has more globals). The
+    ``MODEL_KEYS`` are declared only where ``model_features`` (their dimension P') is positive."""
     inf = np.float32(np.inf)
-    return spaces.Dict(
-        {
-            "candidates": spaces.Box(-inf, inf, (n_candidates, len(CANDIDATE_FEATURES)), np.float32),
-            "embedding": spaces.Box(-inf, inf, (n_candidates, embedding_dim), np.float32),
-            "mask": spaces.MultiBinary(n_candidates),
-            "globals": spaces.Box(-inf, inf, (n_globals,), np.float32),
-        }
-    )
+    parts = {
+        "candidates": spaces.Box(-inf, inf, (n_candidates, len(CANDIDATE_FEATURES)), np.float32),
+        "embedding": spaces.Box(-inf, inf, (n_candidates, embedding_dim), np.float32),
+        "mask": spaces.MultiBinary(n_candidates),
+        "globals": spaces.Box(-inf, inf, (n_globals,), np.float32),
+    }
+    if model_features < 0:
+        raise ValueError(f"model_features must be a non-negative dimension, got {model_features}")
+    if model_features:
+        parts["model_features"] = spaces.Box(-inf, inf, (n_candidates, model_features), np.float32)
+        parts["model_dist_to_train"] = spaces.Box(0, inf, (n_candidates,), np.float32)
+        parts["model_nearest_train"] = spaces.Box(-1, np.iinfo(np.int64).max, (n_candidates,), np.int64)
+    return spaces.Dict(parts)
+
+
+def gaussian_sketch(n_in: int, n_out: int, rng: np.random.Generator) -> np.ndarray:
+    """A (n_in, n_out) matrix of N(0, 1) / sqrt(n_out) entries: ``x @ S`` keeps squared distances and dot
+    products in expectation (Johnson-Lindenstrauss; bmdal_reg's sketch of an identity feature map)."""
+    if n_in < 1 or n_out < 1:
+        raise ValueError(f"a sketch needs positive dimensions, got {n_in} -> {n_out}")
+    return rng.standard_normal((n_in, n_out)) / np.sqrt(n_out)
+
+
+def project_features(raw: np.ndarray, dim: int, sketch: np.ndarray | None) -> np.ndarray:
+    """Model features (F, P) as the observation holds them, (F, dim): ``raw @ sketch`` where P > dim (the
+    sketch must be (P, dim)), else ``raw`` padded with zero columns (distances and dot products exact)."""
+    raw = np.asarray(raw, dtype=np.float64)
+    P = raw.shape[1]
+    if P <= dim:
+        return np.pad(raw, ((0, 0), (0, dim - P)))
+    if sketch is None or sketch.shape != (P, dim):
+        got = None if sketch is None else sketch.shape
+        raise ValueError(f"features of {P} dimensions need a ({P}, {dim}) sketch, got {got}")
+    return raw @ sketch
 
 
 def spreads(energies: np.ndarray, forces: np.ndarray, ptr: np.ndarray | None = None) -> np.ndarray:
@@ -149,15 +188,27 @@ def episode_globals(ep: Any, spec: Any) -> dict[str, float]:
 
 
 def make_observation(
-    candidates: np.ndarray, embedding: np.ndarray, mask: np.ndarray, names: Sequence[str], values: Mapping[str, float]
+    candidates: np.ndarray,
+    embedding: np.ndarray,
+    mask: np.ndarray,
+    names: Sequence[str],
+    values: Mapping[str, float],
+    model: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, np.ndarray]:
-    """The observation dict, fresh float32 copies; ``globals`` in the order of ``names`` (each must be given)."""
+    """The observation dict, fresh float32 copies; ``globals`` in the order of ``names`` (each must be given).
+    ``model``: the ``MODEL_KEYS`` arrays (features (N, P'), distance (N,), nearest row (N,)) when they are on."""
     missing = [n for n in names if n not in values]
     if missing:
         raise KeyError(f"no value for global feature(s) {missing}")
-    return {
+    obs = {
         "candidates": np.asarray(candidates, dtype=np.float64).astype(np.float32),
         "embedding": np.asarray(embedding).astype(np.float32),
         "mask": np.array(mask, dtype=np.int8),
         "globals": np.array([values[n] for n in names], dtype=np.float64).astype(np.float32),
     }
+    if model is not None:
+        features, dist, nearest_row = model
+        obs["model_features"] = np.asarray(features, dtype=np.float64).astype(np.float32)
+        obs["model_dist_to_train"] = np.asarray(dist, dtype=np.float64).astype(np.float32)
+        obs["model_nearest_train"] = np.array(nearest_row, dtype=np.int64)
+    return obs

@@ -13,7 +13,8 @@ from alenv import keys
 from alenv.metrics import dihedrals, torsion_coverage
 from alenv.models.calculator import UncertaintyBiasedCalculator
 from alenv.observe import (
-    CANDIDATE_FEATURES, OTF_GLOBAL_FEATURES, candidate_features, nearest_distance, noise_estimate, observation_space,
+    CANDIDATE_FEATURES, OTF_GLOBAL_FEATURES, candidate_features, nearest, nearest_distance, noise_estimate,
+    observation_space,
 )
 from alenv.round_env import RoundEnv
 from alenv.samplers.failures import check_structure, fragments_reference
@@ -44,6 +45,9 @@ class OnTheFlyEnv(RoundEnv):
     ``embedding`` (C, D) and ``mask`` (C,) as in pool mode (features in ``candidate_features``; mask 0 marks
     an empty slot), and ``globals`` named in ``global_features``: those of pool mode plus the fraction of
     the MD-step budget spent, the last round's failures per walker and the fraction of its steps survived.
+    With ``model_features=P'`` also ``model_features`` (C, P'), ``model_dist_to_train`` (C,) and
+    ``model_nearest_train`` (C,) as in pool mode, for the round's candidates after the model that ran
+    their MD was fitted (zeros and -1 in empty slots); the labelled set is every successful label.
 
     **Action.** A 0/1 vector of shape (C,): 1 sends that candidate to the oracle. Any subset of the
     unmasked candidates with at most ``batch_size`` entries (and at most the labels left in the budget) is
@@ -102,7 +106,9 @@ class OnTheFlyEnv(RoundEnv):
         self.target_torsions = dihedrals(self.validation_frames, self.torsions) if self.torsions else None
         self.candidate_features = CANDIDATE_FEATURES
         self.global_features = OTF_GLOBAL_FEATURES
-        self.observation_space = observation_space(self.n_candidates, spec.embedding_dim, len(OTF_GLOBAL_FEATURES))
+        self.observation_space = observation_space(
+            self.n_candidates, spec.embedding_dim, len(OTF_GLOBAL_FEATURES), spec.model_features
+        )
         self.action_space = LabelMask(self.n_candidates, spec.batch_size)
         self.mask = np.zeros(self.n_candidates, dtype=np.int8)
 
@@ -125,6 +131,8 @@ class OnTheFlyEnv(RoundEnv):
         self.safe_starts += [f for f in ok_frames if check_structure(f, checks, self.n_fragments_ref) is None]
         e = np.array(train.energies) / np.array([len(f) for f in train.forces])  # each label per its own atom
         self.energy_window = (float(e.min()), float(e.max()))
+        if self.task.model_features:  # refitted: the labelled frames' model features, until the next fit
+            self.train_model_features = self._model_features(train.data)
 
     def _start_sampling(self, rng: np.random.Generator, initial: list[Atoms]) -> None:
         spec = self.task
@@ -259,9 +267,10 @@ class OnTheFlyEnv(RoundEnv):
         self.action_space.limit = self._max_picks()
         if self.torsions and res.visited:
             self.explored_torsions.append(dihedrals(res.visited, self.torsions))
-        C, D = self.n_candidates, self.task.embedding_dim
+        C, D, P = self.n_candidates, self.task.embedding_dim, self.task.model_features
         self.cand_features = np.zeros((C, len(CANDIDATE_FEATURES)))
         self.cand_embedding = np.zeros((C, D))
+        self.cand_model = (np.zeros((C, P)), np.zeros(C), np.full(C, -1, dtype=np.int64))  # empty slots
         idx = np.flatnonzero(self.mask)
         if len(idx):
             data = self.representation.featurize([res.frames[i] for i in idx])
@@ -273,3 +282,11 @@ class OnTheFlyEnv(RoundEnv):
             dist = nearest_distance(emb, self.train_embeddings)
             self.cand_features[idx] = candidate_features(E, F, dist, noise, ptr)
             self.cand_embedding[idx] = emb
+            if P:
+                phi = self._model_features(data)
+                model_dist, model_row = nearest(phi, self.train_model_features)
+                for part, value in zip(self.cand_model, (phi, model_dist, model_row)):
+                    part[idx] = value
+
+    def _model_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.cand_model

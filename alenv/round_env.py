@@ -18,7 +18,7 @@ from ase import Atoms
 
 from alenv import keys, loop
 from alenv.descriptors.representation import Featurized, Representation, choose_layout
-from alenv.observe import episode_globals, make_observation
+from alenv.observe import episode_globals, gaussian_sketch, make_observation, project_features
 from alenv.rewards import get_reward, round_reward
 from alenv.tasks import TaskData, default_cache_dir, get_task, load_task_data, task_oracle
 from alenv.tasks.spec import TaskSpec
@@ -50,6 +50,13 @@ class RoundEnv(gym.Env):
             other = "alenv.otf.OnTheFlyEnv" if spec.mode == "otf" else "alenv.env.ActiveLearningEnv"
             raise ValueError(f"task {spec.name} is a {spec.mode}-mode task; use {other} (or its id)")
         self.task: TaskSpec = spec
+        if spec.model_features:
+            from alenv.models import MODELS
+
+            if not hasattr(MODELS[spec.model][0], "features"):
+                raise ValueError(
+                    f"model_features={spec.model_features} needs a model with features(); {spec.model!r} has none"
+                )
         self.torch_threads = configure_torch()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.wall_times, self.progress = wall_times, progress
@@ -125,6 +132,10 @@ class RoundEnv(gym.Env):
     def _extra_globals(self) -> dict[str, float]:
         return {}
 
+    def _model_view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The ``MODEL_KEYS`` arrays of the current candidates (only called when ``model_features`` is on)."""
+        raise NotImplementedError
+
     def _extra_metrics(self) -> dict[str, float]:
         return {}
 
@@ -143,6 +154,10 @@ class RoundEnv(gym.Env):
         rng, spec = self.np_random, self.task
         t0 = time.perf_counter()
         self._done, self.episode = True, None  # a reset that raises leaves no episode to step
+        # The model-feature sketch: drawn once per episode (at its first use, when the features' dimension is
+        # known) from its own stream of the run seed, so that turning it on changes no other draw.
+        self._sketch = None
+        self._sketch_rng = np.random.default_rng([SKETCH_STREAM, int(self.np_random_seed) % 2**63])
         self._reset_mode()
         init = np.sort(rng.choice(len(self.reserve_frames), size=spec.n_initial, replace=False))
         frames = [self.reserve_frames[i] for i in init]
@@ -194,7 +209,18 @@ class RoundEnv(gym.Env):
     def _observe(self) -> dict[str, np.ndarray]:
         cand, emb, mask = self._candidate_view()
         values = {**episode_globals(self.episode, self.task), **self._extra_globals()}
-        return make_observation(cand, emb, mask, self.global_features, values)
+        model = self._model_view() if self.task.model_features else None
+        return make_observation(cand, emb, mask, self.global_features, values, model)
+
+    def _model_features(self, data: Featurized, idx: np.ndarray | None = None) -> np.ndarray:
+        """The current potential's features of frames ``idx`` of ``data`` as the observation holds them,
+        (F, model_features): sketched by the episode's Gaussian sketch where the model has more dimensions,
+        zero-padded where it has fewer (``alenv.observe.project_features``)."""
+        raw = self.episode.potential.features(data, idx)
+        dim = self.task.model_features
+        if raw.shape[1] > dim and self._sketch is None:
+            self._sketch = gaussian_sketch(raw.shape[1], dim, self._sketch_rng)
+        return project_features(raw, dim, self._sketch)
 
     def _info(self, chosen: Any, failed: list[int], seconds: float) -> dict[str, Any]:
         out = loop.info(
@@ -262,6 +288,9 @@ class RoundEnv(gym.Env):
     def save_labels(self, path: str | Path) -> None:
         """Write every successful label of this episode to extxyz (candidate index and round in info)."""
         self.episode.labelled.write(path)
+
+
+SKETCH_STREAM = 0x5CE7C4  # the model-feature sketch's stream of the run seed (independent of np_random)
 
 
 def file_overrides(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,13 @@ Featurised frames come in two layouts (``data.layout``), and a potential serves 
   atom count. Forces come from differentiating the descriptors (no Jacobian is stored).
 
 ``check_potential`` (``alenv.models.conformance``) checks a model in both layouts.
+
+**Optional: model features.** A potential may also offer ``features(data, idx=None) -> (F, P)`` float64
+(``SupportsFeatures``): per-frame features in which every member's energy is linear at its last layer, so
+that their dot product is the committee's last-layer kernel (a finite-width neural tangent kernel restricted
+to the last layer). Feature-space selectors (LCMD, MaxDet on the model's kernel) read them through the
+observation key ``model_features`` (``TaskSpec.model_features``). Callers check ``hasattr(potential,
+"features")``: a model without the method still runs every other strategy.
 """
 
 from __future__ import annotations
@@ -68,4 +75,18 @@ class Potential(Protocol):
 
     def as_calculator(self) -> Any:
         """The committee as an ASE calculator: mean energy and forces, ``energy_std``, ``forces_std``."""
+        ...
+
+
+@runtime_checkable
+class SupportsFeatures(Protocol):
+    """The optional part of a potential: per-frame model features (see the module docstring)."""
+
+    def features(self, data: Featurized, idx: np.ndarray | None = None) -> np.ndarray:
+        """Features (F, P) float64 of frames ``idx`` of ``data`` (default all), in either layout: for each
+        member m, ``E_m(frame) = phi_m(frame) . theta_m + baseline(frame)`` with ``theta_m`` the member's
+        last-layer parameters; members' blocks concatenated and scaled by ``1 / sqrt(M)``, so that
+        ``features(a) . features(b)`` is the members' average last-layer kernel (members that share one
+        feature map, as the ridge committee's do, return it once: the same kernel). Invariant to rotation,
+        translation and permutation of like atoms, as the energies are."""
         ...

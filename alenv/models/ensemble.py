@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from alenv import ragged
 from alenv.descriptors.aev import build_neighbours
 from alenv.descriptors.flat import MAX_TRIPLETS
 from alenv.descriptors.representation import Featurized, FeaturizedFrames, Representation
@@ -334,6 +335,60 @@ class EnsemblePotential(FlatLayout):
         E_all = torch.cat(Es, dim=1).numpy()
         F_all = torch.cat(Fs, dim=1).double().numpy() if forces else None
         return E_all, F_all
+
+    # ------------------------------------------------------------------------------ model features
+    def _last_layer_inputs(self, X: torch.Tensor, e: int) -> torch.Tensor:
+        """What every member's last layer of network ``e`` reads, (M, K, H), on normalised inputs X (K, D):
+        the last hidden layer's activations (the descriptors themselves for a network without hidden layers)."""
+        layers = self.layers[e]
+        if len(layers) == 1:
+            return X.expand(self.config.n_members, *X.shape)
+        h = torch.matmul(X, layers[0][0]) + layers[0][1]
+        for W, b in layers[1:-1]:
+            h = torch.matmul(torch.nn.functional.silu(h), W) + b
+        return torch.nn.functional.silu(h)
+
+    @torch.no_grad()
+    def features(self, data: Featurized, idx: np.ndarray | None = None, chunk: int = 1000) -> np.ndarray:
+        """Last-layer features (F, M * S * (H + 1)) float64 of frames ``idx`` of ``data`` (default all), either
+        layout: the gradient of each member's energy (eV) with respect to its last layer's weights and biases.
+
+        Member m's energy is ``E_m = s * sum_atoms (w_{m,e} . h_m(atom) + b_{m,e}) + baseline``, e the atom's
+        element, h_m the input of its element network's last layer, s the energy scale. Each element has its
+        own last layer, so ``dE_m/d(w_{m,e}, b_{m,e}) = s * (sum of h_m over the frame's atoms of element e,
+        their count)``: one block of H + 1 per element (an element the frame lacks gives zeros), the blocks
+        of a member concatenated in element order, the members' in member order, all scaled by
+        ``1 / sqrt(M)``. The dot product of two frames' features is thus the members' average last-layer
+        neural tangent kernel of the energy, and ``E_m = sqrt(M) * features[:, block m] . (w_m, b_m) +
+        baseline``. Sums over atoms and the descriptors make them invariant to rotation, translation and
+        permutation of like atoms. Energies only: no Jacobian or pair list is read.
+        """
+        frames = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
+        M, S = self.config.n_members, self.spec.n_species
+        H = int(self.layers[0][-1][0].shape[1])
+        out = np.zeros((len(frames), M, S, H + 1))
+        for start in range(0, len(frames), chunk):
+            part = frames[start : start + chunk]
+            B = len(part)
+            if data.layout == "flat":
+                G, species, ptr = data.take(part)
+                frame = torch.from_numpy(ragged.frame_index(ptr))
+            else:
+                G = torch.from_numpy(data.G.numpy()[part])  # descriptors only: never copies the Jacobians
+                species = data.species[torch.from_numpy(part)]
+                n = G.shape[1]
+                G, species = G.reshape(B * n, -1), species.reshape(-1)
+                frame = torch.arange(B).repeat_interleave(n)
+            for e in range(S):
+                sel = torch.nonzero(species == e).squeeze(1)
+                if len(sel) == 0:
+                    continue
+                h = self._last_layer_inputs((G[sel] - self.feature_mean[e]) / self.feature_scale[e], e)
+                sums = torch.zeros((M, B, H), dtype=torch.float64).index_add(1, frame[sel], h.double())
+                out[start : start + B, :, e, :H] = sums.numpy().transpose(1, 0, 2)
+                out[start : start + B, :, e, H] = np.bincount(frame[sel].numpy(), minlength=B)[:, None]
+        out *= self.energy_scale / math.sqrt(M)
+        return out.reshape(len(frames), M * S * (H + 1))
 
     # ------------------------------------------------------------------------------ single structure
     def evaluate_atoms(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:

@@ -263,6 +263,32 @@ class RidgeEnsemble:
         E_all = np.concatenate(Es, axis=1)
         return E_all, (np.concatenate(Fs, axis=1) if forces else None)
 
+    def features(self, data: Featurized, idx: np.ndarray | None = None, chunk: int = 1000) -> np.ndarray:
+        """Features (F, S * D) float64 of frames ``idx`` of ``data`` (default all), either layout: the sum of
+        the normalised descriptors over the frame's atoms of each element, elements in order.
+
+        Every member is linear in them, ``E_m = features . weights[m] + baseline``, so they are the gradient
+        of each member's energy (eV) with respect to its weights. The members share this feature map, so it is
+        returned once: the kernel ``features(a) . features(b)`` is the members' average kernel, as the
+        ensemble's concatenation over members scaled by ``1 / sqrt(M)`` gives it. Energies only.
+        """
+        rep = self.representation
+        S, D = rep.spec.n_species, rep.spec.n_features
+        frames = np.arange(len(data)) if idx is None else np.asarray(idx, dtype=np.int64)
+        out = np.zeros((len(frames) * S, D))
+        for start in range(0, len(frames), chunk):
+            part = frames[start : start + chunk]
+            if data.layout == "flat":
+                G, species, ptr = data.take(part)
+                frame = ragged.frame_index(ptr)
+            else:
+                G = torch.from_numpy(data.G.numpy()[part])  # descriptors only: never copies the Jacobians
+                species = data.species[torch.from_numpy(part)]
+                frame = np.repeat(np.arange(len(part)), G.shape[1])
+                G, species = G.reshape(-1, D), species.reshape(-1)
+            np.add.at(out, (start + frame) * S + species.numpy(), self._normalised(G, species))
+        return out.reshape(len(frames), S * D)
+
     def evaluate_atoms(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
         """Per-member energy (M,) eV and forces (M, n, 3) eV/Angstrom of one structure, by autograd."""
         rep = self.representation

@@ -81,6 +81,10 @@ class TaskSpec:
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # e.g. {"n_members": 3, "hidden": (32, 32)}
     descriptor: dict[str, Any] = field(default_factory=dict)  # AEVSpec overrides (cutoffs, shells), feature_floor
     embedding_dim: int = 32
+    # Opt-in observation key ``model_features``: the model's own per-frame features (``Potential.features``),
+    # projected to this many dimensions; 0 (default) leaves the observation as it is. An episode setting:
+    # not a data field, so it never changes the cached task data.
+    model_features: int = 0
     # --- on-the-fly mode (mode="otf"): walkers, MD budget, failure checks, stability test
     otf: OTFSettings = OTFSettings()
 
@@ -89,6 +93,12 @@ class TaskSpec:
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"data_seed must be a non-negative integer (0, 1, ...), got data_seed={seed!r}")
         object.__setattr__(self, "data_seed", int(seed))  # numpy integers as plain int (hashed, written to JSON)
+        dim = self.model_features
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 0:
+            raise ValueError(
+                f"model_features must be a non-negative integer (0: off; e.g. 64 or 512 dimensions), got {dim!r}"
+            )
+        object.__setattr__(self, "model_features", int(dim))
         self._check_names()
         self._check_targets()
         if self.budget <= 0 or self.batch_size <= 0 or self.n_initial <= 0:
