@@ -10,7 +10,7 @@ only obs, info and an rng; reference points that read the environment live in ``
 
 __alenv__ = True  # marks this top-level ``agents`` as alenv's (the name is generic; see README)
 
-from agents.algorithms import fps_select, kmeanspp_select, maxdet_select, topk_select
+from agents.algorithms import fps_select, kmeanspp_select, lcmd_select, maxdet_select, topk_select
 from agents.learned import PolicyAgent, greedy_policy
 from agents.registry import AGENTS, ALIASES, STRATEGIES, make_agent, resolve_name
 from agents.scores import (
@@ -26,6 +26,7 @@ from agents.scores import (
 from agents.selectors import (
     SELECTORS,
     FarthestPoint,
+    LCMD,
     InformationGain,
     KMeansPP,
     MaxDet,
@@ -42,6 +43,7 @@ __all__ = [
     "FarthestPoint",
     "InformationGain",
     "KMeansPP",
+    "LCMD",
     "Linear",
     "MaxDet",
     "MostUncertain",
@@ -60,6 +62,7 @@ __all__ = [
     "greedy_policy",
     "information_gain",
     "kmeanspp_select",
+    "lcmd_select",
     "make_agent",
     "maxdet_select",
     "noise_level",

@@ -154,3 +154,65 @@ def maxdet_select(
         condition_on(i)
     return np.array(picks, dtype=np.int64)
 
+
+def lcmd_select(
+    features: np.ndarray,
+    k: int,
+    mask: np.ndarray,
+    conditioned: np.ndarray | None = None,
+    initial_distance: np.ndarray | None = None,
+    initial_centre: np.ndarray | None = None,
+) -> np.ndarray:
+    """Largest-cluster maximum-distance batch (LCMD, Holzmueller et al. 2023, TP mode): deterministic.
+
+    Centres are the labelled points: the rows ``conditioned`` of ``features``, and centres given only through
+    each row's distance ``initial_distance`` to its nearest one and that centre's id ``initial_centre``
+    (any integers, -1 for none; e.g. the labelled set outside the candidates). Every available candidate
+    (``mask``) belongs to its nearest centre (Euclidean distance between rows of ``features``). Each pick is
+    taken from the cluster whose members' squared distances to their centre sum highest: the member
+    farthest from that centre. The pick becomes a centre and its cluster splits. With no centre at all the
+    first pick is the candidate of largest norm (so is any pick while candidates without a centre, infinitely
+    far from everything, are left). Ties go to the lowest index. As bmdal_reg's
+    ``LargestClusterMaxDistSelectionMethod`` (``bmdal_reg/bmdal/selection.py``, ``dist_weight_mode="sq-dist"``),
+    except that cluster sizes sum over the available candidates only.
+    """
+    avail = _check(k, mask)
+    X = np.asarray(features, dtype=np.float64)[avail]
+    n = len(avail)
+    sq = np.full(n, np.inf)
+    centre = np.full(n, -1, dtype=np.int64)
+    if initial_distance is not None:
+        if initial_centre is None:
+            raise ValueError("initial_distance needs initial_centre: the id of each candidate's nearest centre")
+        d = np.asarray(initial_distance, dtype=np.float64)[avail]
+        c = np.asarray(initial_centre, dtype=np.int64)[avail]
+        known = (c >= 0) & np.isfinite(d)
+        sq[known], centre[known] = d[known] ** 2, c[known]
+    next_id = int(centre.max(initial=-1)) + 1  # ids of row centres and picks follow the given ones
+    rows = [] if conditioned is None else np.asarray(conditioned, dtype=np.int64)
+    if len(rows):
+        C = np.asarray(features, dtype=np.float64)[rows]
+        d2 = (X**2).sum(1)[:, None] + (C**2).sum(1)[None, :] - 2.0 * X @ C.T  # (n, L), chunk-free: L is small
+        d2 = np.maximum(d2, 0.0)
+        j = d2.argmin(1)
+        closer = d2[np.arange(n), j] < sq
+        sq[closer], centre[closer] = d2[np.arange(n), j][closer], next_id + j[closer]
+        next_id += len(rows)
+    free = np.ones(n, dtype=bool)
+    norm = (X**2).sum(1)
+    picks = []
+    for _ in range(k):
+        unassigned = free & (centre < 0)
+        if unassigned.any():  # no centre to measure from (infinitely far): the largest norm
+            i = int(np.argmax(np.where(unassigned, norm, -np.inf)))
+        else:
+            size = np.bincount(centre[free], weights=sq[free], minlength=next_id)
+            largest = free & (size[centre] == size.max())
+            i = int(np.argmax(np.where(largest, sq, -np.inf)))
+        picks.append(int(avail[i]))
+        free[i] = False
+        d2 = ((X - X[i]) ** 2).sum(1)
+        closer = d2 < sq
+        sq[closer], centre[closer] = d2[closer], next_id
+        next_id += 1
+    return np.array(picks, dtype=np.int64)

@@ -14,7 +14,7 @@ import difflib
 from typing import Any, Callable
 
 from agents.scores import feature_score, signal_to_noise, unit_score, window_score
-from agents.selectors import FarthestPoint, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
+from agents.selectors import LCMD, FarthestPoint, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
 from agents.strategy import Agent, Linear, MostUncertain, Strategy, TrustWindow
 
 SPREAD = "force_std_max"  # the default uncertainty: largest per-atom ensemble force spread [eV/Angstrom]
@@ -39,6 +39,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "fps": lambda: Strategy("fps", FarthestPoint()),
     "kmeans++": lambda: Strategy("kmeans++", KMeansPP()),
     "maxdet": lambda: Strategy("maxdet", MaxDet(), score=feature_score(KERNEL_AMPLITUDE)),
+    # batch-aware selection on the model's own features (opt-in observation key model_features; the runner's
+    # conf/agent/lcmd.yaml turns it on): largest cluster maximum distance (bmdal's LCMD-TP)
+    "lcmd": lambda: Strategy("lcmd", LCMD()),
     # greedy batch information gain: the spread per force component against each candidate's label noise
     "information-gain": lambda noise_floor=0.01: Strategy(
         "information-gain", InformationGain(), score=signal_to_noise(float(noise_floor), KERNEL_AMPLITUDE)

@@ -9,7 +9,9 @@ randomness. The result holds k distinct indices with ``mask == 1``, in the order
 request (k < 1 or more than the mask offers) raises ValueError.
 
 A selector reads from ``obs`` what it needs: the descriptor embedding (``obs["embedding"]``), the distance
-to the labelled set (feature ``dist_to_train``) and the labelled candidates (``obs["mask"] == 0``). The
+to the labelled set (feature ``dist_to_train``) and the labelled candidates (``obs["mask"] == 0``); ``LCMD``
+reads the model's own features (``obs["model_features"]`` and the labelled set in that space, opt-in keys of
+``alenv.observe.MODEL_KEYS``). The
 scores mean what the selector says: the ranking (``TopK``), a bonus added to the distance
 (``FarthestPoint``), sampling weights (``KMeansPP``) or the kernel amplitude: the ensemble force spread
 (``MaxDet``) or the epistemic-to-noise ratio per force component (``InformationGain``).
@@ -17,12 +19,13 @@ scores mean what the selector says: the ranking (``TopK``), a bonus added to the
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from agents.algorithms import _check, fps_select, kmeanspp_select, maxdet_select, topk_select
+from agents.algorithms import _check, fps_select, kmeanspp_select, lcmd_select, maxdet_select, topk_select
 from agents.scores import feature
 
 
@@ -131,6 +134,51 @@ class InformationGain:
         return _maxdet(obs, _need(scores, "information-gain"), k, mask, rng, 1.0)
 
 
+_warned_fallback: set[str] = set()  # selectors that already said they fell back to the embedding
+
+
+def model_space(obs: dict, who: str) -> tuple[np.ndarray, bool]:
+    """The feature space of a model-feature selector: ``obs["model_features"]`` and True, or, where the
+    environment was made without it (``model_features=0``, the default), ``obs["embedding"]`` and False,
+    with a warning once per process and selector (the strategy then runs on descriptor embeddings, which
+    is a different method: enable the key with ``gym.make(..., model_features=512)``)."""
+    if "model_features" in obs:
+        return obs["model_features"], True
+    if who not in _warned_fallback:
+        _warned_fallback.add(who)
+        warnings.warn(
+            f"{who}: the observation has no 'model_features' (make the environment with model_features=P, "
+            "e.g. 512); falling back to the descriptor embedding obs['embedding']",
+            UserWarning,
+            stacklevel=4,
+        )
+    return obs["embedding"], False
+
+
+@dataclass(frozen=True)
+class LCMD:
+    """Largest cluster maximum distance (Holzmueller et al. 2023, TP mode) on the model's features.
+
+    The labelled configurations are cluster centres, every available candidate belongs to its nearest
+    centre, and each pick is the member farthest from its centre in the cluster with the largest sum of
+    squared distances; the pick becomes a centre (``agents.algorithms.lcmd_select``). Feature space:
+    ``obs["model_features"]``, with the labelled set given by ``obs["model_dist_to_train"]`` and
+    ``obs["model_nearest_train"]`` (every successful label, initial ones included, in either mode). Without
+    them it falls back, with a warning, to ``obs["embedding"]`` with the labelled candidates
+    (``obs["mask"] == 0``, pool mode only: on the fly a masked slot is empty) as centres. Ignores the
+    scores; deterministic (ties to the lowest index), so it never draws from ``rng``.
+    """
+
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        X, is_model = model_space(obs, "lcmd")
+        if is_model and "model_nearest_train" in obs:
+            return lcmd_select(
+                X, k, mask, initial_distance=obs["model_dist_to_train"], initial_centre=obs["model_nearest_train"]
+            )
+        labelled = None if info.get("any_subset", False) else np.flatnonzero(obs["mask"] == 0)
+        return lcmd_select(X, k, mask, conditioned=labelled)
+
+
 SELECTORS: dict[str, Selector] = {
     "topk": TopK(),
     "random": RandomSubset(),
@@ -138,4 +186,5 @@ SELECTORS: dict[str, Selector] = {
     "kmeans++": KMeansPP(),
     "maxdet": MaxDet(),
     "information-gain": InformationGain(),
+    "lcmd": LCMD(),
 }

@@ -294,7 +294,8 @@ SETTINGS = ("model", "model_kwargs", "oracle", "oracle_kwargs", "reward", "rewar
 
 def task_overrides(cfg: DictConfig) -> dict[str, Any]:
     """The keyword overrides of ``gym.make`` for one run: the data seed (top-level ``data_seed``), the model,
-    oracle and reward groups, then ``task.overrides`` on top.
+    oracle and reward groups, the task settings the agent needs (``agent.env``, e.g. ``model_features`` for
+    ``agent=lcmd``), then ``task.overrides`` on top.
 
     A group at ``default`` (``name: null``) keeps the task's own setting; a named one sets ``model`` /
     ``oracle`` / ``reward``, its ``kwargs`` set ``model_kwargs`` / ``oracle_kwargs`` (for the task's own
@@ -320,6 +321,9 @@ def task_overrides(cfg: DictConfig) -> dict[str, Any]:
             groups["reward"] = str(reward.name)
         if reward.get("per_cost") is not None:
             groups["reward_per_cost"] = bool(reward.per_cost)
+    agent = cfg.get("agent")
+    if agent is not None:  # settings a strategy needs from the environment (observation keys it reads)
+        groups.update(_container(agent.get("env")))
     task = _container(cfg.task.get("overrides"))
     if "ensemble" in task:  # the default model's settings by their older name
         task["model_kwargs"] = {**task.pop("ensemble"), **task.get("model_kwargs", {})}
