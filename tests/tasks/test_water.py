@@ -114,6 +114,7 @@ def test_pool_is_unlabelled_and_the_target_labelled(built):
         assert 0.8 < r.min() and r.max() < 1.15
 
 
+@pytest.mark.slow
 def test_an_interrupted_build_pays_no_label_twice(built, monkeypatch):
     from alenv.oracles.tblite import TBLiteOracle
 
