@@ -137,7 +137,7 @@ class OnTheFlyEnv(RoundEnv):
     def _start_sampling(self, rng: np.random.Generator, initial: list[Atoms]) -> None:
         spec = self.task
         self.stability = self._stability_test(rng)
-        temps = spec.temperatures
+        temps = spec.otf.walker_temperatures or spec.temperatures
         self.walkers = [
             Walker(thermalise(initial[w % len(initial)], temps[w % len(temps)], rng), float(temps[w % len(temps)]))
             for w in range(spec.otf.walkers)

@@ -38,8 +38,16 @@ class OTFSettings:
     stability_steps: int = 1000  # MD steps of each stability run (the cap on time to failure)
     stability_every: int = 5  # rounds between stability tests (also at reset and at the episode's end; 0: only then)
     stability_weight: float = 0.0  # reward += weight * fraction of this round's MD steps survived
+    # K; the walkers' MD temperatures (walker w at [w % len]); None: the task's temperatures, those of its
+    # validation and test sets. Hotter walkers than the target are the control for uncertainty-biased MD.
+    walker_temperatures: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.walker_temperatures is not None:
+            temps = tuple(float(t) for t in self.walker_temperatures)
+            if not temps or any(not t > 0 for t in temps):
+                raise ValueError(f"walker_temperatures must be positive temperatures in K, got {temps}")
+            object.__setattr__(self, "walker_temperatures", temps)
         if self.walkers <= 0 or self.steps_per_round <= 0 or self.candidates_per_walker <= 0:
             raise ValueError("walkers, steps_per_round and candidates_per_walker must be positive")
         if self.steps_per_round % self.candidates_per_walker:

@@ -13,7 +13,7 @@ import pytest
 
 from alenv.models.calculator import UncertaintyBiasedCalculator
 from alenv.samplers.failures import check_structure
-from alenv.tasks import TASKS
+from alenv.tasks import TASKS, get_task
 from alenv.wrappers import SinglePick
 
 OTF_TASKS = sorted(n for n, s in TASKS.items() if s.mode == "otf")
@@ -169,6 +169,21 @@ def test_md_step_budget_ends_the_episode(make_env):
     # mean and least time to failure of the runs, capped at otf.stability_steps
     for mean, least in stability:
         assert 0 <= least <= mean <= o.stability_steps
+
+
+def test_walkers_run_at_their_own_temperatures_when_given(make_env):
+    """otf.walker_temperatures decouples the walkers from the task's (test-set) temperatures: the control
+    of plain MD run hotter than the target."""
+    env = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"walker_temperatures": [900], "md_step_budget": 80})
+    env.reset(seed=0)
+    u = env.unwrapped
+    assert [w.temperature for w in u.walkers] == [900.0, 900.0]
+    assert u.task.temperatures == get_task("Ethanol-GFN2-OTF-tiny").temperatures  # the target is unchanged
+    default = make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"md_step_budget": 80})
+    default.reset(seed=0)
+    assert [w.temperature for w in default.unwrapped.walkers] == [300.0, 600.0]
+    with pytest.raises(ValueError, match="walker_temperatures"):
+        make_env("alenv/Ethanol-GFN2-OTF-tiny-v3", otf={"walker_temperatures": [-5]})
 
 
 def test_single_pick_wrapper_in_otf_mode(make_env):
