@@ -12,7 +12,7 @@ __alenv__ = True  # marks this top-level ``agents`` as alenv's (the name is gene
 
 from agents.algorithms import fps_select, kmeanspp_select, lcmd_select, maxdet_select, topk_select
 from agents.learned import PolicyAgent, greedy_policy
-from agents.registry import AGENTS, ALIASES, STRATEGIES, make_agent, resolve_name
+from agents.registry import AGENTS, ALIASES, OTF_ONLY, STRATEGIES, make_agent, resolve_name
 from agents.scores import (
     feature,
     feature_score,
@@ -26,6 +26,7 @@ from agents.scores import (
 from agents.selectors import (
     SELECTORS,
     FarthestPoint,
+    FixedInterval,
     LCMD,
     InformationGain,
     KMeansPP,
@@ -41,12 +42,14 @@ __all__ = [
     "ALIASES",
     "Agent",
     "FarthestPoint",
+    "FixedInterval",
     "InformationGain",
     "KMeansPP",
     "LCMD",
     "Linear",
     "MaxDet",
     "MostUncertain",
+    "OTF_ONLY",
     "PolicyAgent",
     "RandomSubset",
     "SELECTORS",

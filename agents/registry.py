@@ -14,7 +14,7 @@ import difflib
 from typing import Any, Callable
 
 from agents.scores import feature_score, signal_to_noise, unit_score, window_score
-from agents.selectors import LCMD, FarthestPoint, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
+from agents.selectors import LCMD, FarthestPoint, FixedInterval, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
 from agents.strategy import Agent, Linear, MostUncertain, Strategy, TrustWindow
 
 SPREAD = "force_std_max"  # the default uncertainty: largest per-atom ensemble force spread [eV/Angstrom]
@@ -58,6 +58,8 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "prefilter-maxdet": lambda uncertainty=SPREAD, factor=5: Strategy(
         "prefilter-maxdet", MaxDet(), score=feature_score(KERNEL_AMPLITUDE), prefilter=MostUncertain(uncertainty, factor)
     ),
+    # on the fly: every walker's newest frame, whatever its spread (labelling at a fixed MD interval)
+    "fixed-interval": lambda: Strategy("fixed-interval", FixedInterval()),
     # spreads inside [lower, upper] first; in any-subset mode only those
     "trust-window": lambda feature=SPREAD, lower=0.05, upper=1.0: Strategy(
         "trust-window", TopK(), score=window_score(feature, lower, upper), prefilter=TrustWindow(feature, lower, upper)
@@ -65,6 +67,8 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
 }
 
 AGENTS = STRATEGIES  # the name the runner and older callers use
+# Strategies that need on-the-fly candidates (MD order, ``info["slot_walker"]``); in pool mode they raise.
+OTF_ONLY = frozenset({"fixed-interval"})
 
 
 def _spellings(name: str) -> set[str]:

@@ -63,6 +63,29 @@ class RandomSubset:
         return np.sort(rng.choice(avail, size=k, replace=False)).astype(np.int64)
 
 
+@dataclass(frozen=True)
+class FixedInterval:
+    """On-the-fly mode: label MD frames at a fixed interval, whatever the model thinks of them. Each walker's
+    newest available frame first (walkers in index order), then the next newest, until k: with k = walkers
+    this labels every ``steps_per_round``-th frame of every walker, the schedule that uncertainty-gated
+    labelling (``trust-window``) is compared with. Reads ``info["slot_walker"]``; ignores scores and rng."""
+
+    def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
+        avail = _check(k, mask)
+        if "slot_walker" not in info:
+            raise ValueError("fixed-interval labelling needs on-the-fly candidates (info['slot_walker']); pool "
+                             "candidates have no MD order")
+        walker = np.asarray(info["slot_walker"])
+        if walker.shape != mask.shape:
+            raise ValueError(f"info['slot_walker'] has shape {walker.shape}, the mask {mask.shape}")
+        rank: dict[int, int] = {}  # 0 for each walker's newest available slot, 1 for the next, ...
+        for w in np.unique(walker[avail]):
+            for r, i in enumerate(avail[walker[avail] == w][::-1]):
+                rank[int(i)] = r
+        picks = sorted(rank, key=lambda i: (rank[i], walker[i]))[:k]
+        return np.sort(np.asarray(picks, dtype=np.int64))
+
+
 def _finite_max(x: np.ndarray, mask: np.ndarray) -> float:
     """Largest available value of ``x`` if it is finite and positive, else 1.0."""
     avail = x[mask.astype(bool)]
@@ -185,6 +208,7 @@ SELECTORS: dict[str, Selector] = {
     "fps": FarthestPoint(),
     "kmeans++": KMeansPP(),
     "maxdet": MaxDet(),
+    "fixed-interval": FixedInterval(),
     "information-gain": InformationGain(),
     "lcmd": LCMD(),
 }

@@ -16,6 +16,7 @@ ANY_SUBSET = "any_subset"
 TIMINGS = "timings"
 MD_FAILURE_KINDS = "md_failure_kinds"
 N_MEMBERS = "n_members"
+SLOT_WALKER = "slot_walker"
 
 INFO: dict[str, str] = {
     METRICS_KEY: "dict of the metrics below",
@@ -29,6 +30,8 @@ INFO: dict[str, str] = {
     "only with wall_times=True",
     MD_FAILURE_KINDS: "on-the-fly mode: counts of this round's MD failures by kind",
     N_MEMBERS: "members of the committee [count]; spreads (and strategies that rank by them) need at least 2",
+    SLOT_WALKER: "on-the-fly mode: the walker of each candidate slot, (C,) int; slots are walker-major and in MD "
+    "order within a walker (the last of a walker's slots is its newest frame)",
 }
 
 # --- metrics (info["metrics"])

@@ -210,6 +210,7 @@ class OnTheFlyEnv(RoundEnv):
     def _info(self, chosen: Any, failed: list[int], seconds: float) -> dict[str, Any]:
         out = super()._info(chosen, failed, seconds)
         out[keys.MD_FAILURE_KINDS] = dict(Counter(kind for _, _, kind in self.last_round.failures))
+        out[keys.SLOT_WALKER] = np.repeat(np.arange(self.task.otf.walkers), self.task.otf.candidates_per_walker)
         return out
 
     def validate_action(self, action: Any) -> np.ndarray:

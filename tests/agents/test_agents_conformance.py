@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from agents import AGENTS, global_feature, make_agent
+from agents import AGENTS, OTF_ONLY, global_feature, make_agent
 from alenv.observe import CANDIDATE_FEATURES
 from alenv.spaces import picks_to_action
 
@@ -18,7 +18,10 @@ def _check_action(action: np.ndarray, k: int, mask: np.ndarray) -> None:
     assert np.all(mask[action] == 1)
 
 
-@pytest.mark.parametrize("name", sorted(AGENTS))
+POOL_AGENTS = sorted(set(AGENTS) - OTF_ONLY)
+
+
+@pytest.mark.parametrize("name", POOL_AGENTS)
 def test_agent_conformance_full_episode(name, ethanol_tiny_env):
     """Over a whole tiny episode: k distinct unmasked int64 indices, never a labelled point, reproducible."""
     env = ethanol_tiny_env
@@ -65,15 +68,16 @@ def test_agent_respects_sparse_mask(name, rng):
     # Masked candidates look most attractive by every criterion: large spreads, far away.
     obs["candidates"][obs["mask"] == 0] += 10.0
     obs["embedding"][obs["mask"] == 0] *= 100.0
-    action = make_agent(name).act(obs, {}, k, rng)
+    base = {"slot_walker": np.repeat(np.arange(6), 5)} if name in OTF_ONLY else {}  # 6 walkers x 5 slots
+    action = make_agent(name).act(obs, base, k, rng)
     _check_action(action, k, obs["mask"])
     obs["mask"][:] = 0
     obs["mask"][avail[:k]] = 1
-    np.testing.assert_array_equal(np.sort(make_agent(name).act(obs, {}, k, rng)), avail[:k])
+    np.testing.assert_array_equal(np.sort(make_agent(name).act(obs, base, k, rng)), avail[:k])
     obs["mask"][avail[0]] = 0
     with pytest.raises(ValueError):
-        make_agent(name).act(obs, {}, k, rng)
-    for info in ({}, {"any_subset": True}):  # nothing to pick: the empty selection, in either mode
+        make_agent(name).act(obs, base, k, rng)
+    for info in (base, {**base, "any_subset": True}):  # nothing to pick: the empty selection, in either mode
         empty = make_agent(name).act(obs, info, 0, rng)
         assert empty.dtype == np.int64 and empty.shape == (0,)
 
@@ -91,6 +95,21 @@ def test_all_pairs_of_agents_registered_names_unique():
     names = [make_agent(n).name for n in AGENTS]
     assert names == list(AGENTS)
     assert not any(a == b for a, b in itertools.combinations(names, 2))
+
+
+def test_fixed_interval_labels_each_walkers_newest_frames():
+    walker = np.repeat(np.arange(3), 4)  # 3 walkers x 4 slots, walker-major, MD order within a walker
+    mask = np.ones(12, dtype=np.int8)
+    mask[[3, 7, 6]] = 0  # walker 0's newest slot and walker 1's two newest are empty
+    obs = {"mask": mask, "candidates": np.zeros((12, len(CANDIDATE_FEATURES)), dtype=np.float32)}
+    agent = make_agent("fixed-interval")
+    rng = np.random.default_rng(0)
+    info = {"slot_walker": walker, "any_subset": True}
+    assert agent.act(obs, info, 3, rng).tolist() == [2, 5, 11]  # each walker's newest available frame
+    assert agent.act(obs, info, 5, rng).tolist() == [1, 2, 4, 5, 11]  # then the next newest, walkers in order
+    assert agent.act(obs, info, 3, np.random.default_rng(9)).tolist() == [2, 5, 11]  # no randomness
+    with pytest.raises(ValueError, match="on-the-fly"):
+        agent.act(obs, {}, 3, rng)
 
 
 def test_trust_window_prefers_inside_then_nearest():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from agents import STRATEGIES, make_agent, resolve_name
+from agents import OTF_ONLY, STRATEGIES, make_agent, resolve_name
 from benchmarks.references import REFERENCES
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "agent"
@@ -45,7 +45,9 @@ def test_every_strategy_builds_from_its_config_and_acts(name, make_obs):
     agent = make_agent(name, **kwargs)
     assert agent.name == name
     obs = make_obs(3)
-    for info in ({"max_picks": 4, "any_subset": False}, {"max_picks": 4, "any_subset": True}):
+    # on-the-fly-only strategies read the walker of each slot (here one walker per two slots)
+    extra = {"slot_walker": np.arange(len(obs["mask"])) // 2} if name in OTF_ONLY else {}
+    for info in ({"max_picks": 4, "any_subset": False, **extra}, {"max_picks": 4, "any_subset": True, **extra}):
         picks = agent.act(obs, info, info["max_picks"], np.random.default_rng(0))
         assert picks.dtype == np.int64 and len(set(picks.tolist())) == len(picks)
         assert np.all(obs["mask"][picks] == 1)

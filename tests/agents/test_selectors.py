@@ -19,14 +19,15 @@ def test_selector_contract(name, make_obs):
     mask = obs["mask"].copy()
     mask[::2] = 0  # a prefilter's subset: fewer than obs["mask"] offers
     before = {key: v.copy() for key, v in obs.items()}
-    out = select(obs, {}, scores, 3, mask, rng)
+    info = {"slot_walker": np.arange(20) // 4} if name == "fixed-interval" else {}  # 5 walkers x 4 slots
+    out = select(obs, info, scores, 3, mask, rng)
     assert out.dtype == np.int64 and out.shape == (3,) and len(set(out.tolist())) == 3
     assert np.all(mask[out] == 1)
     for key in obs:
         np.testing.assert_array_equal(obs[key], before[key])
     for bad_k in (0, int(mask.sum()) + 1):
         with pytest.raises(ValueError):
-            select(obs, {}, scores, bad_k, mask, rng)
+            select(obs, info, scores, bad_k, mask, rng)
 
 
 def test_topk_selector_needs_scores(make_obs):

@@ -138,7 +138,7 @@ def _observation(n: int = 20, k: int = 3) -> tuple[dict, dict]:
 def test_agent_config_builds_its_strategy(agent: str) -> None:
     """The agent is built with the config's kwargs, which are exactly the strategy's keyword parameters and
     their defaults, and it picks from an observation; references take no kwargs."""
-    from agents import STRATEGIES, make_agent, resolve_name
+    from agents import OTF_ONLY, STRATEGIES, make_agent, resolve_name
     from benchmarks.references import REFERENCES
 
     cfg = _compose(f"agent={agent}")
@@ -153,6 +153,8 @@ def test_agent_config_builds_its_strategy(agent: str) -> None:
     built = make_agent(cfg.agent.name, **kwargs)
     assert built.name == name
     obs, info = _observation()
+    if name in OTF_ONLY:  # reads the walker of each on-the-fly slot: one walker per slot here
+        info = {**info, "slot_walker": np.arange(len(obs["mask"]))}
     picks = built.act(obs, info, info["max_picks"], np.random.default_rng(0))
     assert len(set(picks.tolist())) == 3
 
