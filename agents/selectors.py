@@ -125,8 +125,10 @@ class KMeansPP:
         return kmeanspp_select(obs["embedding"], k, mask, rng, initial_distance=dist, weights=scores)
 
 
-def _maxdet(obs: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator, noise: float) -> np.ndarray:
-    labelled = np.flatnonzero(obs["mask"] == 0)
+def _maxdet(obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator, noise: float) -> np.ndarray:
+    # pool mode: candidates already labelled carry mask 0; on the fly a 0 marks an empty slot (a walker that
+    # gave up, its embedding zeros), not a label, so nothing there to condition on
+    labelled = np.zeros(0, dtype=np.int64) if info.get("any_subset", False) else np.flatnonzero(obs["mask"] == 0)
     return maxdet_select(obs["embedding"], k, mask, rng, scale=scores, conditioned=labelled, noise=noise)
 
 
@@ -134,13 +136,13 @@ def _maxdet(obs: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator,
 class MaxDet:
     """Greedy maximum determinant of an RBF kernel on the embeddings, scaled by the scores
     (``s_i s_j exp(-|x_i - x_j|^2 / 2 l^2)``, l the median pairwise distance of the available
-    candidates), conditioned on the labelled candidates (``obs["mask"] == 0``) with noise variance
+    candidates), conditioned on the labelled candidates (``obs["mask"] == 0``; pool mode) with noise variance
     ``noise`` (eV/Angstrom)^2 when the scores are force spreads."""
 
     noise: float = 1e-6
 
     def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
-        return _maxdet(obs, scores, k, mask, rng, self.noise)
+        return _maxdet(obs, info, scores, k, mask, rng, self.noise)
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,7 @@ class InformationGain:
     that resemble one another share their gain."""
 
     def __call__(self, obs: dict, info: dict, scores: Scores, k: int, mask: np.ndarray, rng: Generator) -> np.ndarray:
-        return _maxdet(obs, _need(scores, "information-gain"), k, mask, rng, 1.0)
+        return _maxdet(obs, info, _need(scores, "information-gain"), k, mask, rng, 1.0)
 
 
 _warned_fallback: set[str] = set()  # selectors that already said they fell back to the embedding

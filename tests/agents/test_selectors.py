@@ -148,3 +148,19 @@ def test_kmeanspp_first_pick_is_uniform_without_labels():
     obs["candidates"][:, CANDIDATE_FEATURES.index("dist_to_train")] = np.inf
     counts = _kmeanspp_first_picks(obs, 2000, seed=7)
     assert chisquare(counts, np.full(5, 400.0)).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("name", ["maxdet", "information-gain"])
+def test_on_the_fly_empty_slots_are_not_labels(name, make_obs):
+    """On the fly a mask of 0 marks an empty slot, not a labelled candidate: what such a slot holds must not
+    change the picks (in pool mode the labelled candidates condition the kernel)."""
+    obs = make_obs(1, n=20, available=1.0)
+    obs["mask"][[3, 11]] = 0
+    info = {"any_subset": True}
+    agent = make_agent(name)
+    picks = agent.act(obs, info, 4, np.random.default_rng(0))
+    moved = {key: v.copy() for key, v in obs.items()}
+    moved["embedding"][[3, 11]] = moved["embedding"][[5, 6]]  # empty slots placed onto available candidates
+    np.testing.assert_array_equal(agent.act(moved, info, 4, np.random.default_rng(0)), picks)
+    pool = agent.act(moved, {}, 4, np.random.default_rng(0))  # pool mode: now 3 and 11 are labels beside 5, 6
+    assert not {5, 6} <= set(pool.tolist())
