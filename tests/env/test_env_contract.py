@@ -38,10 +38,10 @@ def _kwargs_for(name: str, rmd17_ethanol) -> dict:
 
 # Full-size tasks that build their own data (minutes on 2 cores) run with -m slow; their -tiny variants run
 # the same code by default, except where the task's own test file already builds and plays the -tiny task
-# (Organics, the malonaldehyde control: tests/tasks/) and Water, whose labels take seconds each.
+# (Organics, the malonaldehyde pair: tests/tasks/) and Water, whose labels take seconds each.
 SLOW_TASKS = {
     "Ethanol-GFN2-Shift", "Cu-EMT-Shift", "Organics-GFN2", "Malonaldehyde-GFN2", "Malonaldehyde-GFN2-Transfer",
-    "Water-GFN2", "Water-GFN2-tiny", "Organics-GFN2-tiny", "Malonaldehyde-GFN2-tiny",
+    "Water-GFN2", "Water-GFN2-tiny", "Organics-GFN2-tiny", "Malonaldehyde-GFN2-tiny", "Malonaldehyde-GFN2-Transfer-tiny",
 }
 
 

@@ -239,6 +239,7 @@ def test_bad_settings_are_refused(make_env, monkeypatch):
         make_env("alenv/Ethanol-GFN2-tiny-v3", model="ridge", model_features=8)
 
 
+@pytest.mark.slow
 def test_check_env_passes_with_the_key_on(make_env, check_env_clean):
     """Gymnasium's check_env (space membership, determinism of reset and step) with the model keys on."""
     check_env_clean(make_env("alenv/Ethanol-GFN2-tiny-v3", model_features=8))
