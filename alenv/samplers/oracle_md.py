@@ -27,9 +27,12 @@ def langevin_frames(
     settings: MDSettings,
     rng: np.random.Generator,
     on_step: Callable[[int], None] | None = None,
+    label_of: Callable[[Atoms], tuple[float, np.ndarray]] | None = None,
 ) -> tuple[list[Atoms], list[Label]]:
     """Run Langevin MD at ``temperature`` K and keep ``n_frames`` frames with their oracle labels.
 
+    ``label_of(atoms)`` gives the label kept for a frame (energy eV, forces eV/Angstrom) where it is not the
+    energy and forces the MD ran on (a bias that only steers sampling); by default it is those.
     Raises RuntimeError naming the temperature and step if the oracle fails during the trajectory (a
     task whose reference MD cannot run is misconfigured).
     """
@@ -61,10 +64,12 @@ def langevin_frames(
     run(settings.equilibration)
     for _ in range(n_frames):
         seconds = run(settings.stride)
-        energy = atoms.get_potential_energy()
-        forces = atoms.get_forces(apply_constraint=False)
+        if label_of is None:
+            energy, forces = atoms.get_potential_energy(), atoms.get_forces(apply_constraint=False)
+        else:
+            energy, forces = label_of(atoms)
         if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
             raise RuntimeError(f"oracle MD at {temperature} K gave non-finite energy or forces at step {step}")
         frames.append(bare_copy(atoms))
-        labels.append(Label(energy=float(energy), forces=np.array(forces, dtype=np.float64), seconds=seconds))
+        labels.append(Label(energy=float(energy), forces=np.array(forces, dtype=np.float64, copy=True), seconds=seconds))
     return frames, labels

@@ -19,7 +19,6 @@ data: bump the tasks' ``data_version``.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,7 +31,8 @@ from tqdm.auto import tqdm
 
 from alenv.data import attach_label
 from alenv.oracles import make_oracle
-from alenv.samplers.dynamics import MDSettings, bare_copy, langevin, set_velocities
+from alenv.samplers.dynamics import MDSettings
+from alenv.samplers.oracle_md import langevin_frames
 from alenv.tasks.build import TaskData, register_builder, split_evenly
 from alenv.tasks.spec import TaskSpec
 from alenv.types import Label
@@ -155,43 +155,16 @@ def restrained_frames(
 
     Raises RuntimeError naming the temperature, restraint and step if the oracle fails.
     """
-    if n_frames <= 0:
-        return [], []
     restrained = RestrainedCalculator(calculator, restraint)
-    atoms = start.copy()
-    atoms.set_constraint()
-    atoms.calc = restrained
-    set_velocities(atoms, temperature, rng)
-    dyn = langevin(atoms, settings, temperature, rng)
-    frames: list[Atoms] = []
-    labels: list[Label] = []
-    step = 0
 
-    def run(n: int) -> float:
-        nonlocal step
-        t0 = time.perf_counter()
-        try:
-            dyn.run(n)
-        except Exception as exc:  # the backend's own error type varies
-            raise RuntimeError(
-                f"restrained oracle MD ({restraint}) failed at {temperature} K after {step} steps: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        step += n
-        if on_step is not None:
-            on_step(n)
-        return (time.perf_counter() - t0) / max(n, 1)
-
-    run(settings.equilibration)
-    for _ in range(n_frames):
-        seconds = run(settings.stride)
+    def unbiased(atoms: Atoms) -> tuple[float, np.ndarray]:
         atoms.get_forces()  # the calculator's last calculation is at these positions (cached or computed now)
-        energy, forces = restrained.unbiased
-        if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
-            raise RuntimeError(f"oracle MD at {temperature} K gave non-finite energy or forces at step {step}")
-        frames.append(bare_copy(atoms))
-        labels.append(Label(energy=energy, forces=forces.copy(), seconds=seconds))
-    return frames, labels
+        return restrained.unbiased
+
+    try:
+        return langevin_frames(start, restrained, temperature, n_frames, settings, rng, on_step, label_of=unbiased)
+    except RuntimeError as exc:
+        raise RuntimeError(f"restrained oracle MD ({restraint}): {exc}") from exc
 
 
 def window_name(centre: float) -> str:
