@@ -141,3 +141,23 @@ def test_an_episode_labels_its_picks_and_refuses_true_labels(built):
     assert "force_mae[T=300K]" in u.test_metrics()
     with pytest.raises(ValueError, match="unlabelled"):
         u.true_labels()
+
+
+def test_a_failed_build_label_says_so_and_builds_nothing(tmp_path, monkeypatch):
+    from alenv.oracles.tblite import TBLiteOracle
+    from alenv.types import Label
+
+    monkeypatch.setattr(TBLiteOracle, "label", lambda self, s: [Label.failure(len(a), 0.1, "SCC did not converge") for a in s])
+    spec = get_task("Water-GFN2-tiny").with_overrides(**{**SMALL, "pool_size": 2, "test_size": 1, "validation_size": 1})
+    with pytest.raises(RuntimeError, match="oracle failed on a reserve frame.*SCC did not converge.*label cache"):
+        load_task_data(spec, tmp_path, progress=False)
+    assert not list((tmp_path / "tasks").glob("*/meta.json"))  # no half-made task data is taken as complete
+
+
+def test_a_system_cannot_be_registered_twice():
+    from alenv.tasks.build import register_builder
+
+    with pytest.raises(ValueError, match="already defined"):
+        register_builder("water_32", examples=list)(lambda spec, progress, directory=None: None)
+    with pytest.raises(ValueError, match="already defined"):
+        register_builder("ethanol", examples=list)(lambda spec, progress, directory=None: None)
