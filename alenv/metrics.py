@@ -151,6 +151,19 @@ def dihedrals(frames: Sequence[Atoms], quads: Sequence[tuple[int, int, int, int]
     return ((out + 180.0) % 360.0) - 180.0
 
 
+def torsion_distance(reference: np.ndarray, sampled: np.ndarray) -> np.ndarray:
+    """Distance in degrees (F,) from each ``reference`` frame's torsions (F, T) to the nearest ``sampled``
+    frame's (S, T): Euclidean over the torsions, each difference taken around the circle. A reference frame
+    far from every sampled one lies where the labels do not reach (a model can only extrapolate there);
+    inf for every frame when nothing was sampled."""
+    reference, sampled = np.asarray(reference, dtype=float), np.asarray(sampled, dtype=float)
+    if len(sampled) == 0:
+        return np.full(len(reference), np.inf)
+    d = np.abs(reference[:, None, :] - sampled[None, :, :]) % 360.0
+    d = np.minimum(d, 360.0 - d)
+    return np.sqrt((d**2).sum(-1)).min(1)
+
+
 def torsion_coverage(sampled: np.ndarray, reference: np.ndarray, bins: int = 12) -> float:
     """Fraction of the torsion-space cells visited by ``reference`` (F, T) degrees that ``sampled`` also
     visits; cells are ``bins`` equal slices of [-180, 180) per torsion. 0 when nothing was sampled."""

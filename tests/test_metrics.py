@@ -95,3 +95,15 @@ def test_torsion_coverage_needs_reference_angles():
     ref = np.array([[-170.0, 10.0], [100.0, 100.0]])
     assert torsion_coverage(np.zeros((0, 2)), ref) == 0.0
     assert torsion_coverage(ref[:1] + 1.0, ref) == 0.5  # one of the two cells visited
+
+
+def test_torsion_distance_wraps_around_the_circle_and_takes_the_nearest_sample():
+    from alenv.metrics import torsion_distance
+
+    sampled = np.array([[-170.0, 10.0], [60.0, 60.0]])
+    reference = np.array([[175.0, 10.0], [60.0, 100.0], [0.0, -120.0]])
+    d = torsion_distance(reference, sampled)
+    # 175 and -170 are 15 degrees apart across +-180; the second frame is 40 degrees from (60, 60)
+    np.testing.assert_allclose(d[:2], [15.0, 40.0])
+    assert d[2] == pytest.approx(min(np.hypot(170.0, 130.0), np.hypot(60.0, 180.0)))
+    assert np.isinf(torsion_distance(reference, np.zeros((0, 2)))).all()

@@ -1,0 +1,39 @@
+"""The learner benchmark's per-subset report: gaps per test subset and the share of each subset the labels do
+not reach in torsion space."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from benchmarks.learner import UNCOVERED_DEGREES, _subset_gaps, _uncovered
+
+
+def _rotated(psi: float, temperature: float):
+    from alenv.tasks.build import SYSTEMS
+
+    atoms = SYSTEMS["alanine_dipeptide"]()
+    atoms.set_dihedral(6, 8, 14, 16, psi, indices=list(range(14, 22)))  # turn the C-terminal side about psi
+    atoms.info["temperature"] = temperature
+    return atoms
+
+
+def test_uncovered_is_the_share_of_each_subset_far_from_every_label():
+    near = [_rotated(160.0 + d, 300.0) for d in (0.0, 5.0)]
+    far = [_rotated(-40.0, 600.0), _rotated(160.0, 600.0)]  # one in another basin, one beside the labels
+    labelled = SimpleNamespace(frames=[_rotated(160.0, 300.0), far[0]], ok=np.array([True, False]))
+    env = SimpleNamespace(task=SimpleNamespace(system="alanine_dipeptide"), test_frames=near + far,
+                          episode=SimpleNamespace(labelled=labelled))
+    # the failed label in the other basin does not count as covering it
+    assert _uncovered(env) == {"T=300K": 0.0, "T=600K": 0.5}
+    assert UNCOVERED_DEGREES == pytest.approx(60.0)
+    env.task.system = "cu_vacancy"  # a metal: no torsions, nothing to say
+    assert _uncovered(env) == {}
+
+
+def test_subset_gaps_name_each_subset_with_its_uncovered_share():
+    row = {"subsets": {"T=300K": [0.3, 0.3], "T=600K": [5.0, 1.0]}, "uncovered": {"T=300K": 0.0, "T=600K": 0.68}}
+    assert _subset_gaps(row) == "T=300K +0%, T=600K +400% (68% uncovered)"
+    assert _subset_gaps({"in_loop": {}}) == ""
