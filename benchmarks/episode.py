@@ -49,7 +49,7 @@ def run_episode(
     from alenv.spaces import picks_to_action
 
     rng = np.random.default_rng([int(seed), 1])
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     obs, info = env.reset(seed=int(seed))
     reset_seconds = time.perf_counter() - t0
     metrics, validation = _reported(env, info)
@@ -88,6 +88,9 @@ def run_episode(
         "final_metrics": metrics,
         "return": total_reward,
         "wall_seconds": time.perf_counter() - t0,
+        # CPU seconds of this process (all its threads): with one torch thread, about the wall time the
+        # episode would take on an idle core, whatever else the machine was running
+        "cpu_seconds": time.process_time() - c0,
     }
     return _jsonable(record)
 

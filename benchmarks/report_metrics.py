@@ -118,6 +118,7 @@ def run_stats(r: dict) -> dict:
         "force_max": series[-1].get("force_max") or float("nan"),
         "auc_log10_force": auc,
         "wall_seconds": r.get("summary", {}).get("wall_seconds", float("nan")),
+        "cpu_seconds": r.get("summary", {}).get("cpu_seconds", float("nan")),
         "oracle_seconds": series[-1]["oracle_seconds"],
         "label_seconds": _label_seconds(r),
         "curve": (x, np.array([m["force_mae"] for m in series])),

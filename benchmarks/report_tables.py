@@ -190,10 +190,10 @@ def _cost_table(task: str, by_unit: dict[str, dict[Unit, dict]], runs: list[dict
     ranks = unit_ranks(by_unit, cheats)
     lines = [
         (
-            "| agent | units | mean rank | AUC log10 force MAE | labels to target | wall s | oracle s charged "
+            "| agent | units | mean rank | AUC log10 force MAE | labels to target | wall s | CPU s | oracle s charged "
             "| oracle s paid here |"
         ),
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for agent, st in sorted(stats.items()):
         x, mean, _, n = f_curves[(task, agent)]
@@ -203,6 +203,7 @@ def _cost_table(task: str, by_unit: dict[str, dict[Unit, dict]], runs: list[dict
         lines.append(
             f"| {_label(agent, cheats)} | {n} | {rank} | {mean_of('auc_log10_force'):.3f} | "
             f"{'-' if np.isnan(to_target) else int(to_target)} | {mean_of('wall_seconds'):.0f} | "
+            f"{'-' if np.isnan(mean_of('cpu_seconds')) else format(mean_of('cpu_seconds'), '.0f')} | "
             f"{_seconds(mean_of('oracle_seconds'))} | {_seconds(mean_of('label_seconds'))} |"
         )
     lines.append("")
@@ -315,9 +316,11 @@ NOTES = [
     "  Holm applies to the smallest of m p values. Inconclusive: Holm p ≥ 0.05.",
     "- Rank: by final force MAE among the strategies run on that unit (cheating references excluded), averaged",
     "  over units. AUC: mean of log10 force MAE (eV/Å) over the labels axis (lower is better). Wall s: the whole",
-    "  episode. Oracle s charged: the oracle's original compute time of every label the run holds, initial ones",
-    "  included, as the budget counts it (a label from the cache is charged what it cost when it was first",
-    "  computed, which may have been on a busier machine). Oracle s paid here: wall time this run spent",
+    "  episode. CPU s: its process's CPU time (with one torch thread, about its wall time on an idle core;",
+    "  '-' for runs recorded without it). Oracle s charged: the oracle's original compute time of every label",
+    "  the run holds, initial ones included, as the budget counts it (a label from the cache is charged what",
+    "  it cost when it was first computed, which may have been on a busier machine). Oracle s paid here: wall",
+    "  time this run spent",
     "  obtaining its rounds' labels (cache hits cost next to nothing; '-' for runs recorded without per-round",
     "  timings).",
     "- Figures (curves_<task>.png): mean over units with a 95% t confidence band.",

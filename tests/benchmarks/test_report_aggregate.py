@@ -189,6 +189,12 @@ def test_the_report_writes_its_columns_and_on_the_fly_figures(tmp_path: Path) ->
     runs, _ = load_runs([tmp_path])
     md = markdown(runs)
     assert "| oracle s charged | oracle s paid here |" in md and "original" in md
+    # a run recorded without its CPU time says so rather than showing 0 or nan
+    lines = md.splitlines()
+    head = next(i for i, line in enumerate(lines) if "| wall s | CPU s |" in line)
+    cells = [c.strip() for c in lines[head].split("|")]
+    row = [c.strip() for c in lines[head + 2].split("|")]
+    assert row[1] == "random" and row[cells.index("CPU s")] == "-"
     assert "train s sum" in _header()
     d = tmp_path / "otf" / "seed0"
     d.mkdir(parents=True)

@@ -45,6 +45,8 @@ def test_one_episode_writes_results(tmp_path: Path, alenv_cache: Path) -> None:
     chosen = [i for s in steps for i in s["chosen"]]
     assert len(chosen) == len(set(chosen)) == 15
     assert final["force_mae"] == steps[-1]["metrics"]["force_mae"]
+    summary = res["summary"]  # CPU time beside wall time: an idle-core estimate on a shared machine
+    assert 0 < summary["cpu_seconds"] and 0 < summary["wall_seconds"]
     assert (tmp_path / "learning_curve.png").stat().st_size > 1000
     import ase.io
 
