@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from ase import Atoms
 
+from alenv import loop
 from alenv.descriptors.representation import Featurized
+from alenv.models import make_potential
 from alenv.observe import (
     CANDIDATE_FEATURES, GLOBAL_FEATURES, candidate_features, nearest, nearest_distance, noise_estimate,
     observation_space,
@@ -212,3 +214,31 @@ class ActiveLearningEnv(RoundEnv):
         forces = [a.get_forces() for a in self.pool_frames]
         F = np.concatenate(forces) if self.layout == "flat" else np.stack(forces)
         return E, F
+
+    def lookahead(self, batches: Sequence[Sequence[int]], seed: int = 0) -> np.ndarray:
+        """Validation force MAE (eV/Angstrom) after fitting the task's model from scratch on this episode's
+        training labels plus each batch of pool candidates with its reference labels, one fit per batch.
+
+        A look-ahead expert for policy training and a cheating reference: it reads pool labels that no
+        strategy may see (like ``true_labels``), and it uses the validation set, never the sealed test set.
+        Each fit is seeded by ``seed``, so batches are compared on equal terms; the episode is not changed.
+        Cheap with a fast learner (``model="ridge"``): one closed-form fit per batch.
+        """
+        if self.episode is None:
+            raise RuntimeError("no episode: call reset() first")
+        E, F = self.true_labels()
+        ptr = self.pool_ptr if self.layout == "flat" else None
+        ep, spec = self.episode, self.task
+        out = []
+        for batch in batches:
+            batch = [int(i) for i in batch]
+            if not batch or min(batch) < 0 or max(batch) >= self.n_pool or len(set(batch)) != len(batch):
+                raise ValueError(f"a look-ahead batch must hold distinct pool indices in [0, {self.n_pool}), got {batch}")
+            forces = list(ep.train.forces) + [F[ptr[i] : ptr[i + 1]] if ptr is not None else F[i] for i in batch]
+            energies = np.array(list(ep.train.energies) + [E[i] for i in batch])
+            idx = np.array(list(ep.train.rows) + self._rows(np.array(batch)), dtype=np.int64)
+            potential = make_potential(spec.model, self.representation, seed=int(seed), **spec.model_kwargs)
+            potential.fit(self.candidates, energies, np.concatenate(forces) if ptr is not None else np.stack(forces),
+                          np.random.default_rng([int(seed), 3]), idx=idx)
+            out.append(loop.evaluate(potential, self.validation)["force_mae"])
+        return np.array(out)
