@@ -3,10 +3,9 @@
 A policy is ``policy(obs, info, available, rng) -> int | None``: the index of one candidate with
 ``available == 1`` (``available`` is obs["mask"] less the picks made so far this round), or None to
 stop. ``PolicyAgent`` asks it up to k times, masking each pick; stopping early is allowed only where the
-environment allows any subset (``info["any_subset"]``). Nothing here loads weights: a learned policy
-(e.g. a network over obs["candidates"], obs["embedding"] and obs["globals"]) is passed in as a callable;
-building one from a checkpoint in the configuration is left to the issue that adds the first trained
-policy, which then registers it in ``agents.registry.STRATEGIES``.
+environment allows any subset (``info["any_subset"]``). Any callable policy can be wrapped this way; the
+project's own trained policy, loaded from a checkpoint, is ``agents.policy.LearnedPolicy``
+(``agent=learned``).
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ prefilter and a schedule (``agents.strategy.Strategy``), built from the keyword 
 
 Names resolve through dictionaries only: ``make_agent`` also accepts ``_`` for ``-`` and ``pp`` for
 ``++`` (``information_gain``, ``kmeanspp``, ``kmeans_pp``), and names the closest spelling otherwise.
-Learned policies are wrapped by ``agents.learned.PolicyAgent``; none is registered here, since a
-policy needs a checkpoint that no configuration provides yet.
+``learned`` is the trained query policy of ``agents.policy`` (``agent.kwargs.checkpoint=PATH``; the default
+is the checkpoint shipped in ``agents/checkpoints/``, see its README for how it was trained). Other callable
+policies are wrapped by ``agents.learned.PolicyAgent``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import difflib
 from typing import Any, Callable
 
 from agents.scores import feature_score, signal_to_noise, unit_score, window_score
+from agents.policy import DEFAULT_CHECKPOINT, LearnedPolicy
 from agents.selectors import LCMD, FarthestPoint, FixedInterval, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
 from agents.strategy import Agent, Linear, MostUncertain, Strategy, TrustWindow
 
@@ -63,6 +65,10 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     # spreads inside [lower, upper] first; in any-subset mode only those
     "trust-window": lambda feature=SPREAD, lower=0.05, upper=1.0: Strategy(
         "trust-window", TopK(), score=window_score(feature, lower, upper), prefilter=TrustWindow(feature, lower, upper)
+    ),
+    # a trained policy (agents.policy, trained by python -m agents.train): greedy picks of its scores
+    "learned": lambda checkpoint=None, temperature=0.0: LearnedPolicy.load(
+        DEFAULT_CHECKPOINT if checkpoint is None else checkpoint, float(temperature)
     ),
 }
 
