@@ -128,6 +128,8 @@ class FlatLayout:
             epochs = cfg.epochs_initial if epochs is None else epochs
             lr = cfg.lr
         else:
+            if cfg.refresh_scale:
+                self.refresh_baseline(self._composition(data, idx), E, Fr)
             epochs = cfg.epochs_per_round if epochs is None else epochs
             lr = cfg.warm_lr
         self.optimizer = torch.optim.Adam(self.parameters(), lr=lr, weight_decay=cfg.weight_decay)

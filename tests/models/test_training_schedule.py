@@ -107,3 +107,35 @@ def test_refit_from_scratch_matches_the_episode_labels_and_leaves_the_episode_al
     assert u.refit_test_metrics(seed=5, epochs_initial=1, min_steps=1)["force_mae"] > 2 * refit["force_mae"]
     # a refit on the same labels is in the same league as the in-loop potential (both trained enough)
     assert 0.5 < before["force_mae"] / refit["force_mae"] < 2.0
+
+
+def test_refreshing_baseline_and_scale_keeps_every_prediction(labelled):
+    frames, E, F = labelled
+    pot = _pot(seed=1, epochs_initial=2, min_steps=5)
+    data = FeaturizedFrames(frames, pot.aev)
+    pot.fit(data, E[:8], F[:8], np.random.default_rng(0), idx=np.arange(8))
+    before = pot.predict(data)
+    scale, base = pot.energy_scale, pot.element_energy.clone()
+    # labels with three times the forces and shifted energies: scale and baseline both move
+    idx = np.arange(24)
+    pot.refresh_baseline(pot._counts(data.species[torch.from_numpy(idx)]), torch.as_tensor(E - 5.0),
+                         torch.as_tensor(3 * F))
+    assert pot.energy_scale == pytest.approx(3 * float(np.sqrt((F**2).mean())), rel=1e-6)
+    assert pot.energy_scale != pytest.approx(scale) and not torch.allclose(pot.element_energy, base)
+    after = pot.predict(data)
+    np.testing.assert_allclose(after[0], before[0], rtol=1e-9, atol=0)  # energies of about -4,200 eV, float32 net
+    np.testing.assert_allclose(after[1], before[1], rtol=0, atol=1e-5)  # forces, eV/A
+
+
+def test_warm_fits_refresh_the_scale_only_when_asked(labelled):
+    frames, E, F = labelled
+    for refresh in (False, True):
+        pot = _pot(seed=2, epochs_initial=2, min_steps=5, epochs_per_round=1, refresh_scale=refresh)
+        data = FeaturizedFrames(frames, pot.aev)
+        pot.fit(data, E[:6], F[:6], np.random.default_rng(0), idx=np.arange(6))
+        first = pot.energy_scale
+        hot = F.copy()
+        hot[6:] *= 2.0  # later labels with larger forces, as exploring walkers bring
+        pot.fit(data, E, hot, np.random.default_rng(1), idx=np.arange(24))
+        expected = float(np.sqrt((hot**2).mean())) if refresh else first
+        assert pot.energy_scale == pytest.approx(expected, rel=1e-6)
