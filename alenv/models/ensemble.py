@@ -57,7 +57,7 @@ class EnsembleConfig:
     # rescaling the output layer so that no prediction changes (``refresh_baseline``). Off: both stay as the
     # first fit set them. On an exploration task whose later labels have larger forces than the initial ones
     # (AlanineDipeptide-GFN2-OTF: force RMS 0.77 eV/A initially, about 1.3 after), refreshing lowered the
-    # in-loop force MAE by 20-50% at 60-90 labels when the same labels were replayed; the in-loop potential
+    # in-loop force MAE by 19-46% at 60-90 labels when the same labels were replayed; the in-loop potential
     # there still swings by 2-3 x from one round to the next (benchmarks/results/learner).
     refresh_scale: bool = False
     weight_decay: float = 0.0
