@@ -26,13 +26,6 @@ V3 = (
     "v3: each round's training restarts Adam from the weights held (v2 carried its moments over from round to "
     "round: rMD17 ethanol at 730 labels 25.2 meV/A force MAE, restarted 21.0, same steps). Same data as v1."
 )
-V4_ALANINE = (
-    "v4: warm-started rounds re-derive the energy baseline and scale from every label held, the output layer "
-    "absorbing the change (EnsembleConfig.refresh_scale): the scale was fixed by the 10 initial labels (force "
-    "RMS 0.77 eV/A) while later labels are near 1.3, and v3's in-loop potential was 35-176% worse than a refit "
-    "from scratch on the same labels; replayed on v3's labels, refreshing lowers its error by 19-46%. Same data "
-    "as v1."
-)
 V1 = (
     "v1: a validation set (independent oracle MD at the test temperatures; for Dataset, drawn from the pool file "
     "or given as validation=PATH) drives the reward, the observation and info; the test set is sealed and read "
@@ -141,7 +134,7 @@ _OTF = [
     ),
     TaskSpec(
         name="AlanineDipeptide-GFN2-OTF",
-        version=4,
+        version=3,
         data_version=1,
         description=(
             "Alanine dipeptide (Ace-Ala-NMe, 22 atoms) with GFN2-xTB, on the fly: an exploration task. The "
@@ -149,10 +142,9 @@ _OTF = [
             "model MD at 300, 600 and 900 K; the test set (300 frames) is oracle MD at those temperatures, "
             "whose hotter runs visit other backbone basins. Coverage of the (phi, psi) plane is reported."
         ),
-        history=("v0: first release.", V1, V2, V3, V4_ALANINE),
+        history=("v0: first release.", V1, V2, V3),
         mode="otf",
         system="alanine_dipeptide",
-        model_kwargs={"refresh_scale": True},
         oracle="xtb",
         temperatures=(300.0, 600.0, 900.0),
         md=MDSettings(timestep=0.5, friction=0.01, stride=40, equilibration=200),
@@ -176,8 +168,7 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
         n_initial=5,
         budget=15,
         batch_size=5,
-        # a task's refresh_scale carries over to its tiny variant; its other model settings do not
-        model_kwargs={**TINY_MODEL, **{k: v for k, v in spec.model_kwargs.items() if k == "refresh_scale"}},
+        model_kwargs=TINY_MODEL,
         validation_size=20,
         descriptor=TINY_DESCRIPTOR,
         embedding_dim=8,
