@@ -15,6 +15,8 @@ nothing more: it is NOT an upper bound on what a strategy can reach, and strateg
 
 It never competes; its results are marked ``cheating``.
 
+``lookahead`` is a second CHEATING reference: the look-ahead expert of policy training (``LookaheadAgent``).
+
 Built by the runner from the environment (``make_reference(name, env)``), never by an agent. It uses only
 ``env.unwrapped.true_labels()`` -> energies (N,) eV, forces (N, n, 3) eV/Angstrom, and
 ``env.unwrapped.predict_candidates()`` -> member predictions, energies (M, N), forces (M, N, n, 3), which
@@ -72,7 +74,43 @@ def true_error(env: Any) -> TrueErrorAgent:
     return TrueErrorAgent(forces, predict, u.pool_ptr if getattr(u, "layout", "dense") == "flat" else None)
 
 
-REFERENCES: dict[str, Callable[[Any], Any]] = {"true-error": true_error}
+class LookaheadAgent:
+    """The look-ahead expert that ``agents.train`` imitates, as a CHEATING reference: each round it asks
+    every heuristic in ``proposers`` for a batch and keeps the one with the lowest validation force MAE after
+    a fit from scratch on the labels plus that batch's reference labels (``env.lookahead``). It reads pool
+    labels no strategy may see, and is one-step greedy over a handful of proposals: not an upper bound
+    either. Costs one fit of the task's model per proposal per round (cheap with ``model=ridge``)."""
+
+    name = "lookahead"
+    cheating = True
+
+    def __init__(self, lookahead: Callable[[list], np.ndarray], proposers: tuple[str, ...]):
+        self.lookahead, self.proposers = lookahead, proposers
+        self.winners: list[str] = []  # which proposer won each round
+
+    def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
+        from agents import make_agent
+
+        batches = [make_agent(name).act(obs, info, k, rng) for name in self.proposers]
+        best = int(np.argmin(self.lookahead(batches)))
+        self.winners.append(self.proposers[best])
+        return batches[best]
+
+
+def lookahead(env: Any) -> LookaheadAgent:
+    """The ``lookahead`` reference wired to a pool-mode environment (``env.unwrapped.lookahead``)."""
+    from agents.train import EXPERT_PROPOSERS
+
+    u = env.unwrapped
+    if not hasattr(u, "lookahead"):
+        raise ValueError(
+            "the lookahead reference refits on the reference labels of proposed batches, which only pool mode "
+            "has; this environment makes new candidates every round"
+        )
+    return LookaheadAgent(lambda batches: u.lookahead(batches, seed=0), EXPERT_PROPOSERS)
+
+
+REFERENCES: dict[str, Callable[[Any], Any]] = {"true-error": true_error, "lookahead": lookahead}
 
 
 def make_reference(name: str, env: Any) -> Any:

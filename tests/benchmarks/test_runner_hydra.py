@@ -211,3 +211,28 @@ def test_on_the_fly_episode_through_the_runner_and_report(tmp_path: Path, alenv_
         )
     with pytest.raises(ValueError, match="pool mode"):
         run(cfg, tmp_path / "cheat")
+
+
+def test_lookahead_reference_runs_keeps_the_best_proposal_and_is_marked(tmp_path: Path, alenv_cache: Path, monkeypatch) -> None:
+    """The look-ahead expert of policy training, as a cheating reference through the runner."""
+    import numpy as np
+
+    import agents
+    from benchmarks.references import LookaheadAgent
+    from benchmarks.run import run
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            "config",
+            overrides=["task=ethanol_gfn2_tiny", "agent=lookahead", "model=ridge", "seed=0",
+                       f"cache_dir={alenv_cache}", "progress=false"],
+        )
+    run(cfg, tmp_path)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["cheating"] is True and res["agent"] == "lookahead" and res["complete"] is True
+    # it returns the proposal whose look-ahead error is lowest
+    fixed = {"a": np.array([0]), "b": np.array([1]), "c": np.array([2])}
+    monkeypatch.setattr(agents, "make_agent", lambda name: type("P", (), {"act": lambda self, *a: fixed[name]})())
+    errors = {0: 3.0, 1: 1.0, 2: 2.0}
+    agent = LookaheadAgent(lambda batches: np.array([errors[int(b[0])] for b in batches]), ("a", "b", "c"))
+    assert agent.act({}, {}, 1, np.random.default_rng(0)).tolist() == [1] and agent.winners == ["b"]
