@@ -99,3 +99,25 @@ def _check_env_clean(env) -> None:
 def check_env_clean():
     """``check_env_clean(env)``: Gymnasium's check_env, failing on unexpected warnings."""
     return _check_env_clean
+
+
+def _shipped_policy_plays_a_round(env) -> None:
+    """The committed policy checkpoint (``agent=learned``) plays one round of ``env``: distinct available
+    picks (exactly ``max_picks`` in pool mode, at most that on the fly) that the environment accepts."""
+    import numpy as np
+
+    from agents import make_agent
+    from alenv.spaces import picks_to_action
+
+    obs, info = env.reset(seed=4)
+    picks = make_agent("learned").act(obs, info, info["max_picks"], np.random.default_rng(0))
+    assert len(set(picks.tolist())) == len(picks) and np.all(obs["mask"][picks] == 1)
+    assert len(picks) == info["max_picks"] or info["any_subset"]
+    _, reward, _, _, info = env.step(picks_to_action(picks, obs, info))
+    assert np.isfinite(reward) and info["round"] == 1
+
+
+@pytest.fixture(scope="session")
+def shipped_policy_plays_a_round():
+    """``shipped_policy_plays_a_round(env)``: one round of ``env`` played by the committed policy."""
+    return _shipped_policy_plays_a_round

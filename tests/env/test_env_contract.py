@@ -50,7 +50,7 @@ SLOW_TASKS = {
     [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TASKS else n
      for n in sorted(n for n, s in TASKS.items() if s.mode == "pool")],
 )
-def test_check_env_every_registered_task(name, make_env, rmd17_ethanol, check_env_clean):
+def test_check_env_every_registered_task(name, make_env, rmd17_ethanol, check_env_clean, shipped_policy_plays_a_round):
     env_id = TASKS[name].id
     assert env_id in gymnasium.registry
     env = make_env(env_id, **_kwargs_for(name, rmd17_ethanol))
@@ -66,19 +66,7 @@ def test_check_env_every_registered_task(name, make_env, rmd17_ethanol, check_en
         assert not truncated and np.isfinite(reward)
     assert steps == u.task.budget // u.task.batch_size
     assert info["metrics"]["n_labels"] == u.task.n_initial + u.task.budget
-    _one_round_of_the_shipped_policy(env)
-
-
-def _one_round_of_the_shipped_policy(env) -> None:
-    """The committed policy checkpoint (``agent=learned``) plays a round of this task: one network for all."""
-    from agents import make_agent
-    from alenv.spaces import picks_to_action
-
-    obs, info = env.reset(seed=4)
-    picks = make_agent("learned").act(obs, info, info["max_picks"], np.random.default_rng(0))
-    assert len(set(picks.tolist())) == len(picks) == info["max_picks"] and np.all(obs["mask"][picks] == 1)
-    _, reward, _, _, info = env.step(picks_to_action(picks, obs, info))
-    assert np.isfinite(reward) and info["round"] == 1
+    shipped_policy_plays_a_round(env)
 
 
 def _rollout(env, seed: int, actions: list[np.ndarray] | None = None, n_steps: int = 3):

@@ -35,7 +35,7 @@ def otf_env(make_env):
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n == "AlanineDipeptide-GFN2-OTF" else n for n in OTF_TASKS]
 )
-def test_check_env_every_otf_task(name, make_env, check_env_clean):
+def test_check_env_every_otf_task(name, make_env, check_env_clean, shipped_policy_plays_a_round):
     # tiny tasks with a shorter MD budget and stability test, so that the episode played to its end is short
     quick = {"otf": {"md_step_budget": 800, "stability_steps": 50}}
     env = make_env(TASKS[name].id, **(quick if name.endswith("-tiny") else SMALL))
@@ -52,14 +52,7 @@ def test_check_env_every_otf_task(name, make_env, check_env_clean):
     o = u.task.otf
     assert m["budget_used"] == u.task.budget or m["md_steps"] + o.walkers * o.steps_per_round > o.md_step_budget
     assert obs["mask"].sum() == 0  # nothing left to pick once the episode is over
-    from agents import make_agent  # the committed policy checkpoint (agent=learned) plays a round here too
-    from alenv.spaces import picks_to_action
-
-    obs, info = env.reset(seed=4)
-    picks = make_agent("learned").act(obs, info, info["max_picks"], np.random.default_rng(0))
-    assert np.all(obs["mask"][picks] == 1) and len(set(picks.tolist())) == len(picks)
-    _, reward, _, _, info = env.step(picks_to_action(picks, obs, info))
-    assert np.isfinite(reward) and info["round"] == 1
+    shipped_policy_plays_a_round(env)  # the committed policy checkpoint (agent=learned) plays here too
 
 
 def test_same_seed_same_episode(otf_env):
