@@ -28,6 +28,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -41,18 +42,25 @@ POLICY_PROPOSALS = 2  # sampled batches of the current policy offered to the exp
 OBS_KEYS = ("candidates", "embedding", "mask", "globals")
 
 
-def expert_batch(env, obs: dict, info: dict, policy: LearnedPolicy, rng: np.random.Generator, seed: int) -> tuple[np.ndarray, str, np.ndarray]:
-    """The proposed batch with the lowest look-ahead validation force MAE, its proposer and every MAE."""
+def best_batch(obs: dict, info: dict, k: int, rng: np.random.Generator, lookahead, proposers: Sequence[str],
+               extra: Sequence[tuple[str, np.ndarray]] = ()) -> tuple[np.ndarray, str, np.ndarray]:
+    """The look-ahead choice: each named heuristic's batch (and any ``extra`` (name, batch) pairs), scored
+    by ``lookahead(batches) -> validation force MAE``; the best batch, its proposer and every score."""
     from agents import make_agent
 
-    k = int(info["max_picks"])
-    batches = [make_agent(name).act(obs, info, k, rng) for name in EXPERT_PROPOSERS]
-    sampler = LearnedPolicy(policy.scorer, temperature=1.0)
-    batches += [sampler.act(obs, info, k, rng) for _ in range(POLICY_PROPOSALS)]
-    names = [*EXPERT_PROPOSERS, *(["policy"] * POLICY_PROPOSALS)]
-    maes = env.unwrapped.lookahead(batches, seed=seed)
+    named = [(name, make_agent(name).act(obs, info, k, rng)) for name in proposers] + list(extra)
+    maes = np.asarray(lookahead([batch for _, batch in named]))
     best = int(np.argmin(maes))
-    return batches[best], names[best], maes
+    return named[best][1], named[best][0], maes
+
+
+def expert_batch(env, obs: dict, info: dict, policy: LearnedPolicy, rng: np.random.Generator, seed: int) -> tuple[np.ndarray, str, np.ndarray]:
+    """The expert's batch: the best of the heuristics' and ``POLICY_PROPOSALS`` policy samples by
+    ``env.lookahead``; its proposer and every look-ahead MAE."""
+    k = int(info["max_picks"])
+    sampler = LearnedPolicy(policy.scorer, temperature=1.0)
+    samples = [("policy", sampler.act(obs, info, k, rng)) for _ in range(POLICY_PROPOSALS)]
+    return best_batch(obs, info, k, rng, lambda b: env.unwrapped.lookahead(b, seed=seed), EXPERT_PROPOSERS, samples)
 
 
 def rollout(task: str, seed: int, policy: LearnedPolicy, beta: float, cache_dir: str | None, data: list) -> dict:

@@ -89,12 +89,11 @@ class LookaheadAgent:
         self.winners: list[str] = []  # which proposer won each round
 
     def act(self, obs: dict, info: dict, k: int, rng: np.random.Generator) -> np.ndarray:
-        from agents import make_agent
+        from agents.train import best_batch
 
-        batches = [make_agent(name).act(obs, info, k, rng) for name in self.proposers]
-        best = int(np.argmin(self.lookahead(batches)))
-        self.winners.append(self.proposers[best])
-        return batches[best]
+        batch, winner, _ = best_batch(obs, info, k, rng, self.lookahead, self.proposers)
+        self.winners.append(winner)
+        return batch
 
 
 def lookahead(env: Any) -> LookaheadAgent:
