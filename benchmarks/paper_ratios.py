@@ -87,17 +87,24 @@ def table(runs: dict, baseline: str, pairs: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, help="runs.csv written by python -m benchmarks.report")
     p.add_argument("--baseline", default="random")
     p.add_argument("--pairs", nargs="*", default=[], help="direct comparisons a:b")
     p.add_argument("--out", type=Path, default=None)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     pairs = [tuple(s.split(":", 1)) for s in args.pairs]
     if any(len(x) != 2 for x in pairs):
         p.error("pairs are written a:b")
-    md = table(read(args.runs), args.baseline, pairs)
+    if not args.runs.is_file():
+        p.error(f"{args.runs}: no such file (a runs.csv written by python -m benchmarks.report)")
+    runs = read(args.runs)
+    known = {a for agents in runs.values() for a in agents}
+    unknown = sorted({name for pair in pairs for name in pair} - known | ({args.baseline} - known))
+    if unknown:
+        p.error(f"no runs of {', '.join(unknown)} in {args.runs}; strategies there: {', '.join(sorted(known))}")
+    md = table(runs, args.baseline, pairs)
     if args.out:
         args.out.write_text(md)
     print(md)

@@ -32,3 +32,13 @@ def test_training_resumes_and_reproduces_from_its_seed(tmp_path, alenv_cache):
         torch.testing.assert_close(pa, pb)
     data = np.load(tmp_path / "a" / "data.npz")
     assert {f.split("/")[1] for f in data.files} == {"candidates", "embedding", "mask", "globals", "batch", "k"}
+
+
+def test_bad_settings_stop_before_any_episode(tmp_path, capsys):
+    import pytest
+
+    for bad in (["--iterations", "0"], ["--episodes", "-1"], ["--beta", "1.5"]):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "x"), *bad])
+        assert "must be positive and beta in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # nothing written

@@ -36,3 +36,19 @@ def test_ratios_are_geometric_means_over_units_and_rounds(tmp_path):
     assert curve.ratio == pytest.approx(geo)  # round 0 (the shared initial fit) is left out of the curve
     md = table(runs, "random", [("lcmd", "random")])
     assert "| lcmd / random | 3 | " in md and "mean over rounds of log error" in md
+
+
+def test_bad_arguments_are_refused_with_the_reason(tmp_path, capsys):
+    from benchmarks.paper_ratios import main
+
+    _write(tmp_path / "runs.csv", [{"task": "T", "agent": a, "data_seed": 0, "seed": 0, "round": 0, "n_labels": 10,
+                                    **{m: 1.0 for m in METRICS}} for a in ("random", "lcmd")])
+    for argv, message in (
+        ([str(tmp_path / "runs.csv"), "--pairs", "lcmd"], "pairs are written a:b"),
+        ([str(tmp_path / "runs.csv"), "--pairs", "lcmd:uncertainy"], "no runs of uncertainy"),
+        ([str(tmp_path / "runs.csv"), "--baseline", "randm"], "no runs of randm"),
+        ([str(tmp_path / "missing.csv")], "no such file"),
+    ):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err
