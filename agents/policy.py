@@ -149,10 +149,12 @@ class LearnedPolicy:
             raise ValueError(f"temperature must be finite and non-negative, got {temperature}")
         self.scorer, self.temperature, self.name = scorer, float(temperature), name
 
-    def rounds(self, obs: dict, picks: Sequence[int], k: int) -> tuple[RoundContext, list[np.ndarray], list[int]]:
+    def rounds(self, obs: dict, picks: Sequence[int], k: int,
+               ctx: RoundContext | None = None) -> tuple[RoundContext, list[np.ndarray], list[int]]:
         """The inputs before each pick of ``picks`` (candidate indices, in order) and each pick's position
-        among the available rows: what training scores."""
-        ctx = RoundContext.of(obs)
+        among the available rows: what training scores. ``ctx``: ``RoundContext.of(obs)`` if already made
+        (training reuses it every epoch; its crowding input costs O(N^2) in the candidates)."""
+        ctx = RoundContext.of(obs) if ctx is None else ctx
         where = {int(r): i for i, r in enumerate(ctx.rows)}
         nearest = ctx.dist_to_train.copy()
         xs, pos = [], []
@@ -165,10 +167,10 @@ class LearnedPolicy:
             nearest = np.minimum(nearest, np.linalg.norm(ctx.embedding - ctx.embedding[i], axis=1))
         return ctx, xs, pos
 
-    def log_prob(self, obs: dict, picks: Sequence[int], k: int) -> torch.Tensor:
+    def log_prob(self, obs: dict, picks: Sequence[int], k: int, ctx: RoundContext | None = None) -> torch.Tensor:
         """Log-probability (with gradient) of the ordered batch ``picks`` under the softmax of the scores
-        (temperature 1), each pick among the candidates not yet picked."""
-        _, xs, pos = self.rounds(obs, picks, k)
+        (temperature 1), each pick among the candidates not yet picked (``ctx`` as in ``rounds``)."""
+        _, xs, pos = self.rounds(obs, picks, k, ctx)
         total = torch.zeros(())
         taken: list[int] = []
         for x, i in zip(xs, pos):

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.policy import LearnedPolicy, Scorer
+from agents.policy import LearnedPolicy, RoundContext, Scorer
 
 TRAINING_TASKS = ("Ethanol-GFN2-tiny", "Cu-EMT-tiny")
 EXPERT_PROPOSERS = ("random", "uncertainty", "kmeans++", "fps", "trust-window", "maxdet")
@@ -91,12 +91,13 @@ def rollout(task: str, seed: int, policy: LearnedPolicy, beta: float, cache_dir:
 def fit(policy: LearnedPolicy, data: list, epochs: int, lr: float, rng: np.random.Generator) -> float:
     """Maximise the mean per-pick log-likelihood of the expert batches; returns the last epoch's loss."""
     opt = torch.optim.Adam(policy.scorer.parameters(), lr=lr)
+    contexts = [RoundContext.of(d) for d in data]  # what does not depend on the weights, made once
     loss_value = float("nan")
     for _ in range(epochs):
         total = 0.0
         for j in rng.permutation(len(data)):
             d = data[j]
-            loss = -policy.log_prob(d, d["batch"].tolist(), d["k"]) / len(d["batch"])
+            loss = -policy.log_prob(d, d["batch"].tolist(), d["k"], contexts[j]) / len(d["batch"])
             opt.zero_grad()
             loss.backward()
             opt.step()
