@@ -53,8 +53,9 @@ def _env_id(task: str) -> str:
     return get_task("Dataset" if task == "rmd17-ethanol" else task).id
 
 
-def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) -> dict:
-    """Play one random-pick episode of ``task`` and compare in-loop and refitted test errors at checkpoints."""
+def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path, model: dict | None = None) -> dict:
+    """Play one random-pick episode of ``task`` and compare in-loop and refitted test errors at checkpoints;
+    ``model`` overrides some of the task's model settings (both potentials get them)."""
     import gymnasium as gym
     import numpy as np
 
@@ -64,6 +65,10 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) 
 
     kwargs = _rmd17_kwargs(tmp) if task == "rmd17-ethanol" else {}
     env_id = _env_id(task)
+    if model:
+        from alenv.tasks import get_task
+
+        kwargs["model_kwargs"] = {**get_task("Dataset" if task == "rmd17-ethanol" else task).model_kwargs, **model}
     env = gym.make(env_id, cache_dir=cache_dir, progress=sys.stderr.isatty(), wall_times=True, **kwargs)
     agent, rng = make_agent("random"), np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
@@ -100,7 +105,7 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path) 
         if row["subsets"]:
             print(f"{'':{len(task) + 1}} per subset: {_subset_gaps(row)}", flush=True)
     env.close()
-    return {"task": task, "id": env_id, "seed": seed, "every": every, "checkpoints": rows,
+    return {"task": task, "id": env_id, "seed": seed, "every": every, "overrides": model or {}, "checkpoints": rows,
             "train_seconds_per_round": train_seconds, "model": env.unwrapped.task.model_kwargs}
 
 
@@ -153,6 +158,20 @@ def table(results: dict) -> str:
     )
 
 
+def _settings(pairs: list[str]) -> dict:
+    """``["scratch_growth=1.5", "hidden=[64,64]"]`` -> model settings (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model takes KEY=VALUE pairs, got {pair!r}")
+        value = yaml.safe_load(value)
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=STANDARD)
@@ -160,20 +179,27 @@ def main() -> None:
     p.add_argument("--every", type=int, default=5, help="checkpoint every this many rounds (and at the end)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default=None, help="folder for results.json and table.md (resumes from them)")
+    p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="model settings to try instead of the task's, e.g. scratch_growth=1.5 warm_lr=1e-3")
     args = p.parse_args()
     if args.every < 1:
         p.error("--every must be at least 1")
+    try:
+        model = _settings(args.model)
+    except ValueError as err:
+        p.error(str(err))
     out = Path(args.out) if args.out else None
     path = out / "results.json" if out else None
     results = json.loads(path.read_text()) if path and path.exists() else {}
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             done = results.get(task)
-            same = done and (done.get("id"), done["seed"], done["every"]) == (_env_id(task), args.seed, args.every)
+            same = done and (done.get("id"), done["seed"], done["every"], done.get("overrides", {})) == (
+                _env_id(task), args.seed, args.every, model)
             if same:  # a new task version (another learner) is measured again
                 print(f"{task}: already in {path}, skipped")
                 continue
-            results[task] = measure(task, args.seed, args.every, args.cache_dir, Path(tmp))
+            results[task] = measure(task, args.seed, args.every, args.cache_dir, Path(tmp), model)
             if out:
                 out.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(results, indent=1))

@@ -60,6 +60,12 @@ class EnsembleConfig:
     # the in-loop force MAE by 19-46% at 60-90 labels when one episode's labels were replayed, but a whole
     # episode with it on still ended 93% and 191% above a refit at 110 and 160 labels, as without it.
     refresh_scale: bool = False
+    # Warm-started fits become fits from scratch (new initial weights, ``epochs_initial`` passes) once the
+    # labels held reach this multiple of those of the last fit from scratch: 0 = never. Training many rounds
+    # from one start can leave a worse optimum than one fit on all labels; refitting at geometric steps
+    # (1.5: at 15, 23, 34, 51, 76, 114, 171... labels after 10) bounds that at about 3x the cost of the
+    # largest fit from scratch over a whole episode.
+    scratch_growth: float = 0.0
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -72,6 +78,8 @@ class EnsembleConfig:
                 "epochs_initial, epochs_per_round and batch_size must be positive and min_steps non-negative, got "
                 f"{self.epochs_initial}, {self.epochs_per_round}, {self.batch_size}, {self.min_steps}"
             )
+        if self.scratch_growth and not self.scratch_growth > 1:
+            raise ValueError(f"scratch_growth must be 0 (off) or above 1, got {self.scratch_growth}")
 
 
 def _init_layer(gen: torch.Generator, M: int, n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,17 +102,20 @@ class EnsemblePotential(FlatLayout):
         self.config = config
         self.aev = representation.aev
         self.gen = torch.Generator().manual_seed(int(seed))
-        M, S, D = config.n_members, self.spec.n_species, self.spec.n_features
-        sizes = (D, *config.hidden, 1)
-        self.layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = [
-            [_init_layer(self.gen, M, a, b) for a, b in zip(sizes[:-1], sizes[1:])] for _ in range(S)
-        ]
-        self.element_energy = torch.zeros(S, dtype=torch.float64)  # eV per atom of each element
+        self.layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = self._initial_layers()
+        self.element_energy = torch.zeros(self.spec.n_species, dtype=torch.float64)  # eV per atom of each element
         self.energy_scale = 1.0  # eV; network outputs are multiplied by it
         self.optimizer: torch.optim.Optimizer | None = None
         self.n_updates = 0
         self._boot_rng = np.random.default_rng([int(seed), 1])  # bootstrap weights, drawn once per label
-        self._weights = np.zeros((M, 0))
+        self._weights = np.zeros((config.n_members, 0))
+        self.scratch_labels = 0  # labels of the last fit from scratch (``scratch_growth``)
+
+    def _initial_layers(self) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Fresh weights of every element's networks, drawn from the potential's own generator."""
+        M, S, D = self.config.n_members, self.spec.n_species, self.spec.n_features
+        sizes = (D, *self.config.hidden, 1)
+        return [[_init_layer(self.gen, M, a, b) for a, b in zip(sizes[:-1], sizes[1:])] for _ in range(S)]
 
     @property
     def n_members(self) -> int:
@@ -291,7 +302,12 @@ class EnsemblePotential(FlatLayout):
         if not self.representation.normalised:
             self.representation.set_normalisation([data])
         cfg = self.config
-        warm = self.optimizer is not None if warm is None else warm
+        if warm is None:
+            warm = self.optimizer is not None
+            if warm and cfg.scratch_growth and K >= cfg.scratch_growth * self.scratch_labels:
+                self.layers, warm = self._initial_layers(), False  # see EnsembleConfig.scratch_growth
+        if not warm or self.optimizer is None:
+            self.scratch_labels = K
         if flat:
             return self._fit_flat(data, idx, E, Fr, rng, epochs, warm)
         species = data.species[torch.from_numpy(idx)]

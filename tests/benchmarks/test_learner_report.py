@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks.learner import UNCOVERED_DEGREES, _subset_gaps, _uncovered
+from benchmarks.learner import UNCOVERED_DEGREES, _settings, _subset_gaps, _uncovered
 
 
 def _rotated(psi: float, temperature: float):
@@ -37,3 +37,11 @@ def test_subset_gaps_name_each_subset_with_its_uncovered_share():
     row = {"subsets": {"T=300K": [0.3, 0.3], "T=600K": [5.0, 1.0]}, "uncovered": {"T=300K": 0.0, "T=600K": 0.68}}
     assert _subset_gaps(row) == "T=300K +0%, T=600K +400% (68% uncovered)"
     assert _subset_gaps({"in_loop": {}}) == ""
+
+
+def test_model_settings_to_try_are_parsed_and_bad_pairs_refused():
+    assert _settings(["scratch_growth=1.5", "hidden=[64, 64]", "bootstrap=false"]) == {
+        "scratch_growth": 1.5, "hidden": (64, 64), "bootstrap": False}
+    for bad in (["scratch_growth"], ["=3"]):
+        with pytest.raises(ValueError, match="KEY=VALUE"):
+            _settings(bad)

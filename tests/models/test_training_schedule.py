@@ -139,3 +139,33 @@ def test_warm_fits_refresh_the_scale_only_when_asked(labelled):
         pot.fit(data, E, hot, np.random.default_rng(1), idx=np.arange(24))
         expected = float(np.sqrt((hot**2).mean())) if refresh else first
         assert pot.energy_scale == pytest.approx(expected, rel=1e-6)
+
+
+def test_warm_fits_start_again_from_scratch_when_the_labels_have_grown_enough(labelled):
+    frames, E, F = labelled
+    kw = dict(epochs_initial=3, min_steps=7, epochs_per_round=1, batch_size=4)
+    pot = _pot(seed=4, scratch_growth=1.5, **kw)
+    data = FeaturizedFrames(frames, pot.aev)
+    steps = []
+    for K in (8, 11, 12, 17, 18):  # 12 = 1.5 x 8: from scratch; 18 = 1.5 x 12: again; 11 and 17 stay warm
+        before = pot.n_updates
+        first = [W.detach().clone() for W, _ in pot.layers[0]]
+        pot.fit(data, E[:K], F[:K], np.random.default_rng(K), idx=np.arange(K))
+        steps.append(pot.n_updates - before)
+        assert pot.scratch_labels == (8 if K < 12 else 12 if K < 18 else 18)
+        if K in (12, 18):  # fresh initial weights, not a continuation of the last fit
+            assert not any(torch.equal(a, W) for a, (W, _) in zip(first, pot.layers[0]))
+    # from scratch: max(min_steps, epochs_initial passes); warm: epochs_per_round passes of ceil(K / 4) batches
+    assert steps == [max(7, 3 * 2), 3, max(7, 3 * 3), 5, max(7, 3 * 5)]
+    # off (the default): every later fit is warm
+    plain = _pot(seed=4, **kw)
+    for K in (8, 12, 18):
+        plain.fit(data, E[:K], F[:K], np.random.default_rng(K), idx=np.arange(K))
+    assert plain.scratch_labels == 8 and plain.n_updates == 7 + 3 + 5
+    # the same seed and labels give the same weights
+    again = _pot(seed=4, scratch_growth=1.5, **kw)
+    for K in (8, 11, 12, 17, 18):
+        again.fit(data, E[:K], F[:K], np.random.default_rng(K), idx=np.arange(K))
+    np.testing.assert_array_equal(again.predict(data)[1], pot.predict(data)[1])
+    with pytest.raises(ValueError, match="scratch_growth"):
+        EnsembleConfig(scratch_growth=0.9)
