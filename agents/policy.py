@@ -42,6 +42,30 @@ POLICY_INPUTS: tuple[str, ...] = (
     "picked_fraction",  # picks made this round / picks to make
     *(f"global_{g}" for g in GLOBALS),
 )
+# Named subsets of the inputs, for ablations and for the learned scalar mix (``python -m agents.train --inputs``)
+INPUT_SETS: dict[str, tuple[str, ...]] = {
+    "all": POLICY_INPUTS,
+    # uncertainty and distance only: with no hidden layer, a learned weighted sum of the two (a scalar mix)
+    "mix": ("z_log_force_std_max", "log_dist_to_chosen"),
+    "no-density-distance": tuple(
+        n for n in POLICY_INPUTS if n not in ("z_log_dist_to_train", "rank_dist_to_train", "rank_crowding", "log_dist_to_chosen")
+    ),
+    "no-learner-state": tuple(n for n in POLICY_INPUTS if not n.startswith("global_")),
+}
+
+
+def input_set(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """The inputs named by ``spec``: a key of ``INPUT_SETS``, or input names (a list, or one string with
+    commas); ValueError for an unknown or repeated name."""
+    if isinstance(spec, str):
+        if spec in INPUT_SETS:
+            return INPUT_SETS[spec]
+        spec = [s.strip() for s in spec.split(",") if s.strip()]
+    names = tuple(spec)
+    unknown = [n for n in names if n not in POLICY_INPUTS]
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"inputs must be one of {sorted(INPUT_SETS)} or distinct names from {list(POLICY_INPUTS)}; got {list(names)}")
+    return names
 
 
 def _z(x: np.ndarray) -> np.ndarray:
@@ -120,11 +144,14 @@ def _crowding(emb: np.ndarray) -> np.ndarray:
 
 
 class Scorer(torch.nn.Module):
-    """The shared per-candidate network: inputs (N, len(POLICY_INPUTS)) to scores (N,)."""
+    """The shared per-candidate network: inputs (N, len(POLICY_INPUTS)) to scores (N,), reading only the
+    columns named in ``inputs`` (all by default; ``hidden=()`` makes it linear in them)."""
 
-    def __init__(self, hidden: Sequence[int] = (64, 64), n_inputs: int = len(POLICY_INPUTS)):
+    def __init__(self, hidden: Sequence[int] = (64, 64), inputs: str | Sequence[str] = POLICY_INPUTS):
         super().__init__()
-        sizes = [n_inputs, *hidden]
+        self.inputs = input_set(inputs if isinstance(inputs, str) else list(inputs))
+        self.register_buffer("columns", torch.tensor([POLICY_INPUTS.index(n) for n in self.inputs]), persistent=False)
+        sizes = [len(self.inputs), *hidden]
         layers: list[torch.nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:]):
             layers += [torch.nn.Linear(a, b), torch.nn.SiLU()]
@@ -133,7 +160,9 @@ class Scorer(torch.nn.Module):
         self.hidden = tuple(int(h) for h in hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)[..., 0]
+        if x.shape[-1] != len(POLICY_INPUTS):
+            raise ValueError(f"the scorer takes all {len(POLICY_INPUTS)} policy inputs per candidate, got {x.shape[-1]}")
+        return self.net(x[..., self.columns])[..., 0]
 
 
 class LearnedPolicy:
@@ -209,19 +238,24 @@ class LearnedPolicy:
     # ----------------------------------------------------------------------------------- checkpoints
     def save(self, path: str | Path, **meta: Any) -> None:
         """Weights, inputs and architecture (and any ``meta``: training settings, seeds) in one file."""
-        torch.save({"state_dict": self.scorer.state_dict(), "inputs": list(POLICY_INPUTS),
+        torch.save({"state_dict": self.scorer.state_dict(), "inputs": list(self.scorer.inputs),
                     "hidden": list(self.scorer.hidden), "meta": meta}, Path(path))
 
     @classmethod
     def load(cls, path: str | Path, temperature: float = 0.0) -> "LearnedPolicy":
-        """A policy from ``save``'s file; refuses one written for other inputs."""
+        """A policy from ``save``'s file; refuses one that reads inputs this version does not compute."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no policy checkpoint at {path}")
         ck = torch.load(path, map_location="cpu", weights_only=True)
-        if list(ck.get("inputs", [])) != list(POLICY_INPUTS):
-            raise ValueError(f"{path} was trained on inputs {ck.get('inputs')}, this version computes {list(POLICY_INPUTS)}")
-        scorer = Scorer(ck["hidden"])
-        scorer.load_state_dict(ck["state_dict"])
+        try:
+            inputs = input_set(list(ck.get("inputs", [])))
+        except ValueError:
+            raise ValueError(f"{path} was trained on inputs {ck.get('inputs')}, this version computes {list(POLICY_INPUTS)}") from None
+        scorer = Scorer(ck["hidden"], inputs)
+        try:
+            scorer.load_state_dict(ck["state_dict"])
+        except RuntimeError as err:
+            raise ValueError(f"{path}: its weights do not fit its inputs {list(inputs)} and layers {ck['hidden']}") from err
         scorer.eval()
         return cls(scorer, temperature)

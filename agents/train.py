@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from agents.policy import LearnedPolicy, RoundContext, Scorer
+from agents.policy import INPUT_SETS, LearnedPolicy, RoundContext, Scorer, input_set
 
 TRAINING_TASKS = ("Ethanol-GFN2-tiny", "Cu-EMT-tiny")
 EXPERT_PROPOSERS = ("random", "uncertainty", "kmeans++", "fps", "trust-window", "maxdet")
@@ -138,17 +138,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--beta", type=float, default=0.5, help="the expert acts with probability beta ** iteration")
     p.add_argument("--epochs", type=int, default=20, help="passes over the data set per iteration")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--hidden", type=int, nargs="+", default=[64, 64])
+    p.add_argument("--hidden", type=int, nargs="*", default=[64, 64], help="hidden layer sizes; none: linear")
+    p.add_argument("--inputs", default="all",
+                   help=f"which policy inputs the scorer reads: one of {sorted(INPUT_SETS)} or names joined by commas "
+                        "(ablations; 'mix' with no --hidden is the learned scalar mix of uncertainty and distance)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None)
     args = p.parse_args(argv)
     if args.iterations < 1 or args.episodes < 1 or args.epochs < 1 or not 0 <= args.beta <= 1:
         p.error("iterations, episodes and epochs must be positive and beta in [0, 1]")
+    if any(h < 1 for h in args.hidden):
+        p.error(f"hidden layer sizes must be positive, got {args.hidden}")
+    try:
+        inputs = input_set(args.inputs)
+    except ValueError as err:
+        p.error(str(err))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
     state = load_state(out)
-    policy, data, curve = state if state else (LearnedPolicy(Scorer(args.hidden)), [], [])
+    policy, data, curve = state if state else (LearnedPolicy(Scorer(args.hidden, inputs)), [], [])
     if state:
         print(f"resuming after iteration {len(curve)} ({len(data)} expert batches)", file=sys.stderr)
     for it in range(len(curve), args.iterations):

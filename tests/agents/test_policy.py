@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.policy import POLICY_INPUTS, LearnedPolicy, RoundContext, Scorer
+from agents.policy import INPUT_SETS, POLICY_INPUTS, LearnedPolicy, RoundContext, Scorer, input_set
 from alenv.observe import CANDIDATE_FEATURES, GLOBAL_FEATURES
 from alenv.spaces import picks_to_action
 
@@ -77,10 +77,14 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
     again = LearnedPolicy.load(path)
     np.testing.assert_array_equal(again.act(obs, {}, 4, np.random.default_rng(0)), policy.act(obs, {}, 4, np.random.default_rng(0)))
     ck = torch.load(path, weights_only=True)
-    ck["inputs"] = ck["inputs"][:-1]
+    ck["inputs"] = ck["inputs"][:-1] + ["an_input_no_longer_computed"]
     torch.save(ck, tmp_path / "old.pt")
     with pytest.raises(ValueError, match="trained on inputs"):
         LearnedPolicy.load(tmp_path / "old.pt")
+    ck["inputs"] = ck["inputs"][:-1]  # known inputs, but one fewer than the weights were trained on
+    torch.save(ck, tmp_path / "short.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        LearnedPolicy.load(tmp_path / "short.pt")
     with pytest.raises(FileNotFoundError, match="no policy checkpoint"):
         LearnedPolicy.load(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="temperature"):
@@ -98,3 +102,33 @@ def test_whole_episodes_in_pool_and_on_the_fly_mode(make_env, env_id):
         obs, _, terminated, truncated, info = env.step(picks_to_action(picks, obs, info))
         done, rounds = terminated or truncated, rounds + 1
     assert rounds >= 2 and info["metrics"]["n_labels"] > env.unwrapped.task.n_initial
+
+
+def test_a_scorer_on_a_subset_of_inputs_reads_only_those(tmp_path):
+    torch.manual_seed(3)
+    mix = LearnedPolicy(Scorer((), "mix"))  # no hidden layer: a weighted sum of uncertainty and distance
+    assert len(list(mix.scorer.parameters())) == 2 and mix.scorer.net[0].weight.shape == (1, 2)
+    ctx = RoundContext.of(_obs(25))
+    x = ctx.inputs(ctx.dist_to_train, 0.0)
+    unread = [j for j, n in enumerate(POLICY_INPUTS) if n not in INPUT_SETS["mix"]]
+    y = x.copy()
+    y[:, unread] = np.random.default_rng(0).normal(size=(len(x), len(unread)))
+    torch.testing.assert_close(mix.scorer(torch.from_numpy(y)), mix.scorer(torch.from_numpy(x)))
+    w = mix.scorer.net[0].weight.detach()[0].double().numpy()
+    cols = [POLICY_INPUTS.index(n) for n in INPUT_SETS["mix"]]
+    np.testing.assert_allclose(mix.scorer(torch.from_numpy(x)).detach().double().numpy(),
+                               x[:, cols] @ w + float(mix.scorer.net[0].bias), rtol=1e-5, atol=1e-6)
+    mix.save(tmp_path / "mix.pt")
+    again = LearnedPolicy.load(tmp_path / "mix.pt")
+    assert again.scorer.inputs == INPUT_SETS["mix"]
+    obs = _obs(30, seed=2)
+    np.testing.assert_array_equal(again.act(obs, {}, 5, np.random.default_rng(0)), mix.act(obs, {}, 5, np.random.default_rng(0)))
+    # ablation sets drop what they say, and bad names are refused
+    assert not any(n.startswith("global_") for n in input_set("no-learner-state"))
+    assert "rank_crowding" not in input_set("no-density-distance") and "log_dist_to_chosen" not in input_set("no-density-distance")
+    assert input_set("z_log_force_std_max, picked_fraction") == ("z_log_force_std_max", "picked_fraction")
+    for bad in ("nonsense", "z_log_force_std_max,z_log_force_std_max", ""):
+        with pytest.raises(ValueError, match="inputs must be"):
+            input_set(bad)
+    with pytest.raises(ValueError, match="takes all"):
+        mix.scorer(torch.zeros(3, 2))

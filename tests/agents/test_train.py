@@ -42,3 +42,17 @@ def test_bad_settings_stop_before_any_episode(tmp_path, capsys):
             main(["--out", str(tmp_path / "x"), *bad])
         assert "must be positive and beta in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing written
+    for bad, says in ((["--inputs", "nonsense"], "inputs must be"), (["--hidden", "0"], "must be positive")):
+        with pytest.raises(SystemExit):
+            main(["--out", str(tmp_path / "x"), *bad])
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_scalar_mix_trains_through_the_same_command(tmp_path, alenv_cache):
+    args = _args(tmp_path / "mix", alenv_cache, 1)
+    args[args.index("--hidden") + 1: args.index("--hidden") + 2] = []  # no hidden layer: a linear scorer
+    main([*args, "--inputs", "mix"])
+    mix = LearnedPolicy.load(tmp_path / "mix" / "policy.pt")
+    assert mix.scorer.inputs == ("z_log_force_std_max", "log_dist_to_chosen") and mix.scorer.hidden == ()
+    assert mix.scorer.net[0].weight.shape == (1, 2)
