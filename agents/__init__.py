@@ -11,6 +11,7 @@ only obs, info and an rng; reference points that read the environment live in ``
 __alenv__ = True  # marks this top-level ``agents`` as alenv's (the name is generic; see README)
 
 from agents.algorithms import fps_select, kmeanspp_select, lcmd_select, maxdet_select, topk_select
+from agents.bandit import HeuristicBandit
 from agents.learned import PolicyAgent, greedy_policy
 from agents.registry import AGENTS, ALIASES, OTF_ONLY, STRATEGIES, make_agent, resolve_name
 from agents.scores import (
@@ -38,6 +39,7 @@ from agents.selectors import (
 from agents.strategy import Agent, Linear, MostUncertain, Strategy, TrustWindow
 
 __all__ = [
+    "HeuristicBandit",
     "AGENTS",
     "ALIASES",
     "Agent",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable
 
+from agents.bandit import DEFAULT_ARMS, HeuristicBandit
 from agents.scores import feature_score, signal_to_noise, unit_score, window_score
 from agents.policy import DEFAULT_CHECKPOINT, LearnedPolicy
 from agents.selectors import LCMD, FarthestPoint, FixedInterval, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
@@ -66,6 +67,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "trust-window": lambda feature=SPREAD, lower=0.05, upper=1.0: Strategy(
         "trust-window", TopK(), score=window_score(feature, lower, upper), prefilter=TrustWindow(feature, lower, upper)
     ),
+    # EXP3 over heuristics: each round one of them labels the batch, weighted by the validation-error drops
+    # that followed its earlier rounds (agents.bandit)
+    "bandit": lambda arms=DEFAULT_ARMS, gamma=0.3, eta=1.0: HeuristicBandit(arms, float(gamma), float(eta)),
     # a trained policy (agents.policy, trained by python -m agents.train): greedy picks of its scores
     "learned": lambda checkpoint=None, temperature=0.0: LearnedPolicy.load(
         DEFAULT_CHECKPOINT if checkpoint is None else checkpoint, float(temperature)

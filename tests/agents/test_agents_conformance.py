@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import numpy as np
@@ -36,16 +37,16 @@ def test_agent_conformance_full_episode(name, ethanol_tiny_env):
         k = info["max_picks"]
         assert k > 0
         obs_copy = {key: v.copy() for key, v in obs.items()}
-        state = rng.bit_generator.state
+        state, before = rng.bit_generator.state, copy.deepcopy(agent)  # (the bandit keeps state per episode)
         action = agent.act(obs, info, k, rng)
         _check_action(action, k, obs["mask"])
         assert not labelled & set(action.tolist())
         for key in obs:  # agents never modify the observation
             np.testing.assert_array_equal(obs[key], obs_copy[key])
-        # Same observation and same rng state: the same action.
+        # Same agent state, observation and rng state: the same action.
         replay = np.random.default_rng()
         replay.bit_generator.state = state
-        np.testing.assert_array_equal(make_agent(name).act(obs, info, k, replay), action)
+        np.testing.assert_array_equal(before.act(obs, info, k, replay), action)
         labelled |= set(action.tolist())
         obs, reward, terminated, truncated, info = env.step(picks_to_action(action, obs, info))
     assert global_feature(obs, "budget_used") == pytest.approx(1.0)  # the whole budget went to distinct picks
