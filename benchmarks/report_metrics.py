@@ -221,3 +221,63 @@ def resolution(comparisons: dict[str, dict[str, tuple[Paired, float]]], cheats: 
             "inconclusive": sorted(a for a, (c, p) in family.items() if not p < ALPHA),
         }
     return out
+
+
+# Agents that learn what to pick (a trained policy, a bandit over heuristics): measured against the best
+# heuristic and the cheating references, beside their comparison with random.
+LEARNED = frozenset({"learned", "bandit"})
+
+
+def _parts(agent: str) -> tuple[str, str]:
+    """``learned[agent.kwargs.checkpoint=x]`` -> (``learned``, ``[agent.kwargs.checkpoint=x]``)."""
+    i = agent.find("[")
+    return (agent, "") if i < 0 else (agent[:i], agent[i:])
+
+
+def gap_closed(by_unit: dict[str, dict[Unit, dict]], key: str, cheats: set[str], n_boot: int = 4000,
+               seed: int = 0) -> list[dict]:
+    """For each learned agent (``LEARNED``) and each cheating reference of the same sweep variant: the share
+    of the gap from the best heuristic to the reference that the agent closes, on ``key``.
+
+    On the units all of them ran, with ``L``, ``H`` and ``R`` the mean log errors of the agent, of the best
+    heuristic (every fair agent but random and the learned ones; the one with the lowest mean) and of the
+    reference: share = (H - L) / (H - R), so 0 is the best heuristic's error and 1 the reference's. The 95%
+    interval is a percentile bootstrap over units that picks the best heuristic again in every resample
+    (choosing it from the same data favours the heuristics). Where the reference is not better than the best
+    heuristic (H <= R) the share is undefined (NaN); ``undefined`` is the fraction of resamples where it was.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for agent in sorted(by_unit):
+        name, variant = _parts(agent)
+        if name not in LEARNED:
+            continue
+        heuristics = [a for a in by_unit if a not in cheats and _parts(a)[1] == variant
+                      and _parts(a)[0] not in LEARNED | {"random"}]
+        for ref in sorted(a for a in cheats if a in by_unit and _parts(a)[1] == variant):
+            units = sorted(set.intersection(*(set(by_unit[a]) for a in (agent, ref, *heuristics)))) if heuristics else []
+            if len(units) < 2:
+                continue
+            logs = {a: np.log([metric_value(by_unit[a][u], key) for u in units]) for a in (agent, ref, *heuristics)}
+            if not all(np.isfinite(v).all() for v in logs.values()):
+                continue
+            H_all = np.stack([logs[a] for a in heuristics])  # (heuristics, units)
+
+            def share(idx: np.ndarray) -> tuple[float, int]:
+                means = H_all[:, idx].mean(1)
+                best = int(np.argmin(means))
+                h, lo, r = means[best], logs[agent][idx].mean(), logs[ref][idx].mean()
+                return ((h - lo) / (h - r) if h - r > 1e-12 else math.nan), best
+
+            point, best = share(np.arange(len(units)))
+            boot = np.array([share(rng.integers(0, len(units), len(units)))[0] for _ in range(n_boot)])
+            ok = boot[np.isfinite(boot)]
+            lo, hi = (np.percentile(ok, [2.5, 97.5]) if len(ok) else (math.nan, math.nan))
+            out.append({
+                "agent": agent, "reference": ref, "units": len(units), "best_heuristic": heuristics[best],
+                "heuristic_over_reference": float(np.exp(H_all[best].mean() - logs[ref].mean())),
+                "agent_over_heuristic": float(np.exp(logs[agent].mean() - H_all[best].mean())),
+                "share": float(point), "low": float(lo), "high": float(hi),
+                "undefined": float(np.mean(~np.isfinite(boot))),
+            })
+    return out

@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from benchmarks.report_metrics import (
-    ALPHA, HEADLINE, MAX_KEY, NAMES, POWER, SUBSET, Unit, baseline, compare, curves, error_keys,
+    ALPHA, HEADLINE, MAX_KEY, NAMES, POWER, SUBSET, Unit, baseline, compare, curves, error_keys, gap_closed,
     group_by_unit, labels_to_target, metric_name, metric_unit, metric_value, metrics_at, resolution,
     run_stats, unit, unit_ranks,
 )
@@ -234,6 +234,27 @@ def _point_sections(task: str, runs: list[dict], keys: list[str], cheats: set[st
     return lines, comparisons
 
 
+def _gap_section(by_unit: dict[str, dict[Unit, dict]], cheats: set[str]) -> list[str]:
+    """Learned agents between the best heuristic and each cheating reference, on force MAE and RMSE."""
+    rows = [(k, g) for k in ("force_mae", "force_rmse") for g in gap_closed(by_unit, k, cheats)]
+    if not rows:
+        return []
+    lines = ["| agent | metric | reference | units | best heuristic | best heuristic / reference | "
+             "agent / best heuristic | share of the gap closed [95% CI] |", "|" + "---|" * 8]
+    for key, g in rows:
+        if math.isfinite(g["share"]):
+            cell = f"{g['share']:.2f} [{g['low']:.2f}, {g['high']:.2f}]"
+            if g["undefined"] > 0.025:
+                cell += f" (the reference was not better in {100 * g['undefined']:.0f}% of resamples)"
+        else:
+            cell = "undefined: the reference is not better than the best heuristic"
+        lines.append(f"| {g['agent']} | {metric_name(key)} | {g['reference']} | {g['units']} | {g['best_heuristic']} | "
+                     f"{g['heuristic_over_reference']:.3f} | {g['agent_over_heuristic']:.3f} | {cell} |")
+    return lines + ["", "Share 0: the best heuristic's error; 1: the reference's (geometric means over the units "
+                    "all ran); the interval is a bootstrap over units that picks the best heuristic again in "
+                    "each resample.", ""]
+
+
 def _task_section(task: str, runs: list[dict], f_curves: dict, cheats: set[str], target: float | None,
                   checkpoints: list[int]) -> list[str]:
     """One task: its units, the tables at the end and at each checkpoint, what the units can resolve, and
@@ -245,6 +266,9 @@ def _task_section(task: str, runs: list[dict], f_curves: dict, cheats: set[str],
     lines += final
     if any(comparisons.values()):
         lines += ["### What the seeds can resolve", ""] + _resolution_section(resolution(comparisons, cheats))
+    gap = _gap_section(group_by_unit(task_runs, task, None), cheats)
+    if gap:
+        lines += ["### Learned agents: between the best heuristic and the reference", ""] + gap
     for labels in checkpoints:
         lines += _point_sections(task, task_runs, keys, cheats, labels, "###")[0]
     lines += ["### Learning curve and cost", ""]
