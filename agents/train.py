@@ -1,6 +1,6 @@
 """Train a learned query policy (``agents.policy``) by imitating a look-ahead expert, with DAgger.
 
-    python -m agents.train --out runs/policy                       # the default training tasks
+    python -m agents.train --out runs/policy                       # the training family (FAMILY)
     python -m agents.train --out runs/policy --tasks Cu-EMT-tiny --iterations 3 --episodes 2
 
 Why imitation first: published learned acquisition (ALIL, Liu et al. 2018; ImitAL, Gonsior et al. 2022)
@@ -36,7 +36,23 @@ from tqdm import tqdm
 
 from agents.policy import INPUT_SETS, LearnedPolicy, RoundContext, Scorer, input_set
 
-TRAINING_TASKS = ("Ethanol-GFN2-tiny", "Cu-EMT-tiny")
+# The training family: tiny pool tasks on systems that are none of the standard tasks, so that every standard
+# task (ethanol, Cu, organics, malonaldehyde, water, alanine dipeptide, rMD17) is held out. Each is a tiny
+# standard task with another system (and oracle), made by task overrides; its data is cached under its name.
+_METAL = {"temperatures": (300.0, 800.0, 1500.0)}
+FAMILY: dict[str, tuple[str, dict]] = {
+    "Al-EMT-tiny": ("Cu-EMT-tiny", {"system": "al_vacancy", **_METAL}),
+    "Ni-EMT-tiny": ("Cu-EMT-tiny", {"system": "ni_vacancy", **_METAL}),
+    "Pt-EMT-tiny": ("Cu-EMT-tiny", {"system": "pt_vacancy", **_METAL}),
+    # argon (sigma 3.4 Angstrom, epsilon 10.4 meV) solid, soft and near melting (about 35 K for 13 atoms)
+    "Ar13-LJ-tiny": ("Cu-EMT-tiny", {"system": "ar13", "oracle": "lj", "temperatures": (10.0, 25.0, 40.0),
+                                     "oracle_kwargs": {"sigma": 3.4, "epsilon": 0.0104, "rc": 10.2},
+                                     "md": {"timestep": 5.0, "stride": 20}}),
+    "FormicAcid-GFN2-tiny": ("Ethanol-GFN2-tiny", {"system": "formic_acid"}),
+    "Propane-GFN2-tiny": ("Ethanol-GFN2-tiny", {"system": "propane"}),
+    "Ethylamine-GFN2-tiny": ("Ethanol-GFN2-tiny", {"system": "ethylamine"}),
+}
+TRAINING_TASKS = tuple(FAMILY)
 EXPERT_PROPOSERS = ("random", "uncertainty", "kmeans++", "fps", "trust-window", "maxdet")
 POLICY_PROPOSALS = 2  # sampled batches of the current policy offered to the expert as well
 OBS_KEYS = ("candidates", "embedding", "mask", "globals")
@@ -63,15 +79,27 @@ def expert_batch(env, obs: dict, info: dict, policy: LearnedPolicy, rng: np.rand
     return best_batch(obs, info, k, rng, lambda b: env.unwrapped.lookahead(b, seed=seed), EXPERT_PROPOSERS, samples)
 
 
-def rollout(task: str, seed: int, policy: LearnedPolicy, beta: float, cache_dir: str | None, data: list) -> dict:
-    """One episode: record the expert's batch at every round, act by the expert with probability beta."""
+def make_training_env(task: str, cache_dir: str | None, **settings):
+    """A pool environment with the ridge learner for ``task``: a ``FAMILY`` name or a registered pool task."""
     import gymnasium as gym
 
     import alenv  # noqa: F401
-    from alenv.spaces import picks_to_action
     from alenv.tasks import get_task
 
-    env = gym.make(get_task(task).id, model="ridge", cache_dir=cache_dir)
+    base, overrides = FAMILY.get(task, (task, {}))
+    if task in FAMILY:
+        overrides = {**overrides, "name": task}
+    spec = get_task(base)
+    if spec.mode != "pool":
+        raise ValueError(f"{task} is an on-the-fly task; the look-ahead expert needs a pool task")
+    return gym.make(spec.id, model="ridge", cache_dir=cache_dir, **overrides, **settings)
+
+
+def rollout(task: str, seed: int, policy: LearnedPolicy, beta: float, cache_dir: str | None, data: list) -> dict:
+    """One episode: record the expert's batch at every round, act by the expert with probability beta."""
+    from alenv.spaces import picks_to_action
+
+    env = make_training_env(task, cache_dir)
     rng = np.random.default_rng([seed, 7])
     obs, info = env.reset(seed=seed)
     winners: list[str] = []
@@ -153,6 +181,11 @@ def main(argv: list[str] | None = None) -> None:
         inputs = input_set(args.inputs)
     except ValueError as err:
         p.error(str(err))
+    from alenv.tasks import TASKS
+
+    unknown = [t for t in args.tasks if t not in FAMILY and t not in TASKS]
+    if unknown:
+        p.error(f"unknown training task(s) {unknown}; the family: {', '.join(FAMILY)}; or a registered pool task")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)

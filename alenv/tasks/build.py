@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,24 @@ def _cu_vacancy() -> Atoms:
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat((2, 2, 2))
     del atoms[0]
     return atoms
+
+
+def _fcc_vacancy(symbol: str) -> Callable[[], Atoms]:
+    """Periodic fcc ``symbol`` (2x2x2 cubic cells at ASE's reference lattice constant) less one atom."""
+
+    def make() -> Atoms:
+        atoms = bulk(symbol, "fcc", cubic=True).repeat((2, 2, 2))
+        del atoms[0]
+        return atoms
+
+    return make
+
+
+def _ar13() -> Atoms:
+    """A 13-atom argon icosahedron (Lennard-Jones minimum), nearest neighbours at 2^(1/6) sigma = 3.82 Angstrom."""
+    from ase.cluster import Icosahedron
+
+    return Icosahedron("Ar", noshells=2, latticeconstant=3.82 * math.sqrt(2))
 
 
 # Ace-Ala-NMe (22 atoms) in an extended backbone; oracle MD at the lowest temperature keeps it in one basin.
@@ -79,6 +98,14 @@ SYSTEMS: dict[str, Callable[[], Atoms]] = {
     "ethanol": _ethanol,
     "cu_vacancy": _cu_vacancy,
     "alanine_dipeptide": _alanine_dipeptide,
+    # systems of the policy-training family (agents.train.FAMILY), none of them a standard task
+    "al_vacancy": _fcc_vacancy("Al"),
+    "ni_vacancy": _fcc_vacancy("Ni"),
+    "pt_vacancy": _fcc_vacancy("Pt"),
+    "ar13": _ar13,
+    "formic_acid": lambda: molecule("HCOOH"),
+    "propane": lambda: molecule("C3H8"),
+    "ethylamine": lambda: molecule("CH3CH2NH2"),
 }
 
 # Torsions that describe each molecule's conformations (atom indices a-b-c-d), for coverage metrics.

@@ -42,7 +42,8 @@ def test_bad_settings_stop_before_any_episode(tmp_path, capsys):
             main(["--out", str(tmp_path / "x"), *bad])
         assert "must be positive and beta in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing written
-    for bad, says in ((["--inputs", "nonsense"], "inputs must be"), (["--hidden", "0"], "must be positive")):
+    for bad, says in ((["--inputs", "nonsense"], "inputs must be"), (["--hidden", "0"], "must be positive"),
+                      (["--tasks", "Nope-tiny"], "unknown training task")):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "x"), *bad])
         assert says in capsys.readouterr().err
@@ -56,3 +57,23 @@ def test_the_scalar_mix_trains_through_the_same_command(tmp_path, alenv_cache):
     mix = LearnedPolicy.load(tmp_path / "mix" / "policy.pt")
     assert mix.scorer.inputs == ("z_log_force_std_max", "log_dist_to_chosen") and mix.scorer.hidden == ()
     assert mix.scorer.net[0].weight.shape == (1, 2)
+
+
+def test_the_training_family_holds_out_every_standard_system(alenv_cache):
+    from agents.train import FAMILY, make_training_env
+    from alenv.oracles import ORACLES
+    from alenv.tasks import TASKS
+    from alenv.tasks.build import SYSTEMS
+
+    standard = {spec.system for spec in TASKS.values()}
+    for name, (base, overrides) in FAMILY.items():
+        assert base in TASKS and overrides["system"] in SYSTEMS and overrides["system"] not in standard, name
+        assert overrides.get("oracle", TASKS[base].oracle) in ORACLES
+    env = make_training_env("Ar13-LJ-tiny", str(alenv_cache))
+    obs, info = env.reset(seed=0)
+    u = env.unwrapped
+    assert u.task.name == "Ar13-LJ-tiny" and u.task.oracle == "lj" and u.task.model == "ridge"
+    assert {a.get_chemical_formula() for a in u.pool_frames} == {"Ar13"} and len(u.pool_frames) == 60
+    assert u.task.data_key().startswith("Ar13-LJ-tiny-")  # cached under its own name, not Cu-EMT-tiny's
+    forces = np.array([a.get_forces() for a in u.pool_frames])
+    assert 0.001 < np.abs(forces).mean() < 0.1  # eV/Angstrom: argon near its melting point, not exploded
