@@ -53,9 +53,12 @@ def _env_id(task: str) -> str:
     return get_task("Dataset" if task == "rmd17-ethanol" else task).id
 
 
-def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path, model: dict | None = None) -> dict:
+def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path, model: dict | None = None,
+            refits: int = 1) -> dict:
     """Play one random-pick episode of ``task`` and compare in-loop and refitted test errors at checkpoints;
-    ``model`` overrides some of the task's model settings (both potentials get them)."""
+    ``model`` overrides some of the task's model settings (both potentials get them). With ``refits`` > 1
+    each checkpoint refits that many times from different seeds: the refit's own seed spread, against which
+    a gap can be judged; the gap is then to their mean."""
     import gymnasium as gym
     import numpy as np
 
@@ -85,7 +88,9 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path, 
         # the refit gets at least as many optimiser steps as the in-loop potential had in all its rounds
         steps = getattr(env.unwrapped.potential, "n_updates", None)
         settings = {"min_steps": int(steps)} if steps is not None else {}
-        inloop, refit = env.unwrapped.test_metrics(), env.unwrapped.refit_test_metrics(seed=seed + 1000, **settings)
+        inloop = env.unwrapped.test_metrics()
+        fits = [env.unwrapped.refit_test_metrics(seed=seed + 1000 + j, **settings) for j in range(refits)]
+        refit = {k: float(np.mean([f[k] for f in fits])) for k in fits[0]}
         row = {
             "round": info["round"], "labels": info["metrics"]["n_labels"], "train_seconds": train_seconds[-1],
             "refit_seconds": time.perf_counter() - t0, "in_loop_steps": steps,
@@ -94,18 +99,23 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path, 
             # per test subset (temperatures, basins): a gap confined to one subset is a different story
             "subsets": {k[len("force_mae["):-1]: [inloop[k], refit[k]] for k in inloop if k.startswith("force_mae[")},
         }
+        if refits > 1:
+            row["refit_force_mae_each"] = [f["force_mae"] for f in fits]
         uncovered = _uncovered(env.unwrapped)
         if uncovered:
             row["uncovered"] = uncovered
         row["gap"] = row["in_loop"]["force_mae"] / row["refit"]["force_mae"] - 1
         rows.append(row)
+        spread = ("  refits " + ", ".join(f"{1000 * v:.1f}" for v in row["refit_force_mae_each"])
+                  if refits > 1 else "")
         print(f"{'':{len(task) + 1}} {row['round']:5d} {row['labels']:6d} {row['train_seconds']:8.1f} "
-              f"{1000 * row['in_loop']['force_mae']:8.1f} {1000 * row['refit']['force_mae']:8.1f} {row['gap']:+6.0%}",
-              flush=True)
+              f"{1000 * row['in_loop']['force_mae']:8.1f} {1000 * row['refit']['force_mae']:8.1f} {row['gap']:+6.0%}"
+              f"{spread}", flush=True)
         if row["subsets"]:
             print(f"{'':{len(task) + 1}} per subset: {_subset_gaps(row)}", flush=True)
     env.close()
-    return {"task": task, "id": env_id, "seed": seed, "every": every, "overrides": model or {}, "checkpoints": rows,
+    return {"task": task, "id": env_id, "seed": seed, "every": every, "overrides": model or {}, "refits": refits,
+            "checkpoints": rows,
             "train_seconds_per_round": train_seconds, "model": env.unwrapped.task.model_kwargs}
 
 
@@ -140,15 +150,22 @@ def _subset_gaps(row: dict) -> str:
     return ", ".join(parts)
 
 
+def _refit_cell(row: dict) -> str:
+    """``542.4`` or, with several refits, their mean and range: ``542.4 (480.1-610.0)``."""
+    each = row.get("refit_force_mae_each")
+    cell = f"{1000 * row['refit']['force_mae']:.1f}"
+    return cell + (f" ({1000 * min(each):.1f}-{1000 * max(each):.1f})" if each else "")
+
+
 def table(results: dict) -> str:
     """Markdown table of every task's checkpoints."""
-    lines = ["| task (version) | round | labels | train s (round) | in-loop force MAE | refit force MAE | gap | "
+    lines = ["| task (version) | round | labels | train s (round) | in-loop force MAE | refit force MAE (range) | gap | "
              "in-loop / refit force RMSE | gap per test subset |", "|---|---|---|---|---|---|---|---|---|"]
     for task, res in results.items():
         for r in res["checkpoints"]:
             lines.append(
                 f"| {task} ({res['id'].split('/')[-1] if 'id' in res else 'v2'}) | {r['round']} | {r['labels']} | {r['train_seconds']:.1f} | "
-                f"{1000 * r['in_loop']['force_mae']:.1f} | {1000 * r['refit']['force_mae']:.1f} | {r['gap']:+.0%} | "
+                f"{1000 * r['in_loop']['force_mae']:.1f} | {_refit_cell(r)} | {r['gap']:+.0%} | "
                 f"{1000 * r['in_loop']['force_rmse']:.1f} / {1000 * r['refit']['force_rmse']:.1f} | {_subset_gaps(r)} |"
             )
     return "\n".join(lines) + (
@@ -179,11 +196,13 @@ def main() -> None:
     p.add_argument("--every", type=int, default=5, help="checkpoint every this many rounds (and at the end)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default=None, help="folder for results.json and table.md (resumes from them)")
+    p.add_argument("--refits", type=int, default=1,
+                   help="refits from different seeds per checkpoint (their mean is the reference; the table shows their range)")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="model settings to try instead of the task's, e.g. scratch_growth=1.5 warm_lr=1e-3")
     args = p.parse_args()
-    if args.every < 1:
-        p.error("--every must be at least 1")
+    if args.every < 1 or args.refits < 1:
+        p.error("--every and --refits must be at least 1")
     try:
         model = _settings(args.model)
     except ValueError as err:
@@ -194,12 +213,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             done = results.get(task)
-            same = done and (done.get("id"), done["seed"], done["every"], done.get("overrides", {})) == (
-                _env_id(task), args.seed, args.every, model)
+            same = done and (done.get("id"), done["seed"], done["every"], done.get("overrides", {}),
+                             done.get("refits", 1)) == (_env_id(task), args.seed, args.every, model, args.refits)
             if same:  # a new task version (another learner) is measured again
                 print(f"{task}: already in {path}, skipped")
                 continue
-            results[task] = measure(task, args.seed, args.every, args.cache_dir, Path(tmp), model)
+            results[task] = measure(task, args.seed, args.every, args.cache_dir, Path(tmp), model, args.refits)
             if out:
                 out.mkdir(parents=True, exist_ok=True)
                 path.write_text(json.dumps(results, indent=1))

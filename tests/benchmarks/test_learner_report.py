@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks.learner import UNCOVERED_DEGREES, _settings, _subset_gaps, _uncovered
+from benchmarks.learner import UNCOVERED_DEGREES, _refit_cell, _settings, _subset_gaps, _uncovered
 
 
 def _rotated(psi: float, temperature: float):
@@ -45,3 +45,9 @@ def test_model_settings_to_try_are_parsed_and_bad_pairs_refused():
     for bad in (["scratch_growth"], ["=3"]):
         with pytest.raises(ValueError, match="KEY=VALUE"):
             _settings(bad)
+
+
+def test_several_refits_show_their_range():
+    assert _refit_cell({"refit": {"force_mae": 0.5424}}) == "542.4"
+    row = {"refit": {"force_mae": 0.5}, "refit_force_mae_each": [0.48, 0.61, 0.41]}
+    assert _refit_cell(row) == "500.0 (410.0-610.0)"
