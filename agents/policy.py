@@ -30,7 +30,7 @@ from alenv.observe import CANDIDATE_FEATURES, GLOBAL_FEATURES
 # the policy sees their logs, standardised within the round, and their ranks
 SPREADS: tuple[str, ...] = ("energy_std_per_atom", "force_std_mean", "force_std_max", "force_std_rel", "dist_to_train")
 GLOBALS: tuple[str, ...] = ("budget_used", "n_labels", "log10_force_mae", "failed_fraction")
-DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "learned-v0.pt"  # see checkpoints/README.md
+DEFAULT_CHECKPOINT = Path(__file__).parent / "checkpoints" / "learned-v1.pt"  # see checkpoints/README.md
 DENSITY_NEIGHBOURS = 5  # crowding: mean embedding distance to this many nearest candidates of the round
 
 POLICY_INPUTS: tuple[str, ...] = (

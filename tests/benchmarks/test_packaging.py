@@ -81,7 +81,7 @@ def test_wheel_carries_strategies_harness_configs_and_data(wheel: Path) -> None:
     assert "alenv/datasets/rmd17/ethanol_train_01.extxyz" in data and "alenv/datasets/rmd17/README.md" in data
     assert not data - names, sorted(data - names)
     shipped = {f for f in files if f.startswith("agents/checkpoints/")}  # agent=learned's default policy
-    assert "agents/checkpoints/learned-v0.pt" in shipped and not shipped - names, sorted(shipped - names)
+    assert "agents/checkpoints/learned-v1.pt" in shipped and not shipped - names, sorted(shipped - names)
     tops = {n.split("/")[0] for n in names if "/" in n and ".dist-info/" not in n}
     assert tops == {"alenv", "agents", "benchmarks"}, tops  # no tests/, no top-level conf/
 
