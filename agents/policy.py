@@ -177,6 +177,7 @@ class LearnedPolicy:
         if temperature < 0 or not math.isfinite(temperature):
             raise ValueError(f"temperature must be finite and non-negative, got {temperature}")
         self.scorer, self.temperature, self.name = scorer, float(temperature), name
+        self.checkpoint: str | None = None  # the file name when loaded from one
 
     def rounds(self, obs: dict, picks: Sequence[int], k: int,
                ctx: RoundContext | None = None) -> tuple[RoundContext, list[np.ndarray], list[int]]:
@@ -258,4 +259,6 @@ class LearnedPolicy:
         except RuntimeError as err:
             raise ValueError(f"{path}: its weights do not fit its inputs {list(inputs)} and layers {ck['hidden']}") from err
         scorer.eval()
-        return cls(scorer, temperature)
+        policy = cls(scorer, temperature)
+        policy.checkpoint = path.name  # which file played, recorded with each run (benchmarks.run)
+        return policy

@@ -269,6 +269,7 @@ def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, mult
             "streamed": sorted(getattr(env.unwrapped, "streamed", ())),  # reference sets featurised per evaluation
             "pid": os.getpid(),
             **record,
+            **_agent_record(agent),
             "complete": True,
         }
         env.unwrapped.save_labels(out / "labels.extxyz")
@@ -286,6 +287,17 @@ def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, mult
         f"{final['n_labels']} labels, {result['summary']['wall_seconds']:.1f} s"
     )
     return final
+
+
+def _agent_record(agent: Any) -> dict[str, Any]:
+    """What an agent can say of its own episode: the checkpoint file a learned policy played
+    (``agent_checkpoint``) and a stateful agent's per-round choices (``agent_history``: the bandit's arms)."""
+    out: dict[str, Any] = {}
+    if getattr(agent, "checkpoint", None):
+        out["agent_checkpoint"] = str(agent.checkpoint)
+    if isinstance(getattr(agent, "history", None), list):
+        out["agent_history"] = agent.history
+    return out
 
 
 # TaskSpec fields that the model, oracle and reward groups set, recorded in results.json

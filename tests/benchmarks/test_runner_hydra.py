@@ -236,3 +236,19 @@ def test_lookahead_reference_runs_keeps_the_best_proposal_and_is_marked(tmp_path
     errors = {0: 3.0, 1: 1.0, 2: 2.0}
     agent = LookaheadAgent(lambda batches: np.array([errors[int(b[0])] for b in batches]), ("a", "b", "c"))
     assert agent.act({}, {}, 1, np.random.default_rng(0)).tolist() == [1] and agent.winners == ["b"]
+
+
+def test_runs_record_the_bandits_arms_and_the_learned_checkpoint(tmp_path: Path, alenv_cache: Path) -> None:
+    from benchmarks.run import run
+
+    for agent in ("bandit", "learned"):
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=["task=cu_emt_tiny", f"agent={agent}", "model=ridge", "seed=0",
+                                               f"cache_dir={alenv_cache}", "progress=false"])
+        run(cfg, tmp_path / agent)
+    bandit = json.loads((tmp_path / "bandit" / "results.json").read_text())
+    arms = [h["name"] for h in bandit["agent_history"]]
+    assert len(arms) == 3 and set(arms) <= {"random", "uncertainty", "fps", "kmeans++"}  # 3 rounds of 5
+    assert all(h["reward"] is not None for h in bandit["agent_history"][:-1])  # credited a round later
+    learned = json.loads((tmp_path / "learned" / "results.json").read_text())
+    assert learned["agent_checkpoint"] == "learned-v1.pt" and "agent_history" not in learned
