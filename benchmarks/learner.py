@@ -46,11 +46,16 @@ def _rmd17_kwargs(tmp: Path) -> dict:
             "validation": str(tmp / "validation.extxyz"), **RMD17}
 
 
-def _env_id(task: str) -> str:
-    """The versioned environment id behind a task name here (``rmd17-ethanol`` is the Dataset task)."""
+def _spec(task: str):
+    """The task spec behind a task name here (``rmd17-ethanol`` is the Dataset task)."""
     from alenv.tasks import get_task
 
-    return get_task("Dataset" if task == "rmd17-ethanol" else task).id
+    return get_task("Dataset" if task == "rmd17-ethanol" else task)
+
+
+def _env_id(task: str) -> str:
+    """The versioned environment id behind a task name here."""
+    return _spec(task).id
 
 
 def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path, model: dict | None = None,
@@ -69,9 +74,7 @@ def measure(task: str, seed: int, every: int, cache_dir: str | None, tmp: Path, 
     kwargs = _rmd17_kwargs(tmp) if task == "rmd17-ethanol" else {}
     env_id = _env_id(task)
     if model:
-        from alenv.tasks import get_task
-
-        kwargs["model_kwargs"] = {**get_task("Dataset" if task == "rmd17-ethanol" else task).model_kwargs, **model}
+        kwargs["model_kwargs"] = {**_spec(task).model_kwargs, **model}
     env = gym.make(env_id, cache_dir=cache_dir, progress=sys.stderr.isatty(), wall_times=True, **kwargs)
     agent, rng = make_agent("random"), np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
@@ -189,7 +192,7 @@ def _settings(pairs: list[str]) -> dict:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=STANDARD)
     p.add_argument("--seed", type=int, default=0)
@@ -200,7 +203,7 @@ def main() -> None:
                    help="refits from different seeds per checkpoint (their mean is the reference; the table shows their range)")
     p.add_argument("--model", nargs="+", default=[], metavar="KEY=VALUE",
                    help="model settings to try instead of the task's, e.g. scratch_growth=1.5 warm_lr=1e-3")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.every < 1 or args.refits < 1:
         p.error("--every and --refits must be at least 1")
     try:
@@ -213,8 +216,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for task in args.tasks:
             done = results.get(task)
+            # (settings compared as results.json holds them: tuples read back as lists)
             same = done and (done.get("id"), done["seed"], done["every"], done.get("overrides", {}),
-                             done.get("refits", 1)) == (_env_id(task), args.seed, args.every, model, args.refits)
+                             done.get("refits", 1)) == (_env_id(task), args.seed, args.every,
+                                                        json.loads(json.dumps(model)), args.refits)
             if same:  # a new task version (another learner) is measured again
                 print(f"{task}: already in {path}, skipped")
                 continue

@@ -51,3 +51,14 @@ def test_several_refits_show_their_range():
     assert _refit_cell({"refit": {"force_mae": 0.5424}}) == "542.4"
     row = {"refit": {"force_mae": 0.5}, "refit_force_mae_each": [0.48, 0.61, 0.41]}
     assert _refit_cell(row) == "500.0 (410.0-610.0)"
+
+
+def test_bad_command_lines_stop_before_any_episode(tmp_path, capsys):
+    from benchmarks.learner import main
+
+    for bad, says in ((["--refits", "0"], "at least 1"), (["--every", "0"], "at least 1"),
+                      (["--model", "scratch_growth"], "KEY=VALUE")):
+        with pytest.raises(SystemExit):
+            main(["--tasks", "Cu-EMT-tiny", "--out", str(tmp_path / "out"), *bad])
+        assert says in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
