@@ -100,6 +100,21 @@ def previous(out: Path, config: dict) -> tuple[dict | None, str | None]:
     return None, f"{'; '.join(changes[:3])}{more}; rerunning (earlier results kept as {aside.name})"
 
 
+# What ``failed.json`` says from a run's start until it ends one way or another: a run whose process was
+# killed outright (SIGKILL, a sweep tearing down its workers on Ctrl-C, a machine that went down) still
+# leaves a record that it did not finish.
+NOT_FINISHED = "interrupted: the run's process ended before the run finished (killed, or still running)"
+
+
+def mark_started(out: Path, key: str) -> None:
+    """Write ``failed.json`` saying the run has not finished; replaced by the error if it raises, and
+    removed when it completes."""
+    from benchmarks.episode import write_json
+
+    write_json(out / FAILED, {"complete": False, "error": NOT_FINISHED, "traceback": "", "config_hash": key,
+                              "pid": os.getpid()})
+
+
 def record_failure(out: Path, err: BaseException, key: str) -> str:
     """Write ``failed.json`` for a run that raised ``err``; the text for ``run.log``."""
     from benchmarks.episode import write_json

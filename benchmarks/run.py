@@ -17,7 +17,8 @@ Writes into the run's output directory: ``results.json`` (resolved config and it
 the groups chose, the initial metrics, one record per round: metrics, reward, chosen indices, timings),
 ``learning_curve.png``, ``labels.extxyz`` (every successful label; failed ones are listed per round in
 ``results.json``) and ``run.log`` (the per-round table and the final line; a failed run's traceback, with
-``failed.json``). ``results.json`` is written last and atomically. A rerun into the same folder (a
+``failed.json``, which a run holds from its start until it completes, so that a process killed outright
+also leaves one). ``results.json`` is written last and atomically. A rerun into the same folder (a
 killed or extended sweep with the same ``hydra.sweep.dir``) skips a run whose results were made with the
 same config, reruns one whose config changed (keeping the earlier results as ``results.<hash>.json``) or
 that failed; labels already paid for come from the label cache (``benchmarks.resume``).
@@ -158,7 +159,7 @@ def run(cfg: DictConfig, out: Path, variant: str = "", multirun: bool = False) -
     Skips a run whose ``results.json`` was made with the same config. A run that raises leaves
     ``failed.json`` and its traceback in ``run.log``, and is rerun next time.
     """
-    from benchmarks.resume import FAILED, config_hash, previous, record_failure
+    from benchmarks.resume import FAILED, config_hash, mark_started, previous, record_failure
 
     out.mkdir(parents=True, exist_ok=True)
     log = RunLog(out / "run.log")
@@ -172,6 +173,7 @@ def run(cfg: DictConfig, out: Path, variant: str = "", multirun: bool = False) -
             return done["summary"]["final_metrics"]
         if why:
             log(f"{out}: {why}")
+        mark_started(out, key)
         final = _play(cfg, out, config, key, variant, multirun, log)
     except BaseException as err:
         if not isinstance(err, SystemExit):

@@ -121,6 +121,28 @@ def test_a_failed_run_leaves_its_error_and_runs_again(tmp_path: Path, alenv_cach
     assert "round labels" in log and log.rstrip().splitlines()[-1].startswith("final: test force MAE")
 
 
+def test_a_run_killed_outright_leaves_a_record_that_it_did_not_finish(tmp_path: Path, alenv_cache: Path,
+                                                                      monkeypatch) -> None:
+    """While the episode plays, ``failed.json`` already says the run has not finished: a process killed with
+    SIGKILL (a sweep's launcher tears its workers down so on Ctrl-C) cannot write its own error."""
+    import benchmarks.episode
+    from benchmarks.resume import NOT_FINISHED
+
+    out = tmp_path / "run"
+    seen = {}
+
+    def killed(*args, **kwargs):
+        seen.update(json.loads((out / "failed.json").read_text()))
+        raise SystemExit(137)  # leaves no error of its own, as SIGKILL would
+
+    monkeypatch.setattr(benchmarks.episode, "run_episode", killed)
+    with pytest.raises(SystemExit):
+        run(_cfg(f"cache_dir={alenv_cache}"), out)
+    assert seen["error"] == NOT_FINISHED and seen["pid"] == os.getpid() and not seen["complete"]
+    assert json.loads((out / "failed.json").read_text())["error"] == NOT_FINISHED
+    assert not (out / "results.json").exists()
+
+
 # ----------------------------------------------------------------------------------------- config checks
 @pytest.mark.parametrize(
     "override, message",
