@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from benchmarks.resume import config_diff, config_hash, mixed_configs
@@ -56,6 +57,7 @@ def test_the_resume_key_and_the_report_check_know_data_seeds() -> None:
     assert "read twice" in mixed_configs([old, a])[0]
 
 
+@pytest.mark.slow  # two runs (8 s); data seeds in hashes are tested without running
 def test_a_rerun_on_another_data_seed_reruns(tmp_path: Path, alenv_cache: Path, capsys) -> None:
     out = tmp_path / "run"
     cache = f"cache_dir={alenv_cache}"

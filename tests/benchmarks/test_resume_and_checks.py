@@ -58,6 +58,7 @@ def test_a_rerun_with_another_budget_reruns_and_keeps_the_earlier_results(tmp_pa
     assert log.count("final: test force MAE") == 2 and "rerunning" in log
 
 
+@pytest.mark.slow  # two sweeps (15 s); a rerun with another config is also tested in-process
 def test_a_sweep_rerun_with_another_preset_reruns_its_jobs(tmp_path: Path, alenv_cache: Path) -> None:
     """As met: the same sweep folder, ``+experiment=`` swapped for a preset with another budget (presets
     are not part of the job folders' names)."""

@@ -86,6 +86,7 @@ def test_true_error_reference_runs_and_is_marked(tmp_path: Path, alenv_cache: Pa
     assert res["cheating"] is True and res["agent"] == "true-error"
 
 
+@pytest.mark.slow  # a second launcher; the default joblib one is tested by the rest
 def test_multirun_through_submitit_local(tmp_path: Path, alenv_cache: Path) -> None:
     """The cluster launcher path (Hydra's submitit plugin) with its local executor: one job per process."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -97,6 +98,7 @@ def test_multirun_through_submitit_local(tmp_path: Path, alenv_cache: Path) -> N
     assert all(json.loads(p.read_text())["complete"] for p in results)
 
 
+@pytest.mark.slow  # a sweep of its own (9 s); folders per variant are also checked by composing (test_configs)
 def test_jobs_with_other_settings_get_their_own_folders(tmp_path: Path, alenv_cache: Path) -> None:
     """Two jobs that differ only in an agent setting must not overwrite each other, nor be averaged."""
     results = _multirun(
@@ -112,6 +114,7 @@ def test_jobs_with_other_settings_get_their_own_folders(tmp_path: Path, alenv_ca
     assert len({r["agent"] for r in runs}) == 2  # two report lines, not one average
 
 
+@pytest.mark.slow  # a sweep of its own (8 s); the per-cost reward itself is tested in test_metrics and test_configs
 def test_sweep_over_models_with_the_per_cost_reward(tmp_path: Path, alenv_cache: Path) -> None:
     """``model=bp_ensemble,ridge reward=per_cost``: two folders, each run with its model, rewards per oracle second."""
     results = _multirun(

@@ -33,7 +33,9 @@ def otf_env(make_env):
 
 
 @pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "AlanineDipeptide-GFN2-OTF" else n for n in OTF_TASKS]
+    # the default run checks the ethanol tasks and full-size Cu; the others build their data for 30-50 s
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("AlanineDipeptide") or n == "Cu-EMT-OTF-tiny"
+             else n for n in OTF_TASKS]
 )
 def test_check_env_every_otf_task(name, make_env, check_env_clean, shipped_policy_plays_a_round):
     # tiny tasks with a shorter MD budget and stability test, so that the episode played to its end is short

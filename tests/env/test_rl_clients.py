@@ -21,7 +21,7 @@ def test_render_mode_keyword_is_accepted(alenv_cache):
         assert env.unwrapped.render() is None
 
 
-@pytest.mark.parametrize("env_id", [POOL, OTF])
+@pytest.mark.parametrize("env_id", [POOL, pytest.param(OTF, marks=pytest.mark.slow)])  # OTF: see test_otf_env
 def test_default_construction_passes_check_env(env_id, alenv_cache, check_env_clean):
     """No keyword but the cache: wall-clock timings are opt-in, so two same-seed rollouts match."""
     env = gym.make(env_id, cache_dir=alenv_cache)
