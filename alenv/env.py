@@ -75,7 +75,9 @@ class ActiveLearningEnv(RoundEnv):
     identical runs, which Gymnasium's ``check_env`` rejects); ``render_mode``: accepted and kept, nothing
     renders; ``jacobian_limit_gb`` (default 2): when the task's descriptor Jacobians would take more, the test
     set (then the validation set) is featurised again at each evaluation instead of held (``env.streamed``),
-    and training data that still does not fit takes the flat layout; any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
+    and training data that still does not fit takes the flat layout; ``oracle_executor``: where labels the cache
+    lacks are computed, ``"inline"`` (default), ``{"kind": "process", "workers": 2}``, submitit (Slurm) or Ray
+    (``alenv.oracles.executors``; same results, other wall time; ``env.close()`` releases the workers); any other keyword overrides a ``TaskSpec`` field (``budget``, ``batch_size``, ``pool_size``,
     ``n_initial``, ``model="ridge"``, ``model_kwargs={"n_members": 3}``, ...); ``pool``, ``test`` (and optionally ``validation``) are
     the Dataset task's labelled extxyz files.
 

@@ -76,7 +76,8 @@ class OnTheFlyEnv(RoundEnv):
 
     **Arguments.** As ``ActiveLearningEnv``: ``task`` (an on-the-fly task, mode ``"otf"``), ``cache_dir``,
     ``progress``, ``wall_times`` (off by default), ``render_mode`` (accepted, nothing renders),
-    ``jacobian_limit_gb`` (reference sets featurised per evaluation above it), and overrides of any ``TaskSpec`` field (``otf={"walkers": 2}``, ...).
+    ``jacobian_limit_gb`` (reference sets featurised per evaluation above it), ``oracle_executor`` (each round's
+    labels on a process pool, Slurm or Ray; see ``alenv.oracles.executors``), and overrides of any ``TaskSpec`` field (``otf={"walkers": 2}``, ...).
 
     **Determinism.** All randomness (initial labels, weights, minibatches, velocities, Langevin noise,
     restarts) comes from ``self.np_random``. Same seed, same episode (CPU, with the same number of torch

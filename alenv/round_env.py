@@ -19,6 +19,7 @@ from ase import Atoms
 from alenv import keys, loop
 from alenv.descriptors.representation import Featurized, Representation, choose_layout
 from alenv.observe import episode_globals, gaussian_sketch, make_observation, project_features
+from alenv.oracles.executors import executor_spec, make_executor
 from alenv.rewards import get_reward, round_reward
 from alenv.tasks import TaskData, default_cache_dir, get_task, load_task_data, task_oracle
 from alenv.tasks.spec import TaskSpec
@@ -40,6 +41,7 @@ class RoundEnv(gym.Env):
         wall_times: bool = False,
         render_mode: str | None = None,
         jacobian_limit_gb: float = 2.0,
+        oracle_executor: str | dict[str, Any] | None = None,
         **overrides: Any,
     ):
         # Nothing renders; the keyword is accepted (and kept) because RL tooling passes it to every env,
@@ -57,12 +59,13 @@ class RoundEnv(gym.Env):
                 raise ValueError(
                     f"model_features={spec.model_features} needs a model with features(); {spec.model!r} has none"
                 )
+        executor_spec(oracle_executor)  # a bad spec fails before anything is built
         self.torch_threads = configure_torch()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.wall_times, self.progress = wall_times, progress
         data = load_task_data(spec, self.cache_dir, progress=progress)
         self.reserve_frames, self.test_frames, self.validation_frames = data.reserve, data.test, data.validation
-        self.oracle = task_oracle(spec, data, self.cache_dir)
+        self.oracle = task_oracle(spec, data, self.cache_dir, make_executor(oracle_executor, self.cache_dir))
         self.representation = Representation.for_frames(
             data.pool + data.reserve + data.validation + data.test, spec.descriptor, spec.embedding_dim
         )
@@ -83,6 +86,13 @@ class RoundEnv(gym.Env):
         self.reward_fn = get_reward(spec.reward)
         self.episode: loop.Episode | None = None
         self._done = True
+
+    def close(self) -> None:
+        """Release the oracle's workers, if it has any (a process pool, a local Ray)."""
+        executor = getattr(getattr(self, "oracle", None), "executor", None)
+        if executor is not None:
+            executor.shutdown()
+        super().close()
 
     def _choose_layout(self, data: TaskData, limit_gb: float) -> tuple[str, frozenset[str]]:
         """The task's layout and the reference sets to stream (``choose_layout``): the descriptor setting

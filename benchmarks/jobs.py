@@ -17,7 +17,7 @@ from hydra.errors import CompactHydraException
 ORPHANED = 75
 SWEEP_PID = "ALENV_SWEEP_PID"  # set by the command-line entry point; inherited by the sweep's job processes
 INTERRUPTED = "interrupted; labels paid so far are cached; rerun the same command to resume"
-GROUPS = ("task", "agent", "model", "oracle", "reward")
+GROUPS = ("task", "agent", "model", "oracle", "reward", "oracle_executor")
 
 _parent: int | None = None  # the sweep process this job watches, once watching
 
@@ -96,6 +96,15 @@ def check_config(cfg: Any) -> None:
     progress = cfg.get("progress")
     if progress is not None and not isinstance(progress, bool):
         raise ConfigError(f"progress must be true, false or null (on a terminal only), got progress={progress!r}")
+    from omegaconf import OmegaConf
+
+    from alenv.oracles.executors import executor_spec
+
+    executor = cfg.get("oracle_executor")
+    try:
+        executor_spec(OmegaConf.to_container(executor) if OmegaConf.is_config(executor) else executor)
+    except ValueError as err:
+        raise ConfigError(f"oracle_executor: {err}") from None
 
 
 def show_progress(setting: bool | None, multirun: bool) -> bool:

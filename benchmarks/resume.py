@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 # Config keys that change how a run is shown or where it caches, never its results.
-NOT_RESULTS: tuple[str, ...] = ("progress", "cache_dir", "torch_threads")
+NOT_RESULTS: tuple[str, ...] = ("progress", "cache_dir", "torch_threads", "oracle_executor")
 # Keys the runs of one report table may differ in besides their variant's (the agent's settings are
 # compared within each line of the table, see :func:`mixed_configs`).
 SWEPT: tuple[str, ...] = ("task.name", "task.id", "seed", "data_seed")

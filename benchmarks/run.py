@@ -246,7 +246,9 @@ def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, mult
         os.environ["ALENV_TORCH_THREADS"] = str(int(cfg.torch_threads))
     progress = show_progress(cfg.get("progress"), multirun)
     overrides = task_overrides(cfg)
-    env = gym.make(cfg.task.id, cache_dir=cfg.cache_dir, progress=progress, wall_times=True, **overrides)
+    executor = _container(cfg.get("oracle_executor"))  # where missing labels are computed; never the results
+    env = gym.make(cfg.task.id, cache_dir=cfg.cache_dir, progress=progress, wall_times=True,
+                   oracle_executor=executor, **overrides)
     try:
         if cfg.agent.name in REFERENCES:  # a cheating reference, wired to the environment on purpose
             agent = make_reference(cfg.agent.name, env)

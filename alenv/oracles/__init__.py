@@ -3,7 +3,8 @@
 ``ORACLES`` maps a name to a constructor; :func:`make_oracle` builds one by name. Wrap any oracle in
 :class:`CachedOracle` (persistent SQLite cache) or :class:`NoisyOracle` (seeded aleatoric noise, by
 region if wanted; ``make_oracle("noisy", oracle="emt", force_sigma=0.05)``, see ``alenv.oracles.noise``);
-adapt any ASE calculator with :class:`CalculatorOracle`. Heavy backends are imported only when first
+adapt any ASE calculator with :class:`CalculatorOracle`. A cached oracle computes its misses in this process or,
+given an executor (:func:`make_executor`: a local process pool, Slurm through submitit, Ray), on workers. Heavy backends are imported only when first
 used (xtb) or when the oracle is built (PySCF, to check the functional and basis; tblite, to read its
 version for the cache key). ``python -m alenv.cache`` checks, salvages and copies label caches.
 """
@@ -18,6 +19,7 @@ from alenv.oracles.base import CacheCorruptError, CalculatorOracle, Oracle, Orac
 from alenv.oracles.cache import DamagedRowWarning, LabelCache
 from alenv.oracles.conformance import check_oracle, conformance_structures
 from alenv.oracles.dft import PySCFCalculator, PySCFOracle, SCFNotConverged
+from alenv.oracles.executors import LabelExecutor, make_executor
 from alenv.oracles.lookup import LookupOracle
 from alenv.oracles.noise import NoiseRegion, NoisyOracle, noisy_oracle
 from alenv.oracles.tblite import TBLiteOracle
@@ -52,6 +54,7 @@ __all__ = [
     "DamagedRowWarning",
     "EMTOracle",
     "LabelCache",
+    "LabelExecutor",
     "LennardJonesOracle",
     "LookupOracle",
     "NoiseRegion",
@@ -66,5 +69,6 @@ __all__ = [
     "XTBOracle",
     "check_oracle",
     "conformance_structures",
+    "make_executor",
     "make_oracle",
 ]

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ase import Atoms
 
@@ -26,6 +27,7 @@ from alenv.oracles.base import (
     describe_exception,
 )
 from alenv.oracles.cache import LabelCache
+from alenv.oracles.executors import LabelExecutor
 from alenv.oracles.noise import NoisyOracle
 from alenv.types import Label
 
@@ -60,6 +62,11 @@ class CachedOracle:
     and if every try fails :class:`~alenv.oracles.base.TransientOracleError` raises (labels stored before
     it stay stored).
 
+    With an ``executor`` (:mod:`alenv.oracles.executors`: a local process pool, Slurm, Ray) the misses of a
+    call are computed at once, one task each, and each label is stored as soon as its task returns; a worker
+    lost mid-batch is a transient error of that structure (resubmitted, counted in ``retries``); labels that
+    came back before an error raises are stored. Results are those of the in-process path.
+
     Hits come back with ``cached=True`` and the seconds originally spent. A structure repeated within one
     call is computed once; its later copies are marked cached. ``name`` and ``fingerprint()`` are the
     inner oracle's.
@@ -68,9 +75,11 @@ class CachedOracle:
     the module docstring): the cache holds, and :meth:`store` takes, the clean labels of the oracle it wraps.
     """
 
-    def __init__(self, oracle: Oracle, cache: LabelCache, attempts: int = 3, wait: float = 1.0) -> None:
+    def __init__(self, oracle: Oracle, cache: LabelCache, attempts: int = 3, wait: float = 1.0,
+                 executor: LabelExecutor | None = None) -> None:
         if int(attempts) < 1 or wait < 0:
             raise ValueError(f"attempts must be >= 1 and wait >= 0, got {attempts}, {wait}")
+        self.executor = executor
         self.oracle = oracle
         # the oracle whose labels are cached: under a noisy oracle, the clean one it wraps
         self.noise = oracle if isinstance(oracle, NoisyOracle) else None
@@ -113,9 +122,12 @@ class CachedOracle:
         if misses:
             check_config(self.labeller, list(misses.values()))
         fresh: dict[str, Label] = {}
-        for key, atoms in misses.items():
-            fresh[key] = self._compute(key, atoms)
-            self.cache.put(key, fresh[key])  # durable before the next one is computed
+        if self.executor is None:
+            for key, atoms in misses.items():
+                fresh[key] = self._compute(key, atoms)
+                self.cache.put(key, fresh[key])  # durable before the next one is computed
+        elif misses:
+            fresh = self._compute_on_executor(misses)
         out = []
         for key in keys:
             if key in fresh:
@@ -148,6 +160,66 @@ class CachedOracle:
             f"oracle {self.name!r} failed {self.attempts} times on {atoms.get_chemical_formula()} (key {key[:16]}) "
             f"with transient errors; nothing was stored for it: {'; '.join(reasons)}"
         )
+
+    def _compute_on_executor(self, misses: dict[str, Atoms]) -> dict[str, Label]:
+        """Every miss as one task of the executor; each label stored the moment its task returns."""
+        executor = self.executor
+        transient = TRANSIENT_ERRORS + executor.lost_errors
+        tries = dict.fromkeys(misses, 0)
+        reasons: dict[str, list[str]] = {key: [] for key in misses}
+        pending: dict[Any, str] = {}  # handle -> key
+        fresh: dict[str, Label] = {}
+
+        def submit(key: str) -> None:
+            tries[key] += 1
+            pending[executor.submit(self.labeller, misses[key])] = key
+
+        try:
+            for key in misses:
+                submit(key)
+            while pending:
+                for handle in executor.wait(list(pending)):
+                    key = pending.pop(handle)
+                    try:
+                        label = handle.result()
+                    except transient as exc:
+                        reasons[key].append(describe_exception(exc))
+                        atoms = misses[key]
+                        if tries[key] >= self.attempts:
+                            raise TransientOracleError(
+                                f"oracle {self.name!r} failed {self.attempts} times on {atoms.get_chemical_formula()} "
+                                f"(key {key[:16]}) on {executor!r} with transient errors (a lost worker counts); "
+                                f"nothing was stored for it: {'; '.join(reasons[key])}{executor.hint}"
+                            ) from exc
+                        self.retries.append(Retry(key, tries[key], reasons[key][-1]))
+                        log.warning("oracle %r on %r, try %d of %d on %s failed: %s; resubmitting", self.name,
+                                    executor, tries[key], self.attempts, atoms.get_chemical_formula(),
+                                    reasons[key][-1])
+                        time.sleep(self.wait * tries[key])
+                        submit(key)
+                        continue
+                    if not isinstance(label, Label):
+                        raise OracleError(f"oracle {self.labeller.name!r} returned {type(label).__name__}, not a Label")
+                    self.cache.put(key, label)  # durable before anything else is waited for
+                    fresh[key] = label
+        except Exception:
+            self._drain(pending)  # labels already computed elsewhere are paid for: keep them
+            raise
+        except BaseException:  # Ctrl-C: stop at once; what was stored stays stored
+            for handle in pending:
+                getattr(handle, "cancel", lambda: None)()
+            raise
+        return fresh
+
+    def _drain(self, pending: dict[Any, str]) -> None:
+        """Store the labels of tasks still running when another task's error ends the call."""
+        for handle, key in pending.items():
+            try:
+                label = handle.result()
+            except BaseException:  # noqa: BLE001 - this task failed too; the first error is the one raised
+                continue
+            if isinstance(label, Label):
+                self.cache.put(key, label)
 
     def store(self, structures: Sequence[Atoms], labels: Sequence[Label]) -> None:
         """Prefill the cache, e.g. with labels computed during oracle-driven MD (clean labels: under a noisy

@@ -26,7 +26,7 @@ from ase.build import bulk, molecule
 from tqdm.auto import tqdm
 
 from alenv.data import attach_label, read_labelled_frames, write_labelled
-from alenv.oracles import CachedOracle, LabelCache, make_oracle
+from alenv.oracles import CachedOracle, LabelCache, LabelExecutor, make_oracle
 from alenv.samplers.oracle_md import langevin_frames
 from alenv.tasks.spec import TaskSpec
 from alenv.types import Label
@@ -312,8 +312,9 @@ def _read_unlabelled(path: Path) -> list[Atoms]:
     return frames
 
 
-def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle:
-    """The task's oracle (built through the oracle registry) behind its persistent label cache.
+def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path, executor: LabelExecutor | None = None) -> CachedOracle:
+    """The task's oracle (built through the oracle registry) behind its persistent label cache; labels it
+    computes run on ``executor`` (None: in this process, see ``alenv.oracles.executors``).
 
     The cache is prefilled with the labels the task data already carries (oracle MD computed them; a
     Dataset file holds them), so an agent pays for each label it asks for at the seconds it first cost.
@@ -323,6 +324,6 @@ def task_oracle(spec: TaskSpec, data: TaskData, cache_dir: Path) -> CachedOracle
     if spec.system == "dataset":  # the lookup oracle answers from the user's frames (in eV, checked)
         kwargs.setdefault("path_or_frames", frames)
     inner = make_oracle(spec.oracle, **kwargs)
-    oracle = CachedOracle(inner, LabelCache(Path(cache_dir) / "labels" / f"{inner.name}.sqlite"))
+    oracle = CachedOracle(inner, LabelCache(Path(cache_dir) / "labels" / f"{inner.name}.sqlite"), executor=executor)
     oracle.store(frames, [Label.of(a) for a in frames])
     return oracle

@@ -257,6 +257,27 @@ def test_jobs_of_a_sweep_over_a_group_get_their_own_folders(sweep: tuple[str, ..
     assert len(set(folders)) == len(sweep), folders
 
 
+def test_the_oracle_executor_never_names_a_folder_nor_changes_the_hash() -> None:
+    """Where labels are computed does not change results: same folder, same config hash, so a sweep rerun on
+    workers resumes the runs made in-process."""
+    from omegaconf import OmegaConf
+
+    from benchmarks.resume import config_hash
+
+    base = ("task=ethanol_gfn2_tiny", "agent=uncertainty", "seed=0")
+    folders, hashes = set(), set()
+    for extra in ((), ("oracle_executor=process", "oracle_executor.workers=4"),
+                  ("oracle_executor=submitit_slurm", "oracle_executor.parameters={timeout_min: 30}"),
+                  ("oracle_executor=ray", "oracle_executor.address=auto")):
+        cfg = _compose(*base, *extra, hydra=True)
+        folders.add(str(cfg.hydra.sweep.subdir))
+        config = OmegaConf.to_container(cfg, resolve=False)
+        config.pop("hydra")
+        hashes.add(config_hash(config))
+    assert len(folders) == 1 and len(hashes) == 1, (folders, hashes)
+    assert _compose(*base, "oracle_executor=process").oracle_executor.kind == "process"
+
+
 # ----------------------------------------------------------------------------------------- every file composes
 def _all_files() -> list[str]:
     return sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml"))

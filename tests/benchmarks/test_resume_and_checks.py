@@ -168,6 +168,8 @@ def test_a_run_killed_outright_leaves_a_record_that_it_did_not_finish(tmp_path: 
         ("reward.name=foo", "unknown reward 'foo'"),
         ("+task.overrides.budget=7", "budget 7 must be a multiple of batch_size 5"),
         ("+task.overrides.nope=1", "unknown task setting"),
+        ("oracle_executor.kind=gpu", "oracle_executor: unknown oracle executor kind 'gpu'"),
+        ("+oracle_executor.threads=2", "oracle_executor: oracle executor 'inline' has no setting threads"),
     ],
 )
 def test_a_bad_setting_fails_before_anything_is_built(tmp_path: Path, override: str, message: str) -> None:
