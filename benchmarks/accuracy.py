@@ -3,6 +3,7 @@
     python -m benchmarks.accuracy                                  # ethanol, 1,000 frames
     python -m benchmarks.accuracy --train 250 --epochs 300
     python -m benchmarks.accuracy --molecule aspirin
+    python -m benchmarks.accuracy --train 200 --delta xtb          # Delta-learning on GFN2-xTB
 
 Trains the ensemble of the Dataset task (same descriptors and settings as the environment) from scratch
 on the first ``--train`` frames of the train split and reports test errors of the ensemble mean and of
@@ -36,6 +37,8 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=None, help="default: the task's epochs_initial")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default=None, help="a name of alenv.models.MODELS (default: the Dataset task's)")
+    p.add_argument("--delta", default=None, metavar="ORACLE",
+                   help="learn the labels minus this baseline oracle's (e.g. xtb) with the model above (model delta)")
     args = p.parse_args()
     from alenv.threads import configure_torch
 
@@ -52,6 +55,9 @@ def main() -> None:
     if args.epochs is not None:
         settings["epochs_initial"] = args.epochs
     rep = Representation.for_frames(frames + test, task.descriptor, task.embedding_dim)
+    if args.delta:
+        settings = {"baseline": args.delta, "model": model, "model_kwargs": settings}
+        model = "delta"
     pot = make_potential(model, rep, seed=args.seed, **settings)
     t0 = time.perf_counter()
     train_set = rep.featurize(frames)
@@ -70,7 +76,8 @@ def main() -> None:
     corr = float(np.corrcoef(err, spread)[0, 1])
     print(f"{args.molecule}: {len(frames)} training frames, {len(test)} test frames, model {model} "
           f"({pot.n_members} members, {settings or 'defaults'}), {fit['epochs']} epochs")
-    print(f"descriptors + Jacobians: {feat:.1f} s   training: {train_seconds:.1f} s")
+    baseline = f"   (of which baseline labels: {pot.baseline_seconds:.1f} s)" if args.delta else ""
+    print(f"descriptors + Jacobians: {feat:.1f} s   training: {train_seconds:.1f} s{baseline}")
     print(f"ensemble mean: force MAE {f_mae:.1f} meV/A, energy MAE {e_mae:.2f} meV")
     print(f"members: force MAE {', '.join(f'{m:.1f}' for m in members)} meV/A")
     print(f"correlation of ensemble force spread with true force error (per frame): {corr:.2f}")

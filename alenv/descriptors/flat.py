@@ -47,6 +47,7 @@ class FlatFrames:
             raise ValueError(f"frame {int(np.flatnonzero(counts == 0)[0])} has no atoms")
         self.counts = counts
         self.ptr = ragged.ptr_of(counts)
+        self.frames: list[Atoms] = [a.copy() for a in frames]  # as FeaturizedFrames.frames
         self.species = torch.from_numpy(np.concatenate([spec.species_index(a.numbers) for a in frames]))  # (A,)
         self.positions = np.concatenate([a.positions for a in frames]).astype(np.float64)  # (A, 3) Angstrom
         self.cells = np.stack([a.cell.array for a in frames]).astype(np.float64)  # (F, 3, 3)
@@ -168,6 +169,7 @@ class FlatFrames:
             raise ValueError("can only extend with frames featurised the same way")
         self.G = torch.cat([self.G, other.G])
         self.species = torch.cat([self.species, other.species])
+        self.frames = self.frames + other.frames
         self.positions = np.concatenate([self.positions, other.positions])
         self.cells = np.concatenate([self.cells, other.cells])
         self.counts = np.concatenate([self.counts, other.counts])

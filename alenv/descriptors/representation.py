@@ -39,6 +39,9 @@ class FeaturizedFrames:
             raise ValueError("no frames to featurise")
         self.n_frames = len(frames)
         self.n_atoms = len(frames[0])
+        # the structures themselves (copies without calculators), for models that need more than descriptors
+        # of them (a Delta model labels each with its baseline oracle, once)
+        self.frames: list[Atoms] = [a.copy() for a in frames]
         sizes = sorted({len(a) for a in frames})
         if len(sizes) > 1:
             raise ValueError(f"all frames must have the same number of atoms, got sizes {sizes}")
@@ -110,6 +113,7 @@ class FeaturizedFrames:
             raise ValueError("can only extend with frames of the same size, featurised the same way")
         self.G = torch.cat([self.G, other.G])
         self.species = torch.cat([self.species, other.species])
+        self.frames = self.frames + other.frames
         if self.J is not None:
             self.J = torch.cat([self.J, other.J])
         if self.blocks != other.blocks:

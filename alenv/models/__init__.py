@@ -13,6 +13,7 @@ from typing import Any
 from alenv.descriptors.representation import FeaturizedFrames, Representation
 from alenv.models.base import Potential
 from alenv.models.calculator import EnsembleCalculator, UncertaintyBiasedCalculator
+from alenv.models.delta import DeltaConfig, DeltaPotential
 from alenv.models.ensemble import EnsembleConfig, EnsemblePotential
 from alenv.models.ridge import RidgeConfig, RidgeEnsemble
 
@@ -30,6 +31,7 @@ def _config(cls: type, kwargs: dict[str, Any]) -> Any:
 MODELS: dict[str, tuple[type, type]] = {
     "bp-ensemble": (EnsemblePotential, EnsembleConfig),
     "ridge": (RidgeEnsemble, RidgeConfig),
+    "delta": (DeltaPotential, DeltaConfig),  # a baseline oracle plus any of the above learning the difference
 }
 
 
@@ -50,6 +52,8 @@ from alenv.models.conformance import check_potential  # noqa: E402  (uses the re
 
 __all__ = [
     "MODELS",
+    "DeltaConfig",
+    "DeltaPotential",
     "EnsembleCalculator",
     "EnsembleConfig",
     "EnsemblePotential",

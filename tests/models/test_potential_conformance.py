@@ -13,7 +13,13 @@ from alenv.datasets import rmd17
 from alenv.models import MODELS, check_potential, make_potential
 
 # Small settings per model so the check runs in seconds; each model's defaults are used otherwise.
-FAST = {"bp-ensemble": {"n_members": 3, "hidden": (16, 16), "epochs_initial": 30, "min_steps": 0}, "ridge": {"n_members": 3}}
+FAST = {
+    "bp-ensemble": {"n_members": 3, "hidden": (16, 16), "epochs_initial": 30, "min_steps": 0},
+    "ridge": {"n_members": 3},
+    # a weak pair potential as the baseline (it must differ from the labels, or the correction would be zero)
+    "delta": {"baseline": "lj", "baseline_kwargs": {"sigma": 1.2, "epsilon": 0.05}, "model": "ridge",
+              "model_kwargs": {"n_members": 3}},
+}
 
 
 def _labelled(frames):
