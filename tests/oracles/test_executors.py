@@ -55,10 +55,15 @@ def _label(executor, structures, path: Path, oracle=None):
     return cached, cached.label(structures)
 
 
-def test_a_process_pool_gives_the_labels_computed_in_process(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spec", [{"kind": "process", "workers": 2},
+                                  pytest.param({"kind": "ray", "num_cpus": 1}, marks=pytest.mark.slow)],  # Ray: ~10 s
+                         ids=["process", "ray"])
+def test_workers_give_the_labels_computed_in_process(tmp_path: Path, spec: dict) -> None:
+    if spec["kind"] == "ray":
+        pytest.importorskip("ray")
     structures = _structures()
     _, inline = _label(None, structures, tmp_path / "inline.sqlite")
-    pool = make_executor({"kind": "process", "workers": 2})
+    pool = make_executor(spec)
     try:
         _, remote = _label(pool, structures, tmp_path / "pool.sqlite")
     finally:
@@ -199,17 +204,3 @@ def test_the_executor_benchmark_prints_and_writes_its_comparison(tmp_path: Path,
     assert all(r["identical"] and r["failed"] == 0 and r["seconds"] > 0 for r in result["rows"])
     assert "| process pool, 2 workers x 1 thread |" in (tmp_path / "executors.md").read_text()
     assert "cores," in capsys.readouterr().out
-
-
-@pytest.mark.slow  # starts a local Ray (about 10 s)
-def test_ray_gives_the_labels_computed_in_process(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
-    structures = _structures(4)
-    _, inline = _label(None, structures, tmp_path / "inline.sqlite")
-    executor = make_executor({"kind": "ray", "num_cpus": 1})
-    try:
-        _, remote = _label(executor, structures, tmp_path / "ray.sqlite")
-    finally:
-        executor.shutdown()
-    assert [lab.energy for lab in remote] == [lab.energy for lab in inline]
-    assert all(np.array_equal(a.forces, b.forces) for a, b in zip(inline, remote))
