@@ -62,16 +62,6 @@ def test_one_episode_writes_results(tmp_path: Path, alenv_cache: Path) -> None:
     assert json.loads((tmp_path / "results.json").read_text())["complete"] is True
 
 
-def test_multirun_from_the_command_line(tmp_path: Path, alenv_cache: Path) -> None:
-    """``python -m benchmarks.run --multirun`` finds conf/ and runs jobs through the joblib launcher."""
-    results = _multirun(tmp_path, alenv_cache, "task=ethanol_gfn2_tiny", "agent=random,fps", "seed=0")
-    assert len(results) == 2
-    agents = {json.loads(p.read_text())["agent"] for p in results}
-    assert agents == {"random", "fps"}
-    pids = {json.loads(p.read_text())["pid"] for p in results}
-    assert os.getpid() not in pids  # jobs ran in launcher workers, not in this process
-
-
 def test_true_error_reference_runs_and_is_marked(tmp_path: Path, alenv_cache: Path) -> None:
     """The cheating reference runs through the runner and its results are flagged as cheating."""
     from benchmarks.run import run
@@ -152,10 +142,13 @@ def test_multirun_through_ray_local(tmp_path: Path, alenv_cache: Path) -> None:
 
 
 def test_tiny_multirun_through_the_report(tmp_path: Path, alenv_cache: Path) -> None:
-    """2 strategies x 2 seeds, swept from the command line, then aggregated by ``python -m benchmarks.report``."""
+    """``python -m benchmarks.run --multirun``: 2 strategies x 2 seeds, swept from the command line through the
+    joblib launcher, then aggregated by ``python -m benchmarks.report``."""
     sweep = tmp_path / "sweep"
     results = _multirun(sweep, alenv_cache, "task=ethanol_gfn2_tiny", "agent=random,uncertainty", "seed=0,1")
     assert len(results) == 4
+    # the command line found conf/ and ran the jobs in the joblib launcher's workers, not in this process
+    assert os.getpid() not in {json.loads(p.read_text())["pid"] for p in results}
     out = tmp_path / "report"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.report", str(sweep), "--out", str(out)],
