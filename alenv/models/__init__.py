@@ -15,6 +15,7 @@ from alenv.models.base import Potential
 from alenv.models.calculator import EnsembleCalculator, UncertaintyBiasedCalculator
 from alenv.models.delta import DeltaConfig, DeltaPotential
 from alenv.models.ensemble import EnsembleConfig, EnsemblePotential
+from alenv.models.mace import MACECommittee, MACEConfig
 from alenv.models.ridge import RidgeConfig, RidgeEnsemble
 
 
@@ -32,6 +33,7 @@ MODELS: dict[str, tuple[type, type]] = {
     "bp-ensemble": (EnsemblePotential, EnsembleConfig),
     "ridge": (RidgeEnsemble, RidgeConfig),
     "delta": (DeltaPotential, DeltaConfig),  # a baseline oracle plus any of the above learning the difference
+    "mace": (MACECommittee, MACEConfig),  # equivariant committee; optional: pip install "alenv[mace]"
 }
 
 
@@ -58,6 +60,8 @@ __all__ = [
     "EnsembleConfig",
     "EnsemblePotential",
     "FeaturizedFrames",
+    "MACECommittee",
+    "MACEConfig",
     "Potential",
     "Representation",
     "RidgeConfig",

@@ -19,7 +19,19 @@ FAST = {
     # a weak pair potential as the baseline (it must differ from the labels, or the correction would be zero)
     "delta": {"baseline": "lj", "baseline_kwargs": {"sigma": 1.2, "epsilon": 0.05}, "model": "ridge",
               "model_kwargs": {"n_members": 3}},
+    "mace": {"n_members": 3, "channels": 8, "num_interactions": 1, "epochs_initial": 3},
 }
+# Optional models: checked where their package is installed (the test extra installs them), slow (10-20 s each)
+OPTIONAL = {"mace": "mace"}
+
+
+def _models() -> list:
+    return [pytest.param(n, marks=pytest.mark.slow) if n in OPTIONAL else n for n in sorted(MODELS)]
+
+
+def _skip_missing(name: str) -> None:
+    if name in OPTIONAL:
+        pytest.importorskip(OPTIONAL[name])
 
 
 def _labelled(frames):
@@ -46,15 +58,17 @@ def test_every_model_has_fast_settings():
     assert set(FAST) == set(MODELS)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", _models())
 def test_check_potential_molecule(name):
+    _skip_missing(name)
     frames = ase.io.read(rmd17("ethanol", "train"), index=":12")
     pot = check_potential(lambda rep, seed: make_potential(name, rep, seed, **FAST[name]), frames)
     assert pot.n_members == 3
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", _models())
 def test_check_potential_periodic(name):
+    _skip_missing(name)
     check_potential(lambda rep, seed: make_potential(name, rep, seed, **FAST[name]), _cu_frames())
 
 
@@ -82,8 +96,8 @@ def test_unknown_model_and_settings_are_named():
     from alenv.descriptors.representation import Representation
 
     rep = Representation.for_frames(ase.io.read(rmd17("ethanol", "train"), index=":2"))
-    with pytest.raises(ValueError, match="unknown model 'mace'.*bp-ensemble"):
-        make_potential("mace", rep)
+    with pytest.raises(ValueError, match="unknown model 'nequip'.*bp-ensemble"):
+        make_potential("nequip", rep)
     with pytest.raises(ValueError, match="unknown setting.*layers"):
         make_potential("bp-ensemble", rep, layers=3)
     with pytest.raises(ValueError, match="at least one member"):
@@ -107,10 +121,11 @@ def test_ridge_learns_forces_better_than_the_mean(tmp_path):
     assert mae < 0.5 * zero, (mae, zero)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", _models())
 def test_check_potential_ragged(name):
     """Structures of several sizes (rMD17 ethanol, 9 atoms, and aspirin, 21) train and are checked on the
     flat layout."""
+    _skip_missing(name)
     eth = ase.io.read(rmd17("ethanol", "train"), index=":6")
     asp = ase.io.read(rmd17("aspirin", "train"), index=":5")
     frames = [f for pair in zip(eth, asp) for f in pair] + eth[5:]  # mixed, a 9-atom frame checked first
