@@ -248,3 +248,41 @@ def test_runs_record_the_bandits_arms_and_the_learned_checkpoint(tmp_path: Path,
     assert all(h["reward"] is not None for h in bandit["agent_history"][:-1])  # credited a round later
     learned = json.loads((tmp_path / "learned" / "results.json").read_text())
     assert learned["agent_checkpoint"] == "learned-v1.pt" and "agent_history" not in learned
+
+
+def test_the_greedy_expert_builds_the_best_batch_and_keeps_the_best_of_all(monkeypatch) -> None:
+    """With a look-ahead error that falls by each candidate's own value, building pick by pick finds the k
+    best candidates; the agent keeps that batch over worse proposals, and a proposal that is better still."""
+    import numpy as np
+
+    import agents
+    from agents.train import greedy_batch
+    from benchmarks.references import GreedyLookaheadAgent
+
+    value = np.array([0.1, 0.9, 0.3, 0.8, 0.05, 0.7])
+
+    def lookahead(batches):
+        return np.array([10.0 - value[list(b)].sum() for b in batches])
+
+    batch, mae = greedy_batch(np.arange(6), 3, lookahead, None, np.random.default_rng(0))
+    assert sorted(batch.tolist()) == [1, 3, 5] and mae == 10.0 - 2.4
+    fixed = {"a": np.array([0, 2, 4]), "b": np.array([1, 2, 3])}
+    monkeypatch.setattr(agents, "make_agent", lambda name: type("P", (), {"act": lambda self, *a: fixed[name]})())
+    obs = {"mask": np.ones(6, dtype=np.int8)}
+    agent = GreedyLookaheadAgent(lookahead, ("a", "b"), shortlist=None)
+    assert sorted(agent.act(obs, {}, 3, np.random.default_rng(0)).tolist()) == [1, 3, 5] and agent.winners == ["greedy"]
+    value[[0, 2, 4]] = 5.0  # heuristic a's batch is now the best there is: the greedy build ties it, a is kept
+    agent = GreedyLookaheadAgent(lookahead, ("a", "b"), shortlist=None)
+    assert sorted(agent.act(obs, {}, 3, np.random.default_rng(0)).tolist()) == [0, 2, 4] and agent.winners == ["a"]
+
+
+@pytest.mark.slow  # about 15 s: 30 fits per pick
+def test_greedy_lookahead_reference_runs_and_is_marked(tmp_path: Path, alenv_cache: Path) -> None:
+    from benchmarks.run import run
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["task=ethanol_gfn2_tiny", "agent=lookahead_greedy", "model=ridge", "seed=0",
+                                           f"cache_dir={alenv_cache}", "progress=false"])
+    run(cfg, tmp_path)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["cheating"] is True and res["agent"] == "lookahead-greedy" and res["complete"] is True
