@@ -89,13 +89,18 @@ def greedy_batch(available: np.ndarray, k: int, lookahead, shortlist: int | None
     return np.array(picked, dtype=np.int64), best_mae
 
 
-def expert_batch(env, obs: dict, info: dict, policy: LearnedPolicy, rng: np.random.Generator, seed: int) -> tuple[np.ndarray, str, np.ndarray]:
+def expert_batch(env, obs: dict, info: dict, policy: LearnedPolicy, rng: np.random.Generator, seed: int,
+                 greedy: int = 0) -> tuple[np.ndarray, str, np.ndarray]:
     """The expert's batch: the best of the heuristics' and ``POLICY_PROPOSALS`` policy samples by
-    ``env.lookahead``; its proposer and every look-ahead MAE."""
+    ``env.lookahead`` (and, with ``greedy`` > 0, of a batch built pick by pick among ``greedy`` candidates
+    per pick: :func:`greedy_batch`); its proposer and every look-ahead MAE."""
     k = int(info["max_picks"])
+    lookahead = lambda b: env.unwrapped.lookahead(b, seed=seed)  # noqa: E731
     sampler = LearnedPolicy(policy.scorer, temperature=1.0)
     samples = [("policy", sampler.act(obs, info, k, rng)) for _ in range(POLICY_PROPOSALS)]
-    return best_batch(obs, info, k, rng, lambda b: env.unwrapped.lookahead(b, seed=seed), EXPERT_PROPOSERS, samples)
+    if greedy > 0:
+        samples.append(("greedy", greedy_batch(np.flatnonzero(obs["mask"]), k, lookahead, greedy, rng)[0]))
+    return best_batch(obs, info, k, rng, lookahead, EXPERT_PROPOSERS, samples)
 
 
 def make_training_env(task: str, cache_dir: str | None, **settings):
@@ -114,7 +119,8 @@ def make_training_env(task: str, cache_dir: str | None, **settings):
     return gym.make(spec.id, model="ridge", cache_dir=cache_dir, **overrides, **settings)
 
 
-def rollout(task: str, seed: int, policy: LearnedPolicy, beta: float, cache_dir: str | None, data: list) -> dict:
+def rollout(task: str, seed: int, policy: LearnedPolicy, beta: float, cache_dir: str | None, data: list,
+            greedy: int = 0) -> dict:
     """One episode: record the expert's batch at every round, act by the expert with probability beta."""
     from alenv.spaces import picks_to_action
 
@@ -124,7 +130,7 @@ def rollout(task: str, seed: int, policy: LearnedPolicy, beta: float, cache_dir:
     winners: list[str] = []
     done = False
     while not done:
-        batch, winner, maes = expert_batch(env, obs, info, policy, rng, seed)
+        batch, winner, maes = expert_batch(env, obs, info, policy, rng, seed, greedy)
         data.append({**{key: np.array(obs[key]) for key in OBS_KEYS}, "batch": batch, "k": int(info["max_picks"])})
         winners.append(winner)
         picks = batch if rng.random() < beta else policy.act(obs, info, info["max_picks"], rng)
@@ -189,11 +195,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--inputs", default="all",
                    help=f"which policy inputs the scorer reads: one of {sorted(INPUT_SETS)} or names joined by commas "
                         "(ablations; 'mix' with no --hidden is the learned scalar mix of uncertainty and distance)")
+    p.add_argument("--greedy", type=int, default=0, metavar="N",
+                   help="the expert also builds a batch pick by pick among N candidates per pick (0: off), as the "
+                        "lookahead-greedy reference does; about k x N more fits per round")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache-dir", default=None)
     args = p.parse_args(argv)
-    if args.iterations < 1 or args.episodes < 1 or args.epochs < 1 or not 0 <= args.beta <= 1:
-        p.error("iterations, episodes and epochs must be positive and beta in [0, 1]")
+    if args.iterations < 1 or args.episodes < 1 or args.epochs < 1 or not 0 <= args.beta <= 1 or args.greedy < 0:
+        p.error("iterations, episodes and epochs must be positive, beta in [0, 1] and --greedy >= 0")
     if any(h < 1 for h in args.hidden):
         p.error(f"hidden layer sizes must be positive, got {args.hidden}")
     try:
@@ -217,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         beta = args.beta**it
         # episode seeds differ per iteration and from evaluation seeds (which start at 1000)
         jobs = [(task, 100 * it + e) for task in args.tasks for e in range(args.episodes)]
-        episodes = [rollout(task, seed, policy, beta, args.cache_dir, data)
+        episodes = [rollout(task, seed, policy, beta, args.cache_dir, data, args.greedy)
                     for task, seed in tqdm(jobs, desc=f"iteration {it}", disable=not sys.stderr.isatty())]
         loss = fit(policy, data, args.epochs, args.lr, np.random.default_rng([args.seed, it]))
         winners = [w for e in episodes for w in e["expert_winners"]]

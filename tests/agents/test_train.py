@@ -37,10 +37,10 @@ def test_training_resumes_and_reproduces_from_its_seed(tmp_path, alenv_cache):
 def test_bad_settings_stop_before_any_episode(tmp_path, capsys):
     import pytest
 
-    for bad in (["--iterations", "0"], ["--episodes", "-1"], ["--beta", "1.5"]):
+    for bad in (["--iterations", "0"], ["--episodes", "-1"], ["--beta", "1.5"], ["--greedy", "-2"]):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "x"), *bad])
-        assert "must be positive and beta in [0, 1]" in capsys.readouterr().err
+        assert "must be positive, beta in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()  # nothing written
     for bad, says in ((["--inputs", "nonsense"], "inputs must be"), (["--hidden", "0"], "must be positive"),
                       (["--tasks", "Nope-tiny"], "unknown training task")):
@@ -57,6 +57,17 @@ def test_the_scalar_mix_trains_through_the_same_command(tmp_path, alenv_cache):
     mix = LearnedPolicy.load(tmp_path / "mix" / "policy.pt")
     assert mix.scorer.inputs == ("z_log_force_std_max", "log_dist_to_chosen") and mix.scorer.hidden == ()
     assert mix.scorer.net[0].weight.shape == (1, 2)
+
+
+def test_the_greedy_expert_takes_part_in_training(tmp_path, alenv_cache):
+    """With --greedy the expert's proposals include a batch built pick by pick; the winners say how often
+    it was the best, and it is recorded among the settings."""
+    main([*_args(tmp_path / "g", alenv_cache, 1), "--greedy", "4"])
+    curve = json.loads((tmp_path / "g" / "curve.json").read_text())
+    assert curve["settings"]["greedy"] == 4
+    winners = curve["iterations"][0]["expert_winners"]
+    assert sum(winners.values()) == curve["iterations"][0]["batches"] and set(winners) <= {
+        "random", "uncertainty", "kmeans++", "fps", "trust-window", "maxdet", "policy", "greedy"}
 
 
 def test_the_training_family_holds_out_every_standard_system(alenv_cache):
