@@ -15,7 +15,7 @@ import difflib
 from typing import Any, Callable
 
 from agents.bandit import DEFAULT_ARMS, HeuristicBandit
-from agents.scores import feature_score, signal_to_noise, unit_score, window_score
+from agents.scores import energy_spread_score, feature_score, signal_to_noise, unit_score, window_score
 from agents.policy import DEFAULT_CHECKPOINT, LearnedPolicy
 from agents.selectors import LCMD, FarthestPoint, FixedInterval, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
 from agents.strategy import Agent, Linear, MostUncertain, Strategy, TrustWindow
@@ -33,7 +33,8 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
     "random": lambda: Strategy("random", RandomSubset()),
     # query by committee: the k largest ensemble spreads
     "uncertainty": lambda feature=SPREAD: _top("uncertainty", feature),
-    "qbc-energy": lambda: _top("qbc-energy", "energy_std"),
+    # the energy spread as it is (default), per atom or per sqrt(atoms) (ANI's criterion; frames of several sizes)
+    "qbc-energy": lambda normalise="none": Strategy("qbc-energy", TopK(), score=energy_spread_score(str(normalise))),
     "qbc-force-mean": lambda: _top("qbc-force-mean", "force_std_mean"),
     "qbc-force-rel": lambda: _top("qbc-force-rel", "force_std_rel"),
     # the k farthest from the labelled set in embedding space (not greedy within the batch)

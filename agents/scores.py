@@ -60,6 +60,27 @@ def feature_score(name: str) -> ScoreFn:
     return score
 
 
+def energy_spread_score(normalise: str = "none") -> ScoreFn:
+    """The committee's energy spread sigma_E as a score: as it is (``"none"``: extensive, so it grows with the
+    frame's size), per atom (``"atom"``), or per square root of the atom count (``"sqrt_atoms"``: ANI's
+    query-by-committee criterion, rho proportional to sigma_E / sqrt(N), Smith et al. 2018). The last is
+    sqrt(energy_std x energy_std_per_atom), so it needs no other feature. Matters only for frames of several
+    sizes."""
+    if normalise == "none":
+        return feature_score("energy_std")
+    if normalise == "atom":
+        return feature_score("energy_std_per_atom")
+    if normalise != "sqrt_atoms":
+        raise ValueError(f"normalise must be none, atom or sqrt_atoms, got {normalise!r}")
+
+    def score(obs: dict, info: dict) -> np.ndarray:
+        return np.sqrt(feature(obs, "energy_std") * feature(obs, "energy_std_per_atom"))
+
+    score.__qualname__ = "energy_spread_score('sqrt_atoms')"
+    score.reads = frozenset({"energy_std", "energy_std_per_atom"})  # type: ignore[attr-defined]
+    return score
+
+
 def unit_interval(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Scale to [0, 1] over the available candidates (so differently scaled scores can be added);
     all zeros where the available values are all equal or none is available."""

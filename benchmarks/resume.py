@@ -25,7 +25,7 @@ NOT_RESULTS: tuple[str, ...] = ("progress", "cache_dir", "torch_threads", "oracl
 # compared within each line of the table, see :func:`mixed_configs`).
 SWEPT: tuple[str, ...] = ("task.name", "task.id", "seed", "data_seed")
 # Keys whose value here means what a config without the key meant (configs recorded before they existed).
-DEFAULTS: dict[str, Any] = {"data_seed": 0}
+DEFAULTS: dict[str, Any] = {"data_seed": 0, "agent.kwargs.normalise": "none"}
 RESULTS, FAILED = "results.json", "failed.json"
 _UNSET = "(unset)"
 
@@ -137,7 +137,8 @@ def _settings(run: dict) -> tuple[dict[str, Any], list[str]] | None:
     config = run.get("config")
     if not isinstance(config, dict):
         return None
-    return flat(config), [*SWEPT, *NOT_RESULTS, *swept_keys(run.get("variant", ""))]
+    # keys at their DEFAULTS value read as a config recorded before they existed (as config_hash does)
+    return {**DEFAULTS, **flat(config)}, [*SWEPT, *NOT_RESULTS, *swept_keys(run.get("variant", ""))]
 
 
 def _first_difference(a: dict, b: dict, *, within: str | None) -> str | None:

@@ -48,6 +48,23 @@ def test_uncertainty_follows_its_feature_parameter(feature, make_obs):
     assert got.tolist() == _top(obs, feature, 4)
 
 
+def test_qbc_energy_normalises_the_spread_as_asked(make_obs):
+    """Per atom, and per square root of the atom count (ANI's criterion): sigma_E / sqrt(n), with n the
+    frame's atom count recovered as energy_std / energy_std_per_atom."""
+    obs = make_obs(3)
+    sigma, per_atom = _f(obs, "energy_std"), _f(obs, "energy_std_per_atom")
+    avail = np.flatnonzero(obs["mask"])
+    rho = sigma / np.sqrt(sigma / per_atom)
+    want = avail[np.argsort(-rho[avail])[:4]].tolist()
+    assert set(want) != set(_top(obs, "energy_std", 4)) and set(want) != set(_top(obs, "energy_std_per_atom", 4))
+    got = make_agent("qbc-energy", normalise="sqrt_atoms").act(obs, {}, 4, np.random.default_rng(0))
+    assert got.tolist() == want
+    assert make_agent("qbc-energy", normalise="atom").act(obs, {}, 4, np.random.default_rng(0)).tolist() == _top(
+        obs, "energy_std_per_atom", 4)
+    with pytest.raises(ValueError, match="normalise must be none, atom or sqrt_atoms"):
+        make_agent("qbc-energy", normalise="log")
+
+
 def _hybrid_reference(obs: dict, k: int, w: float, feature: str = "force_std_max") -> list[int]:
     """Greedy: maximise unit(uncertainty) + w * d / d_max, d the distance to the labelled set and to the
     picks so far, d_max the largest dist_to_train among available candidates (top-k when w <= 0)."""

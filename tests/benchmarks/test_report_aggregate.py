@@ -151,6 +151,11 @@ def test_config_hash_ignores_what_does_not_change_results() -> None:
     other = {**config, "task": {"overrides": {"budget": 50}}}
     assert config_hash(other) != config_hash(config)
     assert config_diff(config, other) == ["task.overrides.budget changed: (unset) -> 50"]
+    # an agent setting added with the value that configs without it meant keeps their hash (runs resume)
+    before = {**config, "agent": {"name": "qbc-energy", "kwargs": {}}}
+    now = {**config, "agent": {"name": "qbc-energy", "kwargs": {"normalise": "none"}}}
+    changed = {**config, "agent": {"name": "qbc-energy", "kwargs": {"normalise": "sqrt_atoms"}}}
+    assert config_hash(before) == config_hash(now) != config_hash(changed) and config_diff(before, now) == []
 
 
 # ----------------------------------------------------------------------------------------- figures
