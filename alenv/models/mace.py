@@ -9,6 +9,10 @@ cannot share the environment). Two traps of that pair are handled here, and test
 - e3nn 0.4.4 reads its constants with ``torch.load`` at import, which the safe default of torch 2.13 refuses:
   it imports only while that variable is set, so mace is always imported first.
 
+A third one is left to the environment: mace-torch's wheel installs a top-level package named ``tests``,
+which shadows this repository's ``tests/`` in the same environment, so alenv's own test suite runs where
+mace-torch is not installed and the mace tests in a separate environment (``pyproject.toml``).
+
 Each member is a MACE (``channels`` x 0e + ``channels`` x 1o hidden features for ``max_L = 1``, correlation 3,
 two interactions) on graphs built here from the structures the featurised frames keep
 (``FeaturizedFrames.frames``; the AEV descriptors are not used); energies are per-element offsets fitted by

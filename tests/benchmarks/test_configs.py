@@ -166,7 +166,7 @@ def test_model_config_builds_on_every_task(model: str) -> None:
     from alenv.models import MODELS
 
     if model == "mace":
-        pytest.importorskip("mace")  # the optional equivariant committee (the test extra installs it)
+        pytest.importorskip("mace")  # the optional equivariant committee (its own environment: pyproject.toml)
     node = OmegaConf.load(CONFIG_DIR / "model" / f"{model}.yaml")
     for task in sorted(snake_case(n) for n in TASKS):
         row = get_task(task)

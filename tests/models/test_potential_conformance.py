@@ -21,7 +21,8 @@ FAST = {
               "model_kwargs": {"n_members": 3}},
     "mace": {"n_members": 3, "channels": 8, "num_interactions": 1, "epochs_initial": 3},
 }
-# Optional models: checked where their package is installed (the test extra installs them), slow (10-20 s each)
+# Optional models: checked where their package is installed (pip install -e ".[mace]" in an environment of its
+# own: see pyproject.toml), slow (10-20 s each)
 OPTIONAL = {"mace": "mace"}
 
 
