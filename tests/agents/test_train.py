@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from agents.policy import LearnedPolicy
@@ -35,8 +36,6 @@ def test_training_resumes_and_reproduces_from_its_seed(tmp_path, alenv_cache):
 
 
 def test_bad_settings_stop_before_any_episode(tmp_path, capsys):
-    import pytest
-
     for bad in (["--iterations", "0"], ["--episodes", "-1"], ["--beta", "1.5"], ["--greedy", "-2"]):
         with pytest.raises(SystemExit):
             main(["--out", str(tmp_path / "x"), *bad])
@@ -59,6 +58,7 @@ def test_the_scalar_mix_trains_through_the_same_command(tmp_path, alenv_cache):
     assert mix.scorer.net[0].weight.shape == (1, 2)
 
 
+@pytest.mark.slow  # a training iteration with 4 x 5 extra fits per round (8 s)
 def test_the_greedy_expert_takes_part_in_training(tmp_path, alenv_cache):
     """With --greedy the expert's proposals include a batch built pick by pick; the winners say how often
     it was the best, and it is recorded among the settings."""

@@ -79,6 +79,7 @@ def test_a_rerun_on_another_data_seed_reruns(tmp_path: Path, alenv_cache: Path, 
     assert second["initial"]["metrics"]["force_mae"] != first["initial"]["metrics"]["force_mae"]
 
 
+@pytest.mark.slow  # a sweep of its own (9 s); data-seed folders are checked by composing
 def test_a_sweep_crosses_seeds_and_data_seeds(tmp_path: Path, alenv_cache: Path) -> None:
     """``seed=0 data_seed=0,1`` from the command line: two jobs, two folders, one report line."""
     env = {**os.environ, "ALENV_CACHE": str(alenv_cache)}

@@ -33,8 +33,8 @@ def otf_env(make_env):
 
 
 @pytest.mark.parametrize(
-    # the default run checks the ethanol tasks and full-size Cu; the others build their data for 30-50 s
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("AlanineDipeptide") or n == "Cu-EMT-OTF-tiny"
+    # the default run checks the ethanol tasks; the others build their data for 12-50 s each
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("AlanineDipeptide") or n.startswith("Cu-EMT-OTF")
              else n for n in OTF_TASKS]
 )
 def test_check_env_every_otf_task(name, make_env, check_env_clean, shipped_policy_plays_a_round):
@@ -315,6 +315,7 @@ def _run(env, seed: int, policy) -> list[dict]:
     return rows
 
 
+@pytest.mark.slow  # 18 s; stability under model MD is also in test_otf_stability
 def test_labels_from_model_md_make_the_model_more_stable(otf_env, make_env):
     """What the tiny task can show honestly: labelling frames that model MD visits makes MD with the model
     survive longer, and the model more accurate, than the same rounds of MD without labels. Paired by seed

@@ -13,7 +13,13 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 
-from alenv.oracles import CachedOracle, LabelCache, TransientOracleError, make_executor, make_oracle
+from alenv.oracles import (
+    CachedOracle,
+    LabelCache,
+    TransientOracleError,
+    make_executor,
+    make_oracle,
+)
 from alenv.oracles.executors import ProcessExecutor, executor_spec
 
 
@@ -92,6 +98,7 @@ def test_a_worker_lost_mid_batch_is_retried_and_no_label_is_lost(tmp_path: Path)
     assert len(LabelCache(tmp_path / "l.sqlite")) == len(structures)
 
 
+@pytest.mark.slow  # three pool restarts (6 s); the lost-worker test keeps every label too
 def test_labels_that_returned_are_kept_when_a_structure_fails_every_try(tmp_path: Path) -> None:
     structures = _structures()
     for i, atoms in enumerate(structures):
@@ -196,6 +203,7 @@ def test_an_on_the_fly_episode_is_the_same_under_every_local_executor(alenv_cach
     shutil.rmtree(tmp_path / "inline")
 
 
+@pytest.mark.slow  # a benchmark script (5 s)
 def test_the_executor_benchmark_prints_and_writes_its_comparison(tmp_path: Path, capsys) -> None:
     from benchmarks.executors import main
 
