@@ -343,6 +343,7 @@ def test_labels_from_model_md_make_the_model_more_stable(otf_env, make_env):
             assert all(0 <= a <= b <= 1 for a, b in zip(values, values[1:])) and values[-1] > 0, (key, values)
 
 
+@pytest.mark.slow  # builds the alanine dipeptide task's data (20 s), as its check_env does
 def test_alanine_dipeptide_starts_in_one_basin(make_env):
     """The exploration task: its initial labels sit in the extended basin where the molecule starts."""
     from alenv.metrics import dihedrals
