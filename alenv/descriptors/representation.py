@@ -8,7 +8,7 @@ same embedding.
 
 from __future__ import annotations
 
-from typing import Literal, Mapping, Sequence, Union
+from typing import Any, Callable, Literal, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -119,6 +119,23 @@ class FeaturizedFrames:
         if self.blocks != other.blocks:
             self.blocks = None  # compositions or element orders differ: fall back to per-atom gathers
         self.n_frames += other.n_frames
+
+
+def frame_cache(data: Any, name: str, key: Any, compute: Callable[[list[Atoms]], list]) -> list:
+    """Per-frame values a model derives from the structures of featurised ``data`` (``data.frames``), kept on
+    ``data`` under ``name`` for ``key`` (the settings they depend on) and computed only for frames added since
+    (a training set that grew): a Delta model's baseline labels, the MACE committee's graphs."""
+    frames = getattr(data, "frames", None)
+    if frames is None:
+        raise TypeError(f"{type(data).__name__} keeps no structures, which {name} is computed from")
+    caches = data.__dict__.setdefault("_frame_caches", {})
+    held_key, values = caches.get(name, (None, []))
+    if held_key != key:
+        values = []
+    if len(values) < len(frames):
+        values = values + list(compute(frames[len(values):]))
+    caches[name] = (key, values)
+    return values
 
 
 class Embedder:

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 from ase import Atoms
 
-from alenv.descriptors.representation import Featurized, Representation
+from alenv.descriptors.representation import Featurized, Representation, frame_cache
 
 
 @dataclass(frozen=True)
@@ -83,18 +83,9 @@ class DeltaPotential:
     def baseline_of(self, data: Featurized, idx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Baseline energies (B,) eV and forces, (B, n, 3) dense or (atoms of frames ``idx``, 3) flat, of
         frames ``idx`` of ``data`` (default all); computed once per frame and kept on ``data``."""
-        frames = getattr(data, "frames", None)
-        if frames is None:
-            raise TypeError(f"{type(data).__name__} keeps no structures; a Delta model needs them for its baseline")
-        store = getattr(data, "_delta_baseline", None)
-        if store is None or store[0] != self._key:
-            store = (self._key, [], [])
-        energies, forces = store[1], store[2]
-        if len(energies) < len(frames):  # new frames (a training set that grew)
-            e, f = self._labels(frames[len(energies):])
-            energies += e
-            forces += f
-        data._delta_baseline = store
+        labels = frame_cache(data, "delta baseline", self._key, lambda new: list(zip(*self._labels(new))))
+        energies, forces = [e for e, _ in labels], [f for _, f in labels]
+        frames = data.frames
         sel = np.arange(len(frames)) if idx is None else np.asarray(idx, dtype=np.int64)
         E = np.array([energies[i] for i in sel], dtype=np.float64)
         parts = [forces[i] for i in sel]

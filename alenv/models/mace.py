@@ -36,7 +36,7 @@ import torch
 from ase import Atoms
 from ase.neighborlist import neighbor_list
 
-from alenv.descriptors.representation import Featurized, Representation
+from alenv.descriptors.representation import Featurized, Representation, frame_cache
 
 TRAP = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
@@ -129,17 +129,7 @@ class MACECommittee:
 
     def _graphs(self, data: Featurized) -> list[tuple[np.ndarray, np.ndarray]]:
         """Edges of every frame of ``data``, built once per frame and kept on ``data``."""
-        frames = getattr(data, "frames", None)
-        if frames is None:
-            raise TypeError(f"{type(data).__name__} keeps no structures; the mace model builds its graphs from them")
-        store = getattr(data, "_mace_graphs", None)
-        key = self.config.r_max
-        if store is None or store[0] != key:
-            store = (key, [])
-        graphs = store[1]
-        graphs += [self._edges(a) for a in frames[len(graphs):]]
-        data._mace_graphs = store
-        return graphs
+        return frame_cache(data, "mace graphs", self.config.r_max, lambda new: [self._edges(a) for a in new])
 
     def _batch(self, frames: Sequence[Atoms], edges: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, torch.Tensor]:
         pos, attrs, index, shifts, units, cells, batch, ptr = [], [], [], [], [], [], [], [0]
