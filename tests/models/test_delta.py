@@ -79,3 +79,12 @@ def test_a_failed_baseline_raises_naming_the_structure() -> None:
 def test_bad_delta_settings_are_refused(settings, message) -> None:
     with pytest.raises(ValueError, match=message):
         DeltaConfig(**settings)
+
+
+def test_data_without_structures_is_refused_by_name() -> None:
+    from types import SimpleNamespace
+
+    frames = ase.io.read(rmd17("ethanol", "train"), index=":10")
+    pot, *_ = _fitted(frames, baseline="xtb", model="ridge")
+    with pytest.raises(TypeError, match="keeps no structures, which delta baseline is computed from"):
+        pot.baseline_of(SimpleNamespace(layout="dense"))

@@ -65,3 +65,19 @@ def test_an_episode_with_the_mace_committee_learns(make_env) -> None:
     while not done:
         obs, _, done, _, info = env.step(rng.choice(np.flatnonzero(obs["mask"]), size=k, replace=False))
     assert info["metrics"]["force_mae"] < first, (first, info["metrics"]["force_mae"])
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"n_members": 0}, "must be positive"),
+        ({"dtype": "float16"}, "dtype must be float32 or float64"),
+        ({"device": "tpu"}, "device must be auto, cpu or cuda"),
+        ({"epochs_initial": 0}, "epochs_initial, batch_size and lr must be positive"),
+    ],
+)
+def test_bad_mace_settings_are_refused_without_mace_installed(settings: dict, message: str) -> None:
+    from alenv.models import make_settings
+
+    with pytest.raises(ValueError, match=message):
+        make_settings("mace", settings)
