@@ -68,6 +68,13 @@ class EnsembleConfig:
     # the in-loop model 100% and 128% worse than a refit 3 warm rounds after a scratch fit
     # (benchmarks/results/learner/trials/).
     scratch_growth: float = 0.0
+    # Warm-started fits raise the learning rate linearly from zero to ``warm_lr`` over this fraction of their
+    # steps before the cosine decay: a fresh Adam's first steps move every weight by about the full learning
+    # rate whatever its gradient, which can throw a converged model far from its optimum. 0 = off.
+    warm_warmup: float = 0.0
+    # Largest gradient norm of one member per step (its parameters together); larger ones are scaled down to
+    # it, member by member, so one extreme label cannot throw a member far in one step. 0 = off.
+    grad_clip: float = 0.0
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
@@ -82,6 +89,21 @@ class EnsembleConfig:
             )
         if self.scratch_growth and not self.scratch_growth > 1:
             raise ValueError(f"scratch_growth must be 0 (off) or above 1, got {self.scratch_growth}")
+        if not 0 <= self.warm_warmup < 1:
+            raise ValueError(f"warm_warmup is a fraction of a fit's steps in [0, 1), got {self.warm_warmup}")
+        if not self.grad_clip >= 0:
+            raise ValueError(f"grad_clip must be 0 (off) or positive, got {self.grad_clip}")
+
+
+def learning_rate(config: EnsembleConfig, peak: float, step: int, total_steps: int, warm: bool) -> float:
+    """Learning rate of ``step`` of a fit of ``total_steps``: cosine decay from ``peak`` to
+    ``lr_final_fraction`` of it, after a linear warm-up over ``warm_warmup`` of the steps of warm-started fits."""
+    f = config.lr_final_fraction
+    n_up = int(config.warm_warmup * total_steps) if warm else 0
+    if step < n_up:
+        return peak * (step + 1) / (n_up + 1)
+    t = (step - n_up) / max(1, total_steps - n_up)
+    return peak * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def _init_layer(gen: torch.Generator, M: int, n_in: int, n_out: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -240,8 +262,24 @@ class EnsemblePotential(FlatLayout):
         loss = (loss_e + self.config.force_weight * loss_f) / (self.energy_scale**2)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.config.grad_clip:
+            self._clip_member_gradients(self.config.grad_clip)
         self.optimizer.step()
         return {"loss_energy": loss_e.item(), "loss_forces": loss_f.item()}
+
+    @torch.no_grad()
+    def _clip_member_gradients(self, max_norm: float) -> None:
+        """Scale each member's gradient (all its parameters together) down to norm ``max_norm`` at most.
+
+        Every parameter is stacked over members on its first axis, so members are clipped independently and
+        one member's extreme batch does not shrink the others' steps."""
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if not grads:
+            return
+        sq = sum(g.reshape(g.shape[0], -1).pow(2).sum(1) for g in grads)  # (M,)
+        scale = (max_norm / (sq.sqrt() + 1e-12)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.reshape(-1, *([1] * (g.dim() - 1))))
 
     # ------------------------------------------------------------------------------------- training
     def _bootstrap_weights(self, K: int) -> torch.Tensor:
@@ -331,11 +369,10 @@ class EnsemblePotential(FlatLayout):
         n = data.n_atoms
         t0 = time.perf_counter()
         last = {}
-        f = cfg.lr_final_fraction
         weights = self._bootstrap_weights(K)
         for step, pos in enumerate(self._batches(K, total_steps, rng)):
-            for group in self.optimizer.param_groups:  # cosine decay of the learning rate over this fit
-                group["lr"] = lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+            for group in self.optimizer.param_groups:  # warm-up (warm fits) then cosine decay over this fit
+                group["lr"] = learning_rate(cfg, lr, step, total_steps, warm)
             Ep, Fp = self.forward(data, idx[pos], forces=True, create_graph=True)
             ti = torch.from_numpy(pos)
             w = torch.gather(weights, 1, ti)  # (M, b) each member's weights of its own frames

@@ -119,6 +119,8 @@ class FlatLayout:
 
     def _fit_flat(self, data: FlatFrames, idx: np.ndarray, E: torch.Tensor, Fr: torch.Tensor, rng, epochs, warm) -> dict:
         """``fit`` on flat frames: labels E (K,), forces Fr (sum n_f, 3) in label order."""
+        from alenv.models.ensemble import learning_rate  # ensemble.py imports this module
+
         cfg = self.config
         K = len(idx)
         counts = data.atom_counts(idx)
@@ -140,11 +142,10 @@ class FlatLayout:
         target_E = ((E - self._energy_offset_flat(species, ptr)) / torch.from_numpy(counts).double()).float()
         t0 = time.perf_counter()
         last = {}
-        f = cfg.lr_final_fraction
         weights = self._bootstrap_weights(K)
         for step, pos in enumerate(self._batches(K, total_steps, rng)):
             for group in self.optimizer.param_groups:
-                group["lr"] = lr * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * step / total_steps)))
+                group["lr"] = learning_rate(cfg, lr, step, total_steps, warm)
             Ep, Fp = self._forward_flat(data, idx[pos], forces=True, create_graph=True)
             ti = torch.from_numpy(pos)
             w = torch.gather(weights, 1, ti)  # (M, b)

@@ -169,3 +169,40 @@ def test_warm_fits_start_again_from_scratch_when_the_labels_have_grown_enough(la
     np.testing.assert_array_equal(again.predict(data)[1], pot.predict(data)[1])
     with pytest.raises(ValueError, match="scratch_growth"):
         EnsembleConfig(scratch_growth=0.9)
+
+
+def test_warm_fits_ramp_the_learning_rate_up_before_decaying_it():
+    from alenv.models.ensemble import learning_rate
+
+    cfg = EnsembleConfig(warm_warmup=0.2, lr_final_fraction=0.01)
+    warm = [learning_rate(cfg, 1e-3, s, 100, warm=True) for s in range(100)]
+    assert warm[0] == pytest.approx(1e-3 / 21) and warm[19] == pytest.approx(1e-3 * 20 / 21)
+    assert all(b > a for a, b in zip(warm[:20], warm[1:21]))  # linear rise over the first 20 steps
+    assert warm[20] == pytest.approx(1e-3) and warm[99] < 0.05e-3  # then the cosine decay to 1%
+    assert all(b <= a for a, b in zip(warm[20:], warm[21:]))
+    cold = [learning_rate(cfg, 1e-3, s, 100, warm=False) for s in range(100)]
+    assert cold[0] == pytest.approx(1e-3)  # fits from scratch start at the peak
+    # off (the default): the plain cosine of every fit
+    plain = EnsembleConfig()
+    assert [learning_rate(plain, 1e-3, s, 50, warm=True) for s in (0, 25)] == pytest.approx([1e-3, 1e-3 * 0.505])
+    for bad in (dict(warm_warmup=1.0), dict(warm_warmup=-0.1), dict(grad_clip=-1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            EnsembleConfig(**bad)
+
+
+def test_gradient_clipping_is_per_member(labelled):
+    frames, E, F = labelled
+    pot = _pot(seed=5, grad_clip=0.5)
+    data = FeaturizedFrames(frames, pot.aev)
+    pot.fit(data, E[:8], F[:8], np.random.default_rng(0), idx=np.arange(8), epochs=1)
+    params = pot.parameters()
+    for p in params:  # member 0 gets a huge gradient, member 1 one under the limit, member 2 none
+        p.grad = torch.zeros_like(p)
+        p.grad[0] = 100.0
+        p.grad[1] = 1e-4
+    small = [p.grad[1].clone() for p in params]
+    pot._clip_member_gradients(0.5)
+    norms = [float(sum(p.grad[m].pow(2).sum() for p in params).sqrt()) for m in range(3)]
+    assert norms[0] == pytest.approx(0.5, rel=1e-5) and norms[2] == 0.0
+    for p, s in zip(params, small):
+        torch.testing.assert_close(p.grad[1], s)  # untouched: under the limit, and not scaled by member 0
