@@ -82,10 +82,16 @@ def test_numpy_integers_and_the_former_name_are_accepted() -> None:
 
 
 # ----------------------------------------------------------------------------------------- MD tasks
-def test_md_data_seeds_give_other_frames_and_the_same_seed_the_same(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cu_cache(tmp_path_factory) -> Path:
+    """One cache of Cu-EMT-tiny data for this module's MD tests (each data seed builds in about 3 s)."""
+    return tmp_path_factory.mktemp("cu-data-seeds")
+
+
+def test_md_data_seeds_give_other_frames_and_the_same_seed_the_same(cu_cache: Path, tmp_path: Path) -> None:
     spec = get_task("Cu-EMT-tiny")
-    a = load_task_data(spec, tmp_path / "one", progress=False)
-    b = load_task_data(spec.with_overrides(data_seed=1), tmp_path / "one", progress=False)
+    a = load_task_data(spec, cu_cache, progress=False)
+    b = load_task_data(spec.with_overrides(data_seed=1), cu_cache, progress=False)
     again = load_task_data(spec.with_overrides(data_seed=1), tmp_path / "two", progress=False)  # built afresh
     assert a.directory.name == KEYS_BEFORE["Cu-EMT-tiny"] and b.directory.name.startswith("Cu-EMT-tiny-v1-seed1-")
     for part in PARTS:
@@ -110,12 +116,12 @@ def test_on_the_fly_data_seeds_give_other_reserve_validation_and_test(tmp_path: 
         assert len(pa) == len(pb) > 0 and _shared(pb, pa) == 0, part
 
 
-def test_gym_make_takes_the_data_seed_and_reset_seed_leaves_the_data(tmp_path: Path) -> None:
-    env = gym.make("alenv/Cu-EMT-tiny-v3", cache_dir=tmp_path, data_seed=1)
+def test_gym_make_takes_the_data_seed_and_reset_seed_leaves_the_data(cu_cache: Path) -> None:
+    env = gym.make("alenv/Cu-EMT-tiny-v3", cache_dir=cu_cache, data_seed=1)
     u = env.unwrapped
     assert u.task.data_seed == 1
     data = {p: _positions(getattr(u, f"{p}_frames")) for p in ("pool", "reserve", "test", "validation")}
-    standard = load_task_data(get_task("Cu-EMT-tiny"), tmp_path, progress=False)
+    standard = load_task_data(get_task("Cu-EMT-tiny"), cu_cache, progress=False)
     assert _shared(data["pool"], _positions(standard.pool)) == 0
     labelled = []
     for seed in (0, 1):
@@ -127,7 +133,7 @@ def test_gym_make_takes_the_data_seed_and_reset_seed_leaves_the_data(tmp_path: P
     assert all(_shared(lab, data["reserve"]) == len(lab) for lab in labelled)
     env.close()
     with pytest.warns(DeprecationWarning):  # the former name still works through gym.make
-        old = gym.make("alenv/Cu-EMT-tiny-v3", cache_dir=tmp_path, pool_seed=1)
+        old = gym.make("alenv/Cu-EMT-tiny-v3", cache_dir=cu_cache, pool_seed=1)
     assert old.unwrapped.task.data_seed == 1 and _same(_positions(old.unwrapped.pool_frames), data["pool"])
     old.close()
 

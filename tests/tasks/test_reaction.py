@@ -57,6 +57,8 @@ def test_both_tasks_are_registered_with_tiny_variants():
     assert get_task(f"{TRANSFER}-tiny").pool_size == 60
 
 
+# The full tiny build takes about 10 s: slow; the in-memory builds of ``mini`` cover the builder by default.
+@pytest.mark.slow
 def test_transfer_target_spans_the_transition_state_and_the_pool_does_not(transfer_env):
     u = transfer_env.unwrapped
     pool = _deltas(u.pool_frames + u.reserve_frames)
@@ -71,6 +73,7 @@ def test_transfer_target_spans_the_transition_state_and_the_pool_does_not(transf
         assert {a.info["temperature"] for a in frames} == {300.0}
 
 
+@pytest.mark.slow
 def test_test_metrics_report_every_window(transfer_env):
     u = transfer_env.unwrapped
     transfer_env.reset(seed=0)
