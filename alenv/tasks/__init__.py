@@ -134,7 +134,7 @@ _OTF = [
     ),
     TaskSpec(
         name="AlanineDipeptide-GFN2-OTF",
-        version=3,
+        version=4,
         data_version=1,
         description=(
             "Alanine dipeptide (Ace-Ala-NMe, 22 atoms) with GFN2-xTB, on the fly: an exploration task. The "
@@ -142,9 +142,16 @@ _OTF = [
             "model MD at 300, 600 and 900 K; the test set (300 frames) is oracle MD at those temperatures, "
             "whose hotter runs visit other backbone basins. Coverage of the (phi, psi) plane is reported."
         ),
-        history=("v0: first release.", V1, V2, V3),
+        history=(
+            "v0: first release.", V1, V2, V3,
+            "v4: warm-started rounds train at a peak learning rate of 1e-3 (3e-3 before). On one episode's 110 "
+            "labels replayed round by round, the in-loop force MAE at 30/60/90/110 labels was +34/-18/+2/+178% "
+            "of a refit from scratch at 3e-3 and +2/+4/-4/-2% at 1e-3: the larger steps threw the model far "
+            "from round to round on the correlated batches that model MD brings. Same data as v1.",
+        ),
         mode="otf",
         system="alanine_dipeptide",
+        model_kwargs={"warm_lr": 1e-3},
         oracle="xtb",
         temperatures=(300.0, 600.0, 900.0),
         md=MDSettings(timestep=0.5, friction=0.01, stride=40, equilibration=200),
@@ -185,6 +192,8 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
 
 TASKS: dict[str, TaskSpec] = {}
 _TINY_CHANGES = {name: changes for _module in _BUILT for name, changes in getattr(_module, "TINY", {}).items()}
+# the -tiny alanine dipeptide trains its warm rounds as the full task does (v4)
+_TINY_CHANGES["AlanineDipeptide-GFN2-OTF"] = {"model_kwargs": {**TINY_MODEL, "warm_lr": 1e-3}}
 for _spec in _BASE + _OTF:
     TASKS[_spec.name] = _spec
     TASKS[f"{_spec.name}-tiny"] = dataclasses.replace(_tiny(_spec), **_TINY_CHANGES.get(_spec.name, {}))

@@ -351,7 +351,7 @@ def test_alanine_dipeptide_starts_in_one_basin(make_env):
 
     from alenv.tasks.build import SYSTEMS
 
-    u = make_env("alenv/AlanineDipeptide-GFN2-OTF-tiny-v3").unwrapped
+    u = make_env("alenv/AlanineDipeptide-GFN2-OTF-tiny-v4").unwrapped
     assert len(u.reserve_frames[0]) == 22
     quads = TORSIONS["alanine_dipeptide"]
     start = dihedrals([SYSTEMS["alanine_dipeptide"]()], quads)[0]  # (-138, 163): extended, L-alanine
