@@ -188,6 +188,11 @@ def _settings(pairs: list[str]) -> dict:
         if not sep or not key:
             raise ValueError(f"--model takes KEY=VALUE pairs, got {pair!r}")
         value = yaml.safe_load(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         out[key] = tuple(value) if isinstance(value, list) else value
     return out
 

@@ -42,6 +42,7 @@ def test_subset_gaps_name_each_subset_with_its_uncovered_share():
 def test_model_settings_to_try_are_parsed_and_bad_pairs_refused():
     assert _settings(["scratch_growth=1.5", "hidden=[64, 64]", "bootstrap=false"]) == {
         "scratch_growth": 1.5, "hidden": (64, 64), "bootstrap": False}
+    assert _settings(["warm_lr=1e-3", "model=bp"]) == {"warm_lr": 1e-3, "model": "bp"}  # YAML 1.1 reads 1e-3 as text
     for bad in (["scratch_growth"], ["=3"]):
         with pytest.raises(ValueError, match="KEY=VALUE"):
             _settings(bad)
@@ -62,3 +63,20 @@ def test_bad_command_lines_stop_before_any_episode(tmp_path, capsys):
             main(["--tasks", "Cu-EMT-tiny", "--out", str(tmp_path / "out"), *bad])
         assert says in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # an on-the-fly episode and four fits: about 20 s
+def test_replay_captures_an_episode_and_replays_the_same_labels(tmp_path):
+    from benchmarks.replay import main
+
+    import json
+
+    args = ["--task", "Ethanol-GFN2-OTF-tiny", "--labels", "15", "--checkpoints", "10", "15", "--batch", "5",
+            "--out", str(tmp_path)]
+    main(args)
+    main([*args, "--model", "warm_lr=1e-3"])  # reuses the captured labels
+    plain = json.loads((tmp_path / "task-settings.json").read_text())["rows"]
+    other = json.loads((tmp_path / "warm_lr=0.001.json").read_text())["rows"]
+    assert [r["labels"] for r in plain] == [r["labels"] for r in other] == [10, 15]
+    assert plain[0]["refit"] == other[0]["refit"]  # same labels, same refit; only the warm rounds differ
+    assert plain[1]["in_loop"] != other[1]["in_loop"]
