@@ -21,7 +21,17 @@ def test_render_mode_keyword_is_accepted(alenv_cache):
         assert env.unwrapped.render() is None
 
 
-@pytest.mark.parametrize("env_id", [POOL, pytest.param(OTF, marks=pytest.mark.slow)])  # OTF: see test_otf_env
+def test_default_construction_has_no_wall_times(alenv_cache):
+    """No keyword but the cache: wall-clock timings are opt-in, so two same-seed rollouts match (check_env
+    runs every task with ``wall_times=False``, the default checked here, in test_env_contract)."""
+    env = gym.make(POOL, cache_dir=alenv_cache)
+    assert env.unwrapped.wall_times is False
+    _, info = env.reset(seed=0)
+    assert "timings" not in info and "train_seconds" not in info["metrics"]
+
+
+@pytest.mark.slow  # the same check_env as test_env_contract's, built without make_env
+@pytest.mark.parametrize("env_id", [POOL, OTF])
 def test_default_construction_passes_check_env(env_id, alenv_cache, check_env_clean):
     """No keyword but the cache: wall-clock timings are opt-in, so two same-seed rollouts match."""
     env = gym.make(env_id, cache_dir=alenv_cache)
