@@ -104,7 +104,7 @@ class ActiveLearningEnv(RoundEnv):
         self.pool_labelled = data.pool_labelled
         self.n_pool = len(self.pool_frames)
         rep = self.representation
-        self.candidates = rep.featurize(self.pool_frames + self.reserve_frames)  # rows: pool, then reserve
+        self.candidates = rep.featurize(self.pool_frames + self.reserve_frames, memo=True)  # rows: pool, then reserve
         rep.set_normalisation([self.candidates])
         per_element = rep.per_element(self.candidates)
         rep.fit_embedding(per_element[: self.n_pool])

@@ -64,7 +64,7 @@ class Reference:
             E.append(e)
             F.append(np.full((len(atoms), 3), np.nan) if f is None else f)
             has.append(f is not None)
-        data = None if stream else representation.featurize(frames)
+        data = None if stream else representation.featurize(frames, memo=True)
         layout = data.layout if data is not None else representation.layout
         flat = layout == "flat" or (layout == "auto" and len({len(a) for a in frames}) > 1)
         forces, ptr = ragged.concat(F) if flat else (np.stack(F), None)
