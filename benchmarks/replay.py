@@ -98,6 +98,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="model settings of the captured episode (default: the task's)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    from alenv.tasks import get_task
+
+    n0 = get_task(args.task).n_initial
+    bad = [c for c in args.checkpoints if c < n0 or c > args.labels or (c - n0) % args.batch]
+    if args.batch < 1 or bad:
+        p.error(f"checkpoints must lie on the replayed rounds ({n0} initial labels, then --batch {args.batch} "
+                f"more per round, up to --labels {args.labels}); not on them: {bad}")
     settings = _settings(args.model)
     labels = args.out / "labels.extxyz"
     if not labels.exists():

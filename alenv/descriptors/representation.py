@@ -147,7 +147,7 @@ def frame_cache(data: Any, name: str, key: Any, compute: Callable[[list[Atoms]],
 # Off (0) unless set: ``set_feature_memo(n)`` or ALENV_FEATURE_MEMO=n keeps the n most recent sets. The kept
 # objects are shared, so only sets that are never extended may be kept (an on-the-fly training set grows).
 _MEMO: "OrderedDict[tuple, Featurized]" = OrderedDict()
-_MEMO_SIZE = [int(os.environ.get("ALENV_FEATURE_MEMO", "0") or 0)]
+_MEMO_SIZE = [0]
 
 
 def set_feature_memo(size: int) -> None:
@@ -157,6 +157,13 @@ def set_feature_memo(size: int) -> None:
     _MEMO_SIZE[0] = int(size)
     while len(_MEMO) > _MEMO_SIZE[0]:
         _MEMO.popitem(last=False)
+
+
+_memo_env = os.environ.get("ALENV_FEATURE_MEMO", "").strip()
+if _memo_env:
+    if not _memo_env.isdigit():
+        raise ValueError(f"ALENV_FEATURE_MEMO must be a number of featurised sets (0: off), got {_memo_env!r}")
+    set_feature_memo(int(_memo_env))
 
 
 def frames_fingerprint(frames: Sequence[Atoms]) -> str:

@@ -80,3 +80,14 @@ def test_replay_captures_an_episode_and_replays_the_same_labels(tmp_path):
     assert [r["labels"] for r in plain] == [r["labels"] for r in other] == [10, 15]
     assert plain[0]["refit"] == other[0]["refit"]  # same labels, same refit; only the warm rounds differ
     assert plain[1]["in_loop"] != other[1]["in_loop"]
+
+
+def test_replay_refuses_checkpoints_off_its_rounds(tmp_path, capsys):
+    from benchmarks.replay import main
+
+    for checkpoints in (["12"], ["3"], ["40"]):  # off the 10 + 5k grid, before the initial labels, past --labels
+        with pytest.raises(SystemExit):
+            main(["--task", "Ethanol-GFN2-OTF-tiny", "--labels", "20", "--batch", "5", "--checkpoints", *checkpoints,
+                  "--out", str(tmp_path)])
+        assert "not on them" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before any episode was played

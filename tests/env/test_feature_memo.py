@@ -48,3 +48,12 @@ def test_a_second_environment_reuses_the_sets_and_plays_the_same_episode(make_en
     other = rep.featurize(a.unwrapped.test_frames[:2], memo=True)  # other frames: a set of their own
     assert other is not a.unwrapped._test.data and len(R._MEMO) == 3  # the oldest set is forgotten
     assert rep.featurize(a.unwrapped.test_frames[:2], memo=True) is other
+
+
+def test_a_bad_memo_setting_in_the_environment_is_named():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import alenv.descriptors.representation"], capture_output=True,
+                         text=True, env={**__import__("os").environ, "ALENV_FEATURE_MEMO": "lots"})
+    assert out.returncode != 0 and "ALENV_FEATURE_MEMO must be a number" in out.stderr
