@@ -13,7 +13,8 @@ __alenv__ = True  # marks this top-level ``agents`` as alenv's (the name is gene
 from agents.algorithms import fps_select, kmeanspp_select, lcmd_select, maxdet_select, topk_select
 from agents.bandit import HeuristicBandit
 from agents.learned import PolicyAgent, greedy_policy
-from agents.registry import AGENTS, ALIASES, OTF_ONLY, STRATEGIES, make_agent, resolve_name
+from agents.multifidelity import MultiFidelityStrategy
+from agents.registry import AGENTS, ALIASES, MF_STRATEGIES, OTF_ONLY, STRATEGIES, make_agent, resolve_name
 from agents.scores import (
     feature,
     feature_score,
@@ -50,6 +51,8 @@ __all__ = [
     "LCMD",
     "Linear",
     "MaxDet",
+    "MF_STRATEGIES",
+    "MultiFidelityStrategy",
     "MostUncertain",
     "OTF_ONLY",
     "PolicyAgent",

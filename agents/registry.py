@@ -15,6 +15,7 @@ import difflib
 from typing import Any, Callable
 
 from agents.bandit import DEFAULT_ARMS, HeuristicBandit
+from agents.multifidelity import MF_STRATEGIES as _MF
 from agents.scores import energy_spread_score, feature_score, signal_to_noise, unit_score, window_score
 from agents.policy import DEFAULT_CHECKPOINT, LearnedPolicy
 from agents.selectors import LCMD, FarthestPoint, FixedInterval, InformationGain, KMeansPP, MaxDet, RandomSubset, TopK
@@ -80,6 +81,9 @@ STRATEGIES: dict[str, Callable[..., Strategy]] = {
 AGENTS = STRATEGIES  # the name the runner and older callers use
 # Strategies that need on-the-fly candidates (MD order, ``info["slot_walker"]``); in pool mode they raise.
 OTF_ONLY = frozenset({"fixed-interval"})
+# Strategies for multi-fidelity tasks only (they choose a level as well as a frame; agents.multifidelity):
+# built by make_agent like the others, kept out of STRATEGIES, which every single-level task can play.
+MF_STRATEGIES: dict[str, Callable[..., Any]] = dict(_MF)
 
 
 def _spellings(name: str) -> set[str]:
@@ -89,7 +93,7 @@ def _spellings(name: str) -> set[str]:
     return out
 
 
-ALIASES: dict[str, str] = {alias: name for name in STRATEGIES for alias in _spellings(name)}
+ALIASES: dict[str, str] = {alias: name for name in {**STRATEGIES, **MF_STRATEGIES} for alias in _spellings(name)}
 
 
 def resolve_name(name: str) -> str:
@@ -99,9 +103,10 @@ def resolve_name(name: str) -> str:
         return key
     close = difflib.get_close_matches(str(name).lower(), list(ALIASES), n=1, cutoff=0.6)
     hint = f" (did you mean {ALIASES[close[0]]!r}?)" if close else ""
-    raise ValueError(f"unknown agent {name!r}{hint}; known agents: {', '.join(sorted(STRATEGIES))}")
+    raise ValueError(f"unknown agent {name!r}{hint}; known agents: {', '.join(sorted({**STRATEGIES, **MF_STRATEGIES}))}")
 
 
 def make_agent(name: str, **kwargs: Any) -> Agent:
     """Build the registered strategy ``name`` with its keyword parameters (see ``STRATEGIES``)."""
-    return STRATEGIES[resolve_name(name)](**kwargs)
+    key = resolve_name(name)
+    return (STRATEGIES[key] if key in STRATEGIES else MF_STRATEGIES[key])(**kwargs)

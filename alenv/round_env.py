@@ -21,7 +21,7 @@ from alenv.descriptors.representation import Featurized, Representation, choose_
 from alenv.observe import episode_globals, gaussian_sketch, make_observation, project_features
 from alenv.oracles.executors import executor_spec, make_executor
 from alenv.rewards import get_reward, round_reward
-from alenv.tasks import TaskData, default_cache_dir, get_task, load_task_data, task_oracle
+from alenv.tasks import ENTRY_POINTS, TaskData, default_cache_dir, get_task, load_task_data, task_oracle
 from alenv.tasks.spec import TaskSpec
 from alenv.threads import configure_torch
 
@@ -49,7 +49,7 @@ class RoundEnv(gym.Env):
         self.render_mode = render_mode
         spec = get_task(task or self.default_task).with_overrides(**file_overrides(overrides))
         if spec.mode != self.mode:
-            other = "alenv.otf.OnTheFlyEnv" if spec.mode == "otf" else "alenv.env.ActiveLearningEnv"
+            other = ENTRY_POINTS[spec.mode].replace(":", ".")
             raise ValueError(f"task {spec.name} is a {spec.mode}-mode task; use {other} (or its id)")
         self.task: TaskSpec = spec
         if spec.model_features:

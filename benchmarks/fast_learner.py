@@ -97,7 +97,7 @@ def rl_rate(task: str, steps: int, cache_dir: str | None) -> dict:
             env.reset(seed=int(rng.integers(2**31)))
             episodes += 1
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"task": task, "steps": steps, "episodes": episodes, "steps_per_second": steps / wall,
+    return {"task": task, "pool": len(env.unwrapped.pool_frames), "steps": steps, "episodes": episodes, "steps_per_second": steps / wall,
             "steps_per_cpu_second": steps / cpu, "load_average": os.getloadavg()[0]}
 
 

@@ -4,6 +4,7 @@
     python -m benchmarks.perf --tasks Ethanol-GFN2-tiny --agent random
     python -m benchmarks.perf --tasks --md-tasks Ethanol-GFN2-OTF   # only MD speed, ensemble vs oracle
     python -m benchmarks.perf --tasks Ethanol-GFN2 --before 1c99723 # per round: this code and REV's, side by side
+    python -m benchmarks.perf --tasks --rl-tasks Cu-EMT-tiny Cu-EMT   # only the RL step rate on the ridge learner
 
 For each task it reports the one-time costs (pool and test set by oracle MD, descriptors and their
 Jacobians), then plays one episode and reports per round: oracle seconds charged (the original compute
@@ -14,6 +15,11 @@ Ethanol-GFN2 episode <= 60 s once cached, median overhead per round <= 1.5 s, po
 
 For on-the-fly tasks it reports MD steps per second with the ensemble calculator (plain, with the
 failure checks of every step, and uncertainty-biased) next to the same MD with the oracle.
+
+For policy training it reports RL steps per second: random valid single picks (``SinglePick``) on the fast
+ridge learner (``model="ridge"``), resets included, on the tiny and the full-size variants of the training
+tasks, as wall and as CPU seconds of one process (one torch thread; the load average is printed beside).
+Target: at least 200 steps per CPU-second on a tiny task.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import statistics
 import time
 from contextlib import ExitStack
 
+from benchmarks.fast_learner import rl_rate
 from benchmarks.worktree import checkout
 
 
@@ -174,6 +181,10 @@ def main() -> None:
     p.add_argument("--md-tasks", nargs="*", default=None,
                    help="on-the-fly tasks whose MD speed to measure (default: two, unless --tasks is given)")
     p.add_argument("--md-steps", type=int, default=300)
+    p.add_argument("--rl-tasks", nargs="*", default=None,
+                   help="tasks whose RL step rate on the ridge learner to measure (default: Ethanol-GFN2 and "
+                        "Cu-EMT, tiny and full size, unless --tasks is given)")
+    p.add_argument("--rl-steps", type=int, default=1000, help="single picks timed per RL task")
     p.add_argument("--before", default=None, metavar="REV",
                    help="also play each pool task with the code of git revision REV, side by side (e.g. 1c99723: "
                         "the learner of fixed 60 steps per round)")
@@ -181,6 +192,17 @@ def main() -> None:
     if args.md_tasks is None:  # by default MD speed only when no pool task was named either
         explicit = any(a.startswith("--tasks") for a in sys.argv[1:])
         args.md_tasks = [] if explicit else ["Ethanol-GFN2-OTF", "AlanineDipeptide-GFN2-OTF"]
+    if args.rl_tasks is None:
+        explicit = any(a.startswith("--tasks") for a in sys.argv[1:])
+        args.rl_tasks = [] if explicit else ["Ethanol-GFN2-tiny", "Ethanol-GFN2", "Cu-EMT-tiny", "Cu-EMT"]
+    rl_rows = [isolated(rl_rate, t, args.rl_steps, args.cache_dir) for t in args.rl_tasks]
+    if rl_rows:
+        print()
+        print(f"RL steps per second (random single picks on the ridge learner, resets included, {args.rl_steps} steps)")
+        print(f"{'task':<28} {'pool':>5} {'episodes':>8} {'per wall s':>10} {'per CPU s':>10} {'load':>5}")
+        for r in rl_rows:
+            print(f"{r['task']:<28} {r['pool']:>5} {r['episodes']:>8} {r['steps_per_second']:>10.1f} "
+                  f"{r['steps_per_cpu_second']:>10.1f} {r['load_average']:>5.1f}")
     md_rows = [md_speed(t, args.md_steps, args.seed, args.cache_dir) for t in args.md_tasks]
     if md_rows:
         print()

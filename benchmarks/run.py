@@ -78,7 +78,8 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver("alenv.ray_temp", ray_temp_dir)
     store = ConfigStore.instance()
     for name, spec in TASKS.items():
-        overrides = dict(DATASET_FILES) if spec.system == "dataset" else {}
+        # (a Dataset-system task that names its own files, such as Ethanol-MF, keeps them)
+        overrides = dict(DATASET_FILES) if spec.system == "dataset" and spec.pool_path is None else {}
         store.store(group="task", name=snake_case(name), node={"name": spec.name, "id": spec.id, "overrides": overrides})
 
 

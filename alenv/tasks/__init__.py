@@ -9,6 +9,7 @@ import dataclasses
 import re
 from importlib import import_module
 
+from alenv.datasets import rmd17
 from alenv.samplers.model_md import OTFSettings
 from alenv.samplers.dynamics import MDSettings
 from alenv.tasks.build import SYSTEMS, TaskData, load_task_data, task_oracle
@@ -190,11 +191,39 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
     return dataclasses.replace(spec, **changes)
 
 
+# Multi-fidelity tasks (MultiFidelityEnv, mode "mf"): rMD17's PBE/def2-SVP labels are the top level, looked up
+# from the shipped file; GFN2-xTB below it is computed when bought. Declared costs, measured on one core here:
+# PBE/def2-SVP (PySCF) 9.2 s, GFN2-xTB 5 ms per ethanol frame.
+_MF = [
+    TaskSpec(
+        name="Ethanol-MF",
+        version=0,
+        description=(
+            "rMD17 ethanol at two levels: GFN2-xTB (5 ms a label, computed when bought) and PBE/def2-SVP (the "
+            "rMD17 labels, charged 9.2 s each). Pool: the 1,000-frame training split less reserve and "
+            "validation frames; test: the 1,000-frame test split. Budget 100 PBE labels' worth (920 s), at "
+            "most 10 (92 s) a round; the learner adds a committee for the PBE - xTB correction."
+        ),
+        history=("v0: first release.",),
+        mode="mf",
+        system="dataset",
+        oracle="lookup",
+        pool_path=str(rmd17("ethanol", "train")),
+        test_path=str(rmd17("ethanol", "test")),
+        pool_size=0,
+        test_size=0,
+        levels=({"oracle": "xtb", "cost": 0.005},),
+        top_cost=9.2,
+        budget=100,
+        batch_size=10,
+    ),
+]
+
 TASKS: dict[str, TaskSpec] = {}
 _TINY_CHANGES = {name: changes for _module in _BUILT for name, changes in getattr(_module, "TINY", {}).items()}
 # the -tiny alanine dipeptide trains its warm rounds as the full task does (v4)
 _TINY_CHANGES["AlanineDipeptide-GFN2-OTF"] = {"model_kwargs": {**TINY_MODEL, "warm_lr": 1e-3}}
-for _spec in _BASE + _OTF:
+for _spec in _BASE + _OTF + _MF:
     TASKS[_spec.name] = _spec
     TASKS[f"{_spec.name}-tiny"] = dataclasses.replace(_tiny(_spec), **_TINY_CHANGES.get(_spec.name, {}))
 
@@ -221,6 +250,11 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z])(?=[A-Z])", "_", name).replace("-", "_").lower()
 
 
+# The environment class of each task mode (``TaskSpec.mode``), as Gymnasium entry points.
+ENTRY_POINTS = {"pool": "alenv.env:ActiveLearningEnv", "otf": "alenv.otf:OnTheFlyEnv",
+                "mf": "alenv.multifidelity:MultiFidelityEnv"}
+
+
 def register_all() -> None:
     """Register every task with Gymnasium (idempotent)."""
     import gymnasium
@@ -229,8 +263,8 @@ def register_all() -> None:
         env_id = spec.id
         if env_id in gymnasium.registry:
             continue
-        entry = "alenv.otf:OnTheFlyEnv" if spec.mode == "otf" else "alenv.env:ActiveLearningEnv"
+        entry = ENTRY_POINTS[spec.mode]
         gymnasium.register(id=env_id, entry_point=entry, kwargs={"task": name})
 
 
-__all__ = ["SYSTEMS", "TASKS", "TaskData", "TaskSpec", "default_cache_dir", "get_task", "load_task_data", "register_all", "snake_case", "task_oracle"]
+__all__ = ["ENTRY_POINTS", "SYSTEMS", "TASKS", "TaskData", "TaskSpec", "default_cache_dir", "get_task", "load_task_data", "register_all", "snake_case", "task_oracle"]

@@ -87,6 +87,12 @@ class TaskSpec:
     model_features: int = 0
     # --- on-the-fly mode (mode="otf"): walkers, MD budget, failure checks, stability test
     otf: OTFSettings = OTFSettings()
+    # --- multi-fidelity mode (mode="mf"): the cheaper levels below the task's oracle (the top level), cheapest
+    # first, each ``{"oracle": name, "kwargs": {...}, "cost": seconds per label}``, and the top level's cost per
+    # label in seconds. Costs are declared, not measured, so that budgets are the same on every machine; there
+    # ``budget`` and ``batch_size`` count top-label equivalents (seconds / top_cost). Episode fields, not data.
+    levels: tuple[dict[str, Any], ...] = ()
+    top_cost: float = 1.0
 
     def __post_init__(self) -> None:
         seed = self.data_seed
@@ -105,8 +111,9 @@ class TaskSpec:
             raise ValueError("budget, batch_size and n_initial must be positive")
         if self.validation_size <= 0 and self.validation_path is None:
             raise ValueError("validation_size must be positive: the reward and the observation need a validation set")
-        if self.mode not in ("pool", "otf"):
-            raise ValueError(f"mode must be 'pool' or 'otf', got {self.mode!r}")
+        if self.mode not in ("pool", "otf", "mf"):
+            raise ValueError(f"mode must be 'pool', 'otf' or 'mf', got {self.mode!r}")
+        self._check_levels()
         if self.mode == "otf":
             if self.system == "dataset":
                 raise ValueError("on-the-fly mode needs an oracle that can label new structures, not a dataset")
@@ -121,6 +128,37 @@ class TaskSpec:
             raise ValueError(f"pool_size {self.pool_size} is smaller than the budget {self.budget}")
         if self.system != "dataset" and self.reserve_size < self.n_initial:
             raise ValueError(f"reserve_size {self.reserve_size} is smaller than n_initial {self.n_initial}")
+
+    def _check_levels(self) -> None:
+        """Multi-fidelity levels: known oracles, positive costs rising to the top level's."""
+        from alenv.oracles import ORACLES
+
+        if self.mode != "mf":
+            if self.levels:
+                raise ValueError(f"levels= applies to multi-fidelity tasks (mode='mf'), not to mode {self.mode!r}")
+            return
+        if not self.levels:
+            raise ValueError("a multi-fidelity task needs at least one cheaper level in levels=")
+        top = float(self.top_cost)
+        if not top > 0:
+            raise ValueError(f"top_cost must be a positive number of seconds per label, got {self.top_cost!r}")
+        levels, last = [], 0.0
+        for i, level in enumerate(self.levels):
+            if not isinstance(level, dict) or set(level) - {"oracle", "kwargs", "cost"} or "oracle" not in level:
+                raise ValueError(f"level {i} must be a dict with 'oracle', 'cost' and optionally 'kwargs', got {level!r}")
+            if level["oracle"] not in ORACLES or level["oracle"] in ("lookup", "noisy"):
+                raise ValueError(f"level {i}: unknown oracle {level['oracle']!r}; a level computes its labels: "
+                                 f"{', '.join(sorted(set(ORACLES) - {'lookup', 'noisy'}))}")
+            cost = level.get("cost")
+            if isinstance(cost, bool) or not isinstance(cost, numbers.Real) or not last < float(cost) < top:
+                raise ValueError(
+                    f"level {i} ({level['oracle']}): cost must be seconds per label, above the level below ({last:g}) "
+                    f"and below the top level's top_cost={top:g}, got {cost!r}"
+                )
+            last = float(cost)
+            levels.append({"oracle": str(level["oracle"]), "kwargs": dict(level.get("kwargs") or {}), "cost": last})
+        object.__setattr__(self, "levels", tuple(levels))
+        object.__setattr__(self, "top_cost", top)
 
     def _check_targets(self) -> None:
         """Target shifts: temperatures for MD tasks, subsets for the Dataset task, each with frames."""
@@ -220,6 +258,8 @@ class TaskSpec:
             if isinstance(otf.get("checks"), dict):
                 otf["checks"] = dataclasses.replace(self.otf.checks, **otf["checks"])
             overrides["otf"] = dataclasses.replace(self.otf, **otf)
+        if "levels" in overrides:
+            overrides["levels"] = tuple(dict(level) if isinstance(level, dict) else level for level in overrides["levels"])
         if isinstance(overrides.get("md"), dict):
             overrides["md"] = dataclasses.replace(self.md, **overrides["md"])
         if "temperatures" in overrides:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from agents import OTF_ONLY, STRATEGIES, make_agent, resolve_name
+from agents import MF_STRATEGIES, OTF_ONLY, STRATEGIES, make_agent, resolve_name
 from benchmarks.references import REFERENCES
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "agent"
@@ -29,8 +29,9 @@ def test_there_are_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_every_config_maps_to_a_registered_name(path):
     name, _ = _load(path)
-    assert (name in STRATEGIES) != (name in REFERENCES), f"{path.name}: {name!r} is neither a strategy nor a reference"
-    if name in STRATEGIES:  # Hydra's file name (agent=kmeanspp) resolves to the same strategy
+    strategies = {**STRATEGIES, **MF_STRATEGIES}
+    assert (name in strategies) != (name in REFERENCES), f"{path.name}: {name!r} is neither a strategy nor a reference"
+    if name in strategies:  # Hydra's file name (agent=kmeanspp) resolves to the same strategy
         assert resolve_name(path.stem) == name
 
 
@@ -52,6 +53,16 @@ def test_every_strategy_builds_from_its_config_and_acts(name, make_obs):
         assert picks.dtype == np.int64 and len(set(picks.tolist())) == len(picks)
         assert np.all(obs["mask"][picks] == 1)
         assert len(picks) == 4 or (info["any_subset"] and len(picks) < 4)
+
+
+@pytest.mark.parametrize("name", sorted(MF_STRATEGIES))
+def test_every_multi_fidelity_strategy_builds_from_its_config(name):
+    """Multi-fidelity strategies (they act on multi-fidelity observations: tests/test_multifidelity.py)."""
+    configs = [p for p in CONFIGS if _load(p)[0] == name]
+    assert len(configs) == 1, f"{name}: {len(configs)} configs in conf/agent/"
+    _, kwargs = _load(configs[0])
+    assert kwargs == {p: v.default for p, v in inspect.signature(MF_STRATEGIES[name]).parameters.items()}
+    assert make_agent(name, **kwargs).name == name
 
 
 @pytest.mark.parametrize(

@@ -71,20 +71,22 @@ def _build(spec: TaskSpec) -> dict[str, Any]:
 
 
 def _strip_files(spec: TaskSpec) -> TaskSpec:
-    return spec.with_overrides(pool_path=None, test_path=None)
+    """The files as the table row has them (none for the Dataset task, its own for a task that names them)."""
+    row = TASKS[spec.name]
+    return spec.with_overrides(pool_path=row.pool_path, test_path=row.test_path)
 
 
 # ----------------------------------------------------------------------------------------- coverage
 def test_every_registered_name_has_a_config() -> None:
     """Tasks, strategies and references, models, oracles and rewards each have a config naming them."""
-    from agents import STRATEGIES
+    from agents import MF_STRATEGIES, STRATEGIES
     from alenv.models import MODELS
     from alenv.oracles import ORACLES
     from alenv.rewards import REWARDS
     from benchmarks.references import REFERENCES
 
     assert _options("task") == sorted(snake_case(n) for n in TASKS)
-    registered = {"agent": set(STRATEGIES) | set(REFERENCES), "model": set(MODELS), "oracle": set(ORACLES),
+    registered = {"agent": set(STRATEGIES) | set(MF_STRATEGIES) | set(REFERENCES), "model": set(MODELS), "oracle": set(ORACLES),
                   "reward": set(REWARDS)}
     for group, names in registered.items():
         named = {OmegaConf.load(CONFIG_DIR / group / f"{f}.yaml").name for f in _files(group)}
@@ -109,7 +111,10 @@ def test_task_config_builds_its_task(task: str) -> None:
     spec = _spec(cfg)
     assert _strip_files(spec) == row  # the default groups keep the task as it is
     if row.system == "dataset":
-        assert Path(resolved["task"]["overrides"]["pool"]).parent == RMD17_DIR
+        if row.pool_path is None:  # the Dataset task: the runner names the shipped files
+            assert Path(resolved["task"]["overrides"]["pool"]).parent == RMD17_DIR
+        else:  # a task with its own files keeps them
+            assert resolved["task"]["overrides"] == {} and Path(row.pool_path).parent == RMD17_DIR
         assert Path(spec.pool_path).name == "ethanol_train_01.extxyz" and Path(spec.test_path).name == "ethanol_test_01.extxyz"
     else:
         assert resolved["task"]["overrides"] == {}
@@ -138,7 +143,7 @@ def _observation(n: int = 20, k: int = 3) -> tuple[dict, dict]:
 def test_agent_config_builds_its_strategy(agent: str) -> None:
     """The agent is built with the config's kwargs, which are exactly the strategy's keyword parameters and
     their defaults, and it picks from an observation; references take no kwargs."""
-    from agents import OTF_ONLY, STRATEGIES, make_agent, resolve_name
+    from agents import MF_STRATEGIES, OTF_ONLY, STRATEGIES, make_agent, resolve_name
     from benchmarks.references import REFERENCES
 
     cfg = _compose(f"agent={agent}")
@@ -148,10 +153,12 @@ def test_agent_config_builds_its_strategy(agent: str) -> None:
         return
     name = resolve_name(cfg.agent.name)
     assert name == cfg.agent.name and snake_case(name).replace("++", "pp") == agent
-    params = inspect.signature(STRATEGIES[name]).parameters
+    params = inspect.signature({**STRATEGIES, **MF_STRATEGIES}[name]).parameters
     assert kwargs == {p: v.default for p, v in params.items()}, "config kwargs are not the strategy's parameters"
     built = make_agent(cfg.agent.name, **kwargs)
     assert built.name == name
+    if name in MF_STRATEGIES:  # they act on multi-fidelity observations (tests/test_multifidelity.py)
+        return
     obs, info = _observation()
     if name in OTF_ONLY:  # reads the walker of each on-the-fly slot: one walker per slot here
         info = {**info, "slot_walker": np.arange(len(obs["mask"]))}

@@ -1,0 +1,174 @@
+"""Multi-fidelity tasks: virtual candidates (frame, level), a budget in seconds, a learner of every level,
+and the strategies that choose the level (rMD17 ethanol's PBE labels over GFN2-xTB computed on demand)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from agents import MF_STRATEGIES, make_agent
+from alenv.spaces import picks_to_action
+from alenv.tasks import TASKS
+
+TASK = "alenv/Ethanol-MF-tiny-v0"
+
+
+@pytest.fixture(scope="module")
+def mf_env(make_env):
+    return make_env(TASK, model="ridge")
+
+
+def _play(env, agent_name: str, seed: int = 0) -> list[dict]:
+    agent = make_agent(agent_name)
+    obs, info = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    out, done = [], False
+    while not done:
+        picks = agent.act(obs, info, info["max_picks"], rng)
+        assert len(picks) and np.all(obs["mask"][picks] == 1)
+        assert obs["cost"][picks].sum() <= info["max_cost"] * (1 + 1e-9)
+        obs, reward, done, _, info = env.step(picks_to_action(picks, obs, info))
+        out.append({"chosen": info["chosen"], "reward": reward, **info["metrics"]})
+    return out
+
+
+def test_check_env_and_spaces(mf_env):
+    check_env(mf_env.unwrapped, skip_render_check=True)
+    obs, info = mf_env.reset(seed=0)
+    u = mf_env.unwrapped
+    N, L = u.n_pool, u.n_levels
+    assert L == 2 and obs["candidates"].shape[0] == N * L and obs["level"].tolist() == [0] * N + [1] * N
+    np.testing.assert_allclose(obs["cost"], np.repeat([0.005, 9.2], N), rtol=1e-6)
+    assert info["any_subset"] and info["max_cost"] == pytest.approx(5 * 9.2)  # batch_size x top_cost
+    assert mf_env.observation_space.contains(obs)
+
+
+def test_costs_are_charged_and_the_budget_holds(mf_env):
+    spec = mf_env.unwrapped.task
+    for name in sorted(MF_STRATEGIES):
+        rounds = _play(mf_env, name)
+        costs = np.array([r["cost_used"] for r in rounds])
+        assert np.all(np.diff(costs) > 0) and costs[-1] <= spec.budget * spec.top_cost * (1 + 1e-9)
+        u = mf_env.unwrapped
+        cheap, top = len(u.level_labels(0)), len(u.level_labels(1)) - spec.n_initial
+        assert costs[-1] == pytest.approx(cheap * 0.005 + top * 9.2)
+        assert rounds[-1]["n_labels[level=0]"] == cheap and rounds[-1]["n_labels[level=1]"] == top + spec.n_initial
+        # nothing affordable is left unbought: the episode ends when no available candidate fits
+        left = spec.budget * spec.top_cost - costs[-1]
+        bought = {(0, i) for i in u.level_labels(0).index} | {(1, i) for i in u.level_labels(1).index}
+        unbought = [c for c, lv in ((0.005, 0), (9.2, 1)) for i in range(u.n_pool) if (lv, i) not in bought]
+        assert not unbought or min(unbought) > left
+
+
+def test_strategies_choose_levels_as_named(mf_env):
+    N = mf_env.unwrapped.n_pool
+    top = _play(mf_env, "mf-top")
+    assert all(min(r["chosen"]) >= N for r in top)  # top level only
+    assert top[-1]["n_labels[level=0]"] == 0
+    first = _play(mf_env, "mf-cheap-first")
+    assert sorted(i for i in first[0]["chosen"] if i < N) == list(range(N))  # every frame cheaply, round one
+    greedy = _play(mf_env, "mf-cost-greedy")
+    assert greedy[-1]["n_labels[level=0]"] > 0 and greedy[-1]["n_labels[level=1]"] > 5
+
+
+def test_same_seed_same_episode(mf_env):
+    a, b = _play(mf_env, "mf-random", seed=3), _play(mf_env, "mf-random", seed=3)
+    assert [r["chosen"] for r in a] == [r["chosen"] for r in b]
+    assert [r["force_mae"] for r in a] == [r["force_mae"] for r in b]
+
+
+def test_cheap_labels_help_the_top_level(make_env):
+    """With the task's neural committee, every xTB frame (0.3 s) and the top level by uncertainty beats the top
+    level alone at equal cost (seeds 0-2 here: 0.23-0.29 against 0.34-0.35 eV/A; the closed-form ridge
+    committee cannot use the cheap level: its error is its capacity, which a correction does not lower)."""
+    env = make_env(TASK)
+    top, cheap = _play(env, "mf-top"), _play(env, "mf-cheap-first")
+    assert cheap[-1]["force_mae"] < 0.9 * top[-1]["force_mae"]
+
+
+def test_bad_actions_are_refused(mf_env):
+    obs, info = mf_env.reset(seed=0)
+    u, V = mf_env.unwrapped, len(obs["mask"])
+    with pytest.raises(ValueError, match="0/1 vector"):
+        mf_env.step(np.zeros(V - 1, dtype=np.int8))
+    with pytest.raises(ValueError, match="labels nothing"):
+        mf_env.step(np.zeros(V, dtype=np.int8))
+    over = np.zeros(V, dtype=np.int8)
+    over[u.n_pool : u.n_pool + 6] = 1  # six top labels, five fit in a round
+    with pytest.raises(ValueError, match="at most 46 s this round"):
+        mf_env.step(over)
+    ok = np.zeros(V, dtype=np.int8)
+    ok[[0, u.n_pool]] = 1
+    mf_env.step(ok)
+    with pytest.raises(ValueError, match="masked"):
+        mf_env.step(ok)
+
+
+def test_single_level_strategies_and_mf_strategies_do_not_mix(ethanol_tiny_env):
+    obs, info = ethanol_tiny_env.reset(seed=0)
+    with pytest.raises(ValueError, match="multi-fidelity tasks"):
+        make_agent("mf-top").act(obs, info, info["max_picks"], np.random.default_rng(0))
+    assert make_agent("mf_cost_greedy").name == "mf-cost-greedy"  # Hydra's spelling
+
+
+def test_labels_of_every_level_are_saved(mf_env, tmp_path):
+    import ase.io
+
+    _play(mf_env, "mf-cheap-first")
+    mf_env.unwrapped.save_labels(tmp_path / "labels.extxyz")
+    cheap = ase.io.read(tmp_path / "labels.level0.extxyz", ":")
+    top = ase.io.read(tmp_path / "labels.level1.extxyz", ":")
+    assert len(cheap) == len(mf_env.unwrapped.level_labels(0)) and len(top) == len(mf_env.unwrapped.level_labels(1))
+    # xTB and PBE total energies of ethanol differ by thousands of eV: each file holds its own level
+    assert abs(np.mean([a.get_potential_energy() for a in top]) - np.mean([a.get_potential_energy() for a in cheap])) > 1000
+
+
+def test_levels_are_checked():
+    spec = TASKS["Ethanol-MF-tiny"]
+    with pytest.raises(ValueError, match="below the top level"):
+        spec.with_overrides(levels=({"oracle": "xtb", "cost": 10.0},))
+    with pytest.raises(ValueError, match="unknown oracle"):
+        spec.with_overrides(levels=({"oracle": "dft-ish", "cost": 0.1},))
+    with pytest.raises(ValueError, match="at least one cheaper level"):
+        spec.with_overrides(levels=())
+    with pytest.raises(ValueError, match="multi-fidelity tasks"):
+        TASKS["Ethanol-GFN2-tiny"].with_overrides(levels=({"oracle": "xtb", "cost": 0.1},))
+    with pytest.raises(ValueError, match="top_cost"):
+        spec.with_overrides(top_cost=0.0)
+    assert dataclasses.replace(spec).levels == ({"oracle": "xtb", "kwargs": {}, "cost": 0.005},)
+
+
+def test_a_pool_env_refuses_a_multi_fidelity_task(make_env):
+    with pytest.raises(ValueError, match="mf-mode task; use alenv.multifidelity.MultiFidelityEnv"):
+        from alenv.env import ActiveLearningEnv
+
+        ActiveLearningEnv(task="Ethanol-MF-tiny")
+
+
+def test_multilevel_potential_sums_its_levels(mf_env):
+    """Only top labels: exactly the top committee. Both levels: the sum of both, member by member."""
+    from alenv.models.multilevel import MultiLevelPotential
+
+    u = mf_env.unwrapped
+    mf_env.reset(seed=0)
+    data, rows = u.candidates, np.arange(20)
+    E1, F1 = (np.array([a.get_potential_energy() for a in u.pool_frames[:20]]),
+              np.stack([a.get_forces() for a in u.pool_frames[:20]]))
+    pot = MultiLevelPotential(u.representation, "ridge", {}, 2, seed=0)
+    rng = np.random.default_rng(0)
+    pot.fit_levels(data, [None, (E1, F1, rows)], rng, [False, True])
+    E, F = pot.predict(data, idx=rows)
+    E_top, F_top = pot.levels[1].predict(data, idx=rows)
+    np.testing.assert_array_equal(E, E_top)
+    np.testing.assert_array_equal(F, F_top)
+    E0, F0 = E1 - 3000.0, F1 * 0.9  # a cheap level: offset energies, scaled forces
+    pot.fit_levels(data, [(E0, F0, rows), (E1, F1, rows)], rng, [True, False])
+    E, F = pot.predict(data, idx=rows)
+    Ea, Fa = pot.levels[0].predict(data, idx=rows)
+    Eb, Fb = pot.levels[1].predict(data, idx=rows)
+    np.testing.assert_allclose(E, Ea + Eb)
+    np.testing.assert_allclose(F, Fa + Fb)
+    assert abs(E.mean(0) - E1).mean() < 1.0  # the correction carried the 3000 eV offset
