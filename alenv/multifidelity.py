@@ -182,7 +182,7 @@ class MultiFidelityEnv(ActiveLearningEnv):
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
         if self._done:
             raise RuntimeError("the episode is over (or was never started); call reset()")
-        ep, spec, rng = self.episode, self.task, self.np_random
+        ep, spec = self.episode, self.task
         t0 = time.perf_counter()
         chosen = self.validate_action(action)
         before, failed, cost, changed = ep.metrics, [], 0.0, [False] * self.n_levels

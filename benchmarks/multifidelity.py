@@ -10,6 +10,7 @@ episodes it holds, so an interrupted run resumes. ``report.md`` gives, per strat
 RMSE and maximum at the end (mean and 95% t interval over seeds), the ratio to the top-level-only baseline
 (``mf-top``) with its 95% interval and Holm-corrected paired p value, and the seconds charged to first reach
 ``--target`` (meV/Angstrom test force MAE; the same per seed, with the count of seeds that never reach it).
+``--report-only`` writes the report from the episodes held (the seeds every named strategy finished).
 Seeds are the independent units: every strategy plays the same seeds (same initial labels, same weights).
 """
 
@@ -125,7 +126,7 @@ def report(runs: list[dict], target_mev: float, meta: dict) -> str:
         pts = ", ".join(f"{np.mean([r[i]['cost'] for r in rs]):.0f} s: {1000 * np.mean([r[i]['force_mae'] for r in rs]):.0f}"
                         for i in range(n))
         lines.append(f"- {a}: {pts}")
-    lines += ["", f"Wall time per episode (s): " + ", ".join(
+    lines += ["", "Wall time per episode (s): " + ", ".join(
         f"{a} {np.mean([by[(a, s)]['wall_seconds'] for s in seeds if (a, s) in by]):.0f}" for a in agents), ""]
     return "\n".join(lines)
 
@@ -141,6 +142,7 @@ def main() -> None:
     p.add_argument("--target", type=float, default=100.0, help="test force MAE target, meV/Angstrom")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--report-only", action="store_true", help="report the episodes --out holds; play none")
     args = p.parse_args()
     from alenv.tasks import get_task
 
@@ -161,7 +163,7 @@ def main() -> None:
     done = {(r["agent"], r["seed"]) for r in saved["runs"]}
     for seed in args.seeds:
         for agent in args.agents:
-            if (agent, seed) in done:
+            if (agent, seed) in done or args.report_only:
                 continue
             run = play(args.task, agent, seed, overrides, args.cache_dir)
             last = run["rounds"][-1]
@@ -169,7 +171,13 @@ def main() -> None:
                   f"labels {last['labels']}, {run['wall_seconds']:.0f} s wall", flush=True)
             saved["runs"].append(run)
             path.write_text(json.dumps(saved, indent=1))
-    text = report([r for r in saved["runs"] if r["agent"] in args.agents and r["seed"] in args.seeds], args.target,
+    runs = [r for r in saved["runs"] if r["agent"] in args.agents and r["seed"] in args.seeds]
+    if args.report_only:  # only the seeds every named strategy has played: the comparison stays paired
+        complete = [s for s in args.seeds if all((a, s) in done for a in args.agents)]
+        runs = [r for r in runs if r["seed"] in complete]
+    if not runs:
+        raise SystemExit(f"{path}: no episode to report")
+    text = report(runs, args.target,
                   {**meta, "command": saved["meta"]["command"]})
     (args.out / "report.md").write_text(text)
     print(text)

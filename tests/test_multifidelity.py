@@ -172,3 +172,29 @@ def test_multilevel_potential_sums_its_levels(mf_env):
     np.testing.assert_allclose(E, Ea + Eb)
     np.testing.assert_allclose(F, Fa + Fb)
     assert abs(E.mean(0) - E1).mean() < 1.0  # the correction carried the 3000 eV offset
+
+
+def test_benchmark_plays_resumes_and_reports(alenv_cache, tmp_path, monkeypatch, capsys):
+    """benchmarks.multifidelity end to end at tiny size: episodes saved, a rerun plays none, a paired report."""
+    import json
+    import sys
+
+    from benchmarks import multifidelity
+
+    argv = ["multifidelity", "--task", "Ethanol-MF-tiny", "--agents", "mf-top", "mf-cheap-first", "--seeds", "0", "1",
+            "--model", "ridge", "--target", "400", "--cache-dir", str(alenv_cache), "--out", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    multifidelity.main()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert sorted((r["agent"], r["seed"]) for r in saved["runs"]) == [
+        ("mf-cheap-first", 0), ("mf-cheap-first", 1), ("mf-top", 0), ("mf-top", 1)]
+    costs = [r["cost"] for r in saved["runs"][0]["rounds"]]
+    assert costs[0] == 0 and costs[-1] <= 15 * 9.2 * (1 + 1e-9)
+    capsys.readouterr()
+    multifidelity.main()  # resumes: nothing left to play
+    assert "seed" not in capsys.readouterr().out.split("# Multi-fidelity")[0]
+    report = (tmp_path / "report.md").read_text()
+    assert "| mf-cheap-first |" in report and "seconds to 400 meV/Å" in report
+    monkeypatch.setattr(sys, "argv", argv[:-2] + ["--budget", "5", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="other settings"):
+        multifidelity.main()
