@@ -21,7 +21,7 @@ import numpy as np
 from alenv.observe import CANDIDATE_FEATURES
 
 SPREAD = "force_std_max"
-SLACK = 1e-9
+SLACK = 1e-6  # relative: obs["cost"] is float32 (1.48 s is 1.4800000191), sums may exceed by rounding
 
 
 def _fill(order: np.ndarray, costs: np.ndarray, capacity: float) -> np.ndarray:
@@ -69,7 +69,7 @@ class MultiFidelityStrategy:
         else:
             raise ValueError(f"unknown multi-fidelity rule {self.rule!r}")
         picks = _fill(order, cost, float(info["max_cost"]))
-        if not len(picks) and len(avail):  # nothing of this rule's kind fits: the cheapest that does
+        if not len(picks) and len(avail) and self.rule != "top":  # nothing of its kind fits: the cheapest that does
             picks = _fill(avail[np.argsort(cost[avail], kind="stable")][:1], cost, float(info["max_cost"]))
         return picks
 

@@ -29,7 +29,7 @@ from alenv.spaces import LabelMask
 from alenv.tasks import TaskData
 from alenv.types import Label
 
-COST_SLACK = 1e-9  # relative: a round may spend its capacity to rounding
+COST_SLACK = 1e-6  # relative: a round may spend its capacity to rounding (agents see float32 costs)
 
 
 class CostMask(LabelMask):

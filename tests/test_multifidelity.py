@@ -41,8 +41,8 @@ def test_check_env_and_spaces(mf_env):
     u = mf_env.unwrapped
     N, L = u.n_pool, u.n_levels
     assert L == 2 and obs["candidates"].shape[0] == N * L and obs["level"].tolist() == [0] * N + [1] * N
-    np.testing.assert_allclose(obs["cost"], np.repeat([0.005, 9.2], N), rtol=1e-6)
-    assert info["any_subset"] and info["max_cost"] == pytest.approx(5 * 9.2)  # batch_size x top_cost
+    np.testing.assert_allclose(obs["cost"], np.repeat([0.0033, 1.48], N), rtol=1e-6)
+    assert info["any_subset"] and info["max_cost"] == pytest.approx(5 * 1.48)  # batch_size x top_cost
     assert mf_env.observation_space.contains(obs)
 
 
@@ -54,12 +54,12 @@ def test_costs_are_charged_and_the_budget_holds(mf_env):
         assert np.all(np.diff(costs) > 0) and costs[-1] <= spec.budget * spec.top_cost * (1 + 1e-9)
         u = mf_env.unwrapped
         cheap, top = len(u.level_labels(0)), len(u.level_labels(1)) - spec.n_initial
-        assert costs[-1] == pytest.approx(cheap * 0.005 + top * 9.2)
+        assert costs[-1] == pytest.approx(cheap * 0.0033 + top * 1.48)
         assert rounds[-1]["n_labels[level=0]"] == cheap and rounds[-1]["n_labels[level=1]"] == top + spec.n_initial
         # nothing affordable is left unbought: the episode ends when no available candidate fits
         left = spec.budget * spec.top_cost - costs[-1]
         bought = {(0, i) for i in u.level_labels(0).index} | {(1, i) for i in u.level_labels(1).index}
-        unbought = [c for c, lv in ((0.005, 0), (9.2, 1)) for i in range(u.n_pool) if (lv, i) not in bought]
+        unbought = [c for c, lv in ((0.0033, 0), (1.48, 1)) for i in range(u.n_pool) if (lv, i) not in bought]
         assert not unbought or min(unbought) > left
 
 
@@ -98,7 +98,7 @@ def test_bad_actions_are_refused(mf_env):
         mf_env.step(np.zeros(V, dtype=np.int8))
     over = np.zeros(V, dtype=np.int8)
     over[u.n_pool : u.n_pool + 6] = 1  # six top labels, five fit in a round
-    with pytest.raises(ValueError, match="at most 46 s this round"):
+    with pytest.raises(ValueError, match="at most 7.4 s this round"):
         mf_env.step(over)
     ok = np.zeros(V, dtype=np.int8)
     ok[[0, u.n_pool]] = 1
@@ -129,7 +129,7 @@ def test_labels_of_every_level_are_saved(mf_env, tmp_path):
 def test_levels_are_checked():
     spec = TASKS["Ethanol-MF-tiny"]
     with pytest.raises(ValueError, match="below the top level"):
-        spec.with_overrides(levels=({"oracle": "xtb", "cost": 10.0},))
+        spec.with_overrides(levels=({"oracle": "xtb", "cost": 2.0},))
     with pytest.raises(ValueError, match="unknown oracle"):
         spec.with_overrides(levels=({"oracle": "dft-ish", "cost": 0.1},))
     with pytest.raises(ValueError, match="at least one cheaper level"):
@@ -138,7 +138,10 @@ def test_levels_are_checked():
         TASKS["Ethanol-GFN2-tiny"].with_overrides(levels=({"oracle": "xtb", "cost": 0.1},))
     with pytest.raises(ValueError, match="top_cost"):
         spec.with_overrides(top_cost=0.0)
-    assert dataclasses.replace(spec).levels == ({"oracle": "xtb", "kwargs": {}, "cost": 0.005},)
+    assert dataclasses.replace(spec).levels == ({"oracle": "xtb", "kwargs": {}, "cost": 0.0033},)
+    hf = TASKS["Ethanol-MF-HF"]  # the 1:9 pair: HF/STO-3G through PySCF below PBE/def2-SVP
+    assert hf.levels == ({"oracle": "dft", "kwargs": {"xc": "HF", "basis": "sto-3g"}, "cost": 0.16},)
+    assert 8 < hf.top_cost / hf.levels[0]["cost"] < 10
 
 
 def test_a_pool_env_refuses_a_multi_fidelity_task(make_env):
@@ -189,7 +192,7 @@ def test_benchmark_plays_resumes_and_reports(alenv_cache, tmp_path, monkeypatch,
     assert sorted((r["agent"], r["seed"]) for r in saved["runs"]) == [
         ("mf-cheap-first", 0), ("mf-cheap-first", 1), ("mf-top", 0), ("mf-top", 1)]
     costs = [r["cost"] for r in saved["runs"][0]["rounds"]]
-    assert costs[0] == 0 and costs[-1] <= 15 * 9.2 * (1 + 1e-9)
+    assert costs[0] == 0 and costs[-1] <= 15 * 1.48 * (1 + 1e-9)
     capsys.readouterr()
     multifidelity.main()  # resumes: nothing left to play
     assert "seed" not in capsys.readouterr().out.split("# Multi-fidelity")[0]

@@ -191,18 +191,23 @@ def _tiny(spec: TaskSpec) -> TaskSpec:
     return dataclasses.replace(spec, **changes)
 
 
-# Multi-fidelity tasks (MultiFidelityEnv, mode "mf"): rMD17's PBE/def2-SVP labels are the top level, looked up
-# from the shipped file; GFN2-xTB below it is computed when bought. Declared costs, measured on one core here:
-# PBE/def2-SVP (PySCF) 9.2 s, GFN2-xTB 5 ms per ethanol frame.
-_MF = [
-    TaskSpec(
-        name="Ethanol-MF",
+# Multi-fidelity tasks (MultiFidelityEnv, mode "mf"): rMD17 ethanol's PBE/def2-SVP labels are the top level,
+# looked up from the shipped file; the cheaper level is computed when bought. Declared costs: CPU seconds per
+# ethanol label on one core of this project's machines, measured side by side (2026-11-28, 2 cores at load 4):
+# GFN2-xTB 3.3 ms, HF/STO-3G (PySCF) 0.16 s, PBE/def2-SVP (PySCF, this project's defaults: density fitting,
+# grid level 1) 1.48 s.
+PBE_COST, XTB_COST, HF_COST = 1.48, 0.0033, 0.16
+
+
+def _multi_fidelity(name: str, cheap: dict, what: str) -> TaskSpec:
+    return TaskSpec(
+        name=name,
         version=0,
         description=(
-            "rMD17 ethanol at two levels: GFN2-xTB (5 ms a label, computed when bought) and PBE/def2-SVP (the "
-            "rMD17 labels, charged 9.2 s each). Pool: the 1,000-frame training split less reserve and "
-            "validation frames; test: the 1,000-frame test split. Budget 100 PBE labels' worth (920 s), at "
-            "most 10 (92 s) a round; the learner adds a committee for the PBE - xTB correction."
+            f"rMD17 ethanol at two levels: {what} below PBE/def2-SVP (the rMD17 labels, charged {PBE_COST:g} s "
+            "each). Pool: the 1,000-frame training split less reserve and validation frames, each frame at either "
+            "level; test: the 1,000-frame test split at PBE. Budget 100 PBE labels' worth, at most 10 a round; "
+            "the learner adds a committee for the PBE correction."
         ),
         history=("v0: first release.",),
         mode="mf",
@@ -212,11 +217,20 @@ _MF = [
         test_path=str(rmd17("ethanol", "test")),
         pool_size=0,
         test_size=0,
-        levels=({"oracle": "xtb", "cost": 0.005},),
-        top_cost=9.2,
+        levels=(cheap,),
+        top_cost=PBE_COST,
         budget=100,
         batch_size=10,
-    ),
+    )
+
+
+_MF = [
+    # 1:450: every frame at xTB costs less than two PBE labels, so the question is which PBE frames
+    _multi_fidelity("Ethanol-MF", {"oracle": "xtb", "cost": XTB_COST},
+                    f"GFN2-xTB ({1000 * XTB_COST:g} ms a label, computed when bought)"),
+    # 1:9: the whole pool at HF costs more than the budget, so every round trades HF frames against PBE ones
+    _multi_fidelity("Ethanol-MF-HF", {"oracle": "dft", "kwargs": {"xc": "HF", "basis": "sto-3g"}, "cost": HF_COST},
+                    f"HF/STO-3G ({HF_COST:g} s a label, PySCF, computed when bought)"),
 ]
 
 TASKS: dict[str, TaskSpec] = {}
