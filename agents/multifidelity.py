@@ -60,7 +60,9 @@ class MultiFidelityStrategy:
             order = by_spread[level[by_spread] == top]
         elif self.rule == "cheap-first":
             cheapest = level[avail].min() if len(avail) else 0
-            order = np.concatenate([by_spread[level[by_spread] == cheapest], by_spread[level[by_spread] == top]])
+            order = by_spread[level[by_spread] == cheapest]
+            if cheapest != top:  # (once the cheapest level is used up, the top level is the cheapest)
+                order = np.concatenate([order, by_spread[level[by_spread] == top]])
         elif self.rule == "cost-greedy":
             score = spread[avail] ** 2 / cost[avail]
             order = avail[np.argsort(-score, kind="stable")]
@@ -69,8 +71,11 @@ class MultiFidelityStrategy:
         else:
             raise ValueError(f"unknown multi-fidelity rule {self.rule!r}")
         picks = _fill(order, cost, float(info["max_cost"]))
-        if not len(picks) and len(avail) and self.rule != "top":  # nothing of its kind fits: the cheapest that does
-            picks = _fill(avail[np.argsort(cost[avail], kind="stable")][:1], cost, float(info["max_cost"]))
+        if not len(picks) and len(avail):
+            if self.rule == "top":
+                raise ValueError(f"no top-level candidate fits in the {float(info['max_cost']):.6g} s this round may "
+                                 "spend; mf-top buys nothing else (give the task a budget in whole top labels)")
+            picks = _fill(avail[np.argsort(cost[avail], kind="stable")][:1], cost, float(info["max_cost"]))  # the cheapest
         return picks
 
 

@@ -40,7 +40,7 @@ class CostMask(LabelMask):
     def __init__(self, costs: np.ndarray, seed: int | np.random.Generator | None = None):
         super().__init__(len(costs), len(costs), seed=seed)
         self.costs = np.asarray(costs, dtype=np.float64)
-        self.capacity = float("inf")
+        self.capacity = 0.0  # the environment sets it at reset and after each step
 
     def sample(self, mask: Any | None = None, probability: Any | None = None) -> np.ndarray:
         avail = np.flatnonzero(self.available if mask is None else np.asarray(mask))
@@ -53,8 +53,11 @@ class CostMask(LabelMask):
 
     def contains(self, x: Any) -> bool:
         x = np.asarray(x)
-        return (spaces.MultiBinary.contains(self, x)
-                and float(self.costs[x.astype(bool)].sum()) <= self.capacity * (1 + COST_SLACK))
+        if not spaces.MultiBinary.contains(self, x):
+            return False
+        picked = x.astype(bool)
+        return (bool(picked.any()) and bool(np.all(self.available[picked] == 1))
+                and float(self.costs[picked].sum()) <= self.capacity * (1 + COST_SLACK))
 
     def __repr__(self) -> str:
         return f"CostMask(n={self.n})"
@@ -119,8 +122,11 @@ class MultiFidelityEnv(ActiveLearningEnv):
 
     **Episode end.** ``terminated`` once no available candidate fits in what is left of the budget.
 
-    **Info.** Pool mode's keys; ``metrics`` adds ``cost_used`` (seconds charged), ``budget_used`` in top-label
-    equivalents (float), ``n_labels[level=l]`` per level; ``max_cost`` (seconds the next action may spend).
+    **Info.** Pool mode's keys; ``metrics`` adds ``cost_used`` (seconds charged after the initial labels),
+    ``budget_used`` in top-label equivalents (float), ``n_labels[level=l]`` per level, and ``oracle_seconds`` is
+    the declared cost of every label, the initial ones included; ``max_cost`` (seconds the next action may
+    spend). The global ``n_labels`` counts top-level labels. The pool-mode instruments that read one level
+    (``true_labels``, ``predict_candidates``, ``lookahead``, ``refit_test_metrics``) raise here.
     """
 
     mode = "mf"
@@ -199,10 +205,10 @@ class MultiFidelityEnv(ActiveLearningEnv):
             self._record(ep, level, frames, labels, pool_idx.tolist(), pool_idx.tolist())
             failed += [int(v) for v, lab in zip(picked, labels) if lab.failed]
             changed[level] = any(not lab.failed for lab in labels)
-            cost += len(picked) * float(self.level_costs[level])
+            spent = len(picked) * float(self.level_costs[level])
+            cost += spent
+            ep.cost_used += spent  # at once: a later level's oracle raising leaves this level charged
         ep.timings["label"] = time.perf_counter() - t_label
-        self.mask[chosen] = 0
-        ep.cost_used += cost
         if any(changed):
             t1 = time.perf_counter()
             self._fit(changed)
@@ -210,7 +216,7 @@ class MultiFidelityEnv(ActiveLearningEnv):
             ep.metrics = loop.evaluate(ep.potential, self.validation)
             ep.timings.update(train=t2 - t1, evaluate=time.perf_counter() - t2)
         self._update_mask()
-        terminated = not self.mask.any()
+        terminated = self._terminated()
         reward = round_reward(self.reward_fn, before, ep.metrics, cost, spec.reward_per_cost)
         self._done = terminated
         t3 = time.perf_counter()
@@ -252,6 +258,9 @@ class MultiFidelityEnv(ActiveLearningEnv):
         self.mask = (~labelled & (self.costs <= left * (1 + COST_SLACK))).astype(np.int8)
         self.action_space.available = self.mask
         self.action_space.capacity = self._max_cost()
+
+    def _terminated(self) -> bool:
+        return not self.mask.any()
 
     def _max_cost(self) -> float:
         return max(0.0, min(self.round_capacity, self.cost_budget - self.episode.cost_used))
@@ -319,7 +328,7 @@ class MultiFidelityEnv(ActiveLearningEnv):
         failed = sum(lv.labelled.n_failed for lv in ep.levels)
         return {
             "budget_used": ep.cost_used / self.cost_budget,
-            "n_labels": n / (spec.n_initial + spec.budget),
+            "n_labels": len(ep.levels[-1].labelled) / (spec.n_initial + spec.budget),  # top-level labels
             "log10_force_mae": float(np.log10(ep.metrics["force_mae"])),
             "log10_energy_mae": float(np.log10(ep.metrics["energy_mae"])),
             "failed_fraction": failed / max(n, 1),
@@ -332,7 +341,7 @@ class MultiFidelityEnv(ActiveLearningEnv):
             keys.N_LABELS: sum(len(lv.labelled) for lv in ep.levels),
             keys.N_FAILED: sum(lv.labelled.n_failed for lv in ep.levels),
             keys.BUDGET_USED: ep.cost_used / self.task.top_cost,
-            keys.ORACLE_SECONDS: ep.cost_used,
+            keys.ORACLE_SECONDS: ep.cost_used + self.task.n_initial * self.task.top_cost,  # declared, initial included
             keys.TRAIN_FORCE_RMSE: ep.train_force_rmse,
             "cost_used": ep.cost_used,
         })
@@ -375,8 +384,20 @@ class MultiFidelityEnv(ActiveLearningEnv):
     def lookahead(self, batches, seed: int = 0) -> np.ndarray:
         raise NotImplementedError("the look-ahead expert reads one level's labels; not defined for multi-fidelity tasks")
 
+    def predict_candidates(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError(
+            "multi-fidelity candidates are (frame, level) pairs: the pool-mode instruments (true-error references, "
+            "predict_candidates) are not defined here; see env.potential.predict_level"
+        )
+
+    def true_labels(self) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError(
+            "the cheating references read one level's pool labels: not defined for multi-fidelity tasks"
+        )
+
     def save_labels(self, path: str | Path) -> None:
-        """Each level's successful labels to extxyz: ``<stem>.level<l><suffix>`` beside ``path``."""
+        """The top level's successful labels to ``path`` (extxyz), each cheaper level's beside it as
+        ``<stem>.level<l><suffix>`` (the tools that read ``labels.extxyz`` see the task's own level)."""
         p = Path(path)
         for level, lv in enumerate(self.episode.levels):
-            lv.labelled.write(p.with_name(f"{p.stem}.level{level}{p.suffix}"))
+            lv.labelled.write(p if level == self.n_levels - 1 else p.with_name(f"{p.stem}.level{level}{p.suffix}"))

@@ -101,7 +101,7 @@ class RoundEnv(gym.Env):
         per evaluation, never a result; training data that still does not fit takes the flat layout."""
         if not limit_gb > 0:
             raise ValueError(f"jacobian_limit_gb must be positive, got {limit_gb!r}")
-        if self.mode == "pool":
+        if self.mode in ("pool", "mf"):  # the whole pool and reserve are featurised for training
             train = [len(a) for a in data.pool + data.reserve]
         else:  # on the fly: at most the initial labels and the budget are featurised for training
             train = [len(data.reserve[0])] * (self.task.n_initial + self.task.budget)

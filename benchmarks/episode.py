@@ -59,7 +59,7 @@ def run_episode(
     }
     say = echo if callable(echo) else (tqdm.write if echo else None)
     if say:
-        say(_header(bool(info["any_subset"])))
+        say(_header(getattr(env.unwrapped, "mode", "pool") == "otf"))  # MD columns on the fly only
         say(_row(0, metrics, float("nan"), reset_seconds))
     bar = tqdm(desc="rounds", disable=not progress, leave=False)  # the number of rounds is the env's business
     done = False

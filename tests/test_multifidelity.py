@@ -120,7 +120,7 @@ def test_labels_of_every_level_are_saved(mf_env, tmp_path):
     _play(mf_env, "mf-cheap-first")
     mf_env.unwrapped.save_labels(tmp_path / "labels.extxyz")
     cheap = ase.io.read(tmp_path / "labels.level0.extxyz", ":")
-    top = ase.io.read(tmp_path / "labels.level1.extxyz", ":")
+    top = ase.io.read(tmp_path / "labels.extxyz", ":")  # the task's own level where single-level tools look
     assert len(cheap) == len(mf_env.unwrapped.level_labels(0)) and len(top) == len(mf_env.unwrapped.level_labels(1))
     # xTB and PBE total energies of ethanol differ by thousands of eV: each file holds its own level
     assert abs(np.mean([a.get_potential_energy() for a in top]) - np.mean([a.get_potential_energy() for a in cheap])) > 1000
@@ -201,3 +201,52 @@ def test_benchmark_plays_resumes_and_reports(alenv_cache, tmp_path, monkeypatch,
     monkeypatch.setattr(sys, "argv", argv[:-2] + ["--budget", "5", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="other settings"):
         multifidelity.main()
+
+
+def test_failed_cheap_labels_are_charged_kept_and_never_trained_on(mf_env, monkeypatch):
+    """An SCF that fails at a level: paid for, kept, masked; the round refits only on what succeeded."""
+    from alenv.types import Label
+
+    u = mf_env.unwrapped
+    obs, info = mf_env.reset(seed=1)
+    real = u.level_oracles[0].label
+
+    def half_failing(frames):
+        labels = real(frames)
+        return [Label(np.nan, np.full((len(a), 3), np.nan), lab.seconds, error="SCF not converged") if k % 2 else lab
+                for k, (a, lab) in enumerate(zip(frames, labels))]
+
+    monkeypatch.setattr(u.level_oracles[0], "label", half_failing)
+    action = np.zeros(len(obs["mask"]), dtype=np.int8)
+    action[:10] = 1  # ten cheap frames, five fail
+    obs, reward, done, _, info = mf_env.step(action)
+    assert info["metrics"]["cost_used"] == pytest.approx(10 * 0.0033)
+    assert sorted(info["failed"]) == [1, 3, 5, 7, 9] and info["metrics"]["n_failed"] == 5
+    assert len(u.level_labels(0)) == 10 and len(u.episode.levels[0].train.rows) == 5
+    assert not obs["mask"][:10].any()  # failed ones too: paid for, never offered again
+    assert np.isfinite(reward)
+
+
+def test_sampled_actions_play_a_whole_episode(mf_env):
+    """``action_space.sample()`` is always a valid action, to the end of the budget."""
+    obs, info = mf_env.reset(seed=2)
+    space = mf_env.action_space
+    space.seed(2)
+    done, rounds = False, 0
+    while not done:
+        action = space.sample()
+        assert space.contains(action) and action.sum() > 0
+        obs, _, done, _, info = mf_env.step(action)
+        rounds += 1
+    assert rounds >= 3 and info["max_picks"] == 0 and info["max_cost"] == 0.0
+    assert not space.contains(np.zeros(len(obs["mask"]), dtype=np.int8))
+
+
+def test_single_level_instruments_are_refused(mf_env):
+    from benchmarks.references import make_reference
+
+    mf_env.reset(seed=0)
+    with pytest.raises(NotImplementedError, match="multi-fidelity"):
+        mf_env.unwrapped.true_labels()
+    with pytest.raises(NotImplementedError):
+        make_reference("true-error", mf_env).act(*mf_env.reset(seed=0), 1, np.random.default_rng(0))

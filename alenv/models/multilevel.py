@@ -8,7 +8,8 @@ frames. The top level's prediction is what the multi-fidelity environment evalua
 molecular dynamics runs on it as on any committee. A cheap label is worth buying because it teaches
 ``model_0`` everywhere the correction is smooth (GFN2-xTB under PBE: forces that correlate at 0.94).
 
-A level with no labels yet contributes nothing (exactly zero), so with top-level labels only this is the
+Member m of the sum is a committee member as any other, so the top-level spread combines every level's
+spread. A level with no labels yet contributes nothing (exactly zero), so with top-level labels only this is the
 plain single-level committee. Every level uses the same registered model (``model``, ``model_kwargs``) on the
 same representation, so invariance and exact forces hold as they do for that model.
 """
@@ -29,14 +30,19 @@ class MultiLevelPotential:
 
     def __init__(self, representation: Representation, model: str, model_kwargs: dict[str, Any], n_levels: int,
                  seed: int = 0) -> None:
-        from alenv.models import make_potential
-
         if n_levels < 2:
             raise ValueError(f"a multi-level potential needs at least 2 levels, got {n_levels}")
         self.representation = representation
-        self.levels = [make_potential(model, representation, seed=int(seed) + 7919 * l, **model_kwargs)
-                       for l in range(n_levels)]
+        self.model, self.model_kwargs, self.seed = model, dict(model_kwargs), int(seed)
+        self.levels = [self._new(level, 0) for level in range(n_levels)]
         self.fitted = [False] * n_levels
+        self.restarts = [0] * n_levels  # fits from scratch after the first, per level (they seed the new one)
+
+    def _new(self, level: int, restart: int) -> Any:
+        from alenv.models import make_potential
+
+        return make_potential(self.model, self.representation, seed=self.seed + 7919 * level + 104729 * restart,
+                              **self.model_kwargs)
 
     @property
     def n_members(self) -> int:
@@ -57,8 +63,12 @@ class MultiLevelPotential:
         rng: np.random.Generator,
         changed: Sequence[bool],
     ) -> dict[str, Any]:
-        """Fit the levels whose labels changed, and every level above one that changed (their targets moved:
-        those are fitted as first fits, ``warm=False``).
+        """Fit the levels whose labels changed (warm where the model warm-starts), and every level above one
+        that changed: their targets moved, so each gets a new committee fitted from scratch (seeded from the
+        potential's seed, its level and how many restarts it had: deterministic).
+
+        A correction learns its labels minus the *mean* of the levels below, so at frames with top labels the
+        lower levels' disagreement stays in the top-level spread: the spread there is an upper estimate.
 
         ``labels[l]``: energies (K,) eV, forces eV/Angstrom and rows ``idx`` (K,) of ``data`` labelled at
         level l, or None where the level has no labels. Returns the levels fitted.
@@ -76,9 +86,11 @@ class MultiLevelPotential:
             if level > 0 and any(self.fitted[:level]):
                 E0, F0 = self._predict(data, idx, upto=level - 1, forces=True)
                 E, F = E - E0.mean(0), F - F0.mean(0)
-            # moved targets are fitted as a first fit (new energy baseline and scale, the full schedule): a warm
-            # fit keeps the old baseline, and the correction's offset can be thousands of eV (PBE - xTB)
-            self.levels[level].fit(data, E, F, rng, idx=np.asarray(idx, dtype=np.int64), warm=False if shifted else None)
+            if shifted and self.fitted[level]:  # moved targets: a new committee, fitted from scratch (a warm fit
+                # keeps the old energy baseline, and the correction's offset can be thousands of eV, PBE - xTB)
+                self.restarts[level] += 1
+                self.levels[level] = self._new(level, self.restarts[level])
+            self.levels[level].fit(data, E, F, rng, idx=np.asarray(idx, dtype=np.int64))
             self.fitted[level] = True
             refit.append(level)
         return {"levels_fitted": refit}

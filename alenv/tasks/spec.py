@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import numbers
 import os
 import warnings
@@ -140,7 +141,7 @@ class TaskSpec:
         if not self.levels:
             raise ValueError("a multi-fidelity task needs at least one cheaper level in levels=")
         top = float(self.top_cost)
-        if not top > 0:
+        if not (top > 0 and math.isfinite(top)):
             raise ValueError(f"top_cost must be a positive number of seconds per label, got {self.top_cost!r}")
         levels, last = [], 0.0
         for i, level in enumerate(self.levels):
