@@ -274,7 +274,8 @@ def _play(cfg: DictConfig, out: Path, config: dict, key: str, variant: str, mult
             "data_seed": spec.data_seed,  # the task data's seed (pool, reserve, validation, test set)
             "variant": variant,  # overrides other than task, agent, seed and data_seed ("" for the presets as they are)
             "overrides": overrides,  # the TaskSpec overrides the run passed to gym.make
-            "settings": {f: getattr(spec, f) for f in SETTINGS},  # the task settings they gave
+            # the task settings they gave (and, on multi-fidelity tasks, the levels and costs that define the budget)
+            "settings": {f: getattr(spec, f) for f in SETTINGS + (MF_SETTINGS if spec.mode == "mf" else ())},
             "cheating": bool(getattr(agent, "cheating", False)),
             "layout": getattr(env.unwrapped, "layout", "dense"),  # dense, or flat (frames of several sizes)
             "streamed": sorted(getattr(env.unwrapped, "streamed", ())),  # reference sets featurised per evaluation
@@ -313,6 +314,7 @@ def _agent_record(agent: Any) -> dict[str, Any]:
 
 # TaskSpec fields that the model, oracle and reward groups set, recorded in results.json
 SETTINGS = ("model", "model_kwargs", "oracle", "oracle_kwargs", "reward", "reward_per_cost")
+MF_SETTINGS = ("levels", "top_cost")
 
 
 def task_overrides(cfg: DictConfig) -> dict[str, Any]:

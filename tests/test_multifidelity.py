@@ -250,3 +250,26 @@ def test_single_level_instruments_are_refused(mf_env):
         mf_env.unwrapped.true_labels()
     with pytest.raises(NotImplementedError):
         make_reference("true-error", mf_env).act(*mf_env.reset(seed=0), 1, np.random.default_rng(0))
+
+
+def test_the_runner_plays_a_multi_fidelity_task(tmp_path, alenv_cache):
+    """``python -m benchmarks.run task=ethanol_mf_tiny agent=mf_cost_greedy``: results record the levels and
+    costs; the top level's labels go where single-level tools read them, the cheap ones beside them."""
+    import json
+
+    import ase.io
+    from hydra import compose, initialize_config_dir
+
+    from benchmarks.run import CONFIG_DIR, run
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["task=ethanol_mf_tiny", "agent=mf_cost_greedy", "model=ridge", "seed=0",
+                                           f"cache_dir={alenv_cache}", "progress=false"])
+    run(cfg, tmp_path)
+    res = json.loads((tmp_path / "results.json").read_text())
+    assert res["complete"] and res["settings"]["top_cost"] == 1.48
+    assert res["settings"]["levels"] == [{"oracle": "xtb", "kwargs": {}, "cost": 0.0033}]
+    last = res["steps"][-1]["metrics"]
+    top = ase.io.read(tmp_path / "labels.extxyz", ":")
+    cheap = ase.io.read(tmp_path / "labels.level0.extxyz", ":")
+    assert len(top) == last["n_labels[level=1]"] and len(cheap) == last["n_labels[level=0]"] > 0
