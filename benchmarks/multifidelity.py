@@ -11,7 +11,8 @@ RMSE and maximum at the end (mean and 95% t interval over seeds), the ratio to t
 (``mf-top``) with its 95% interval and Holm-corrected paired p value, and the seconds charged to first reach
 ``--target`` (meV/Angstrom test force MAE; the same per seed, with the count of seeds that never reach it).
 ``--report-only`` writes the report from the episodes held (the seeds every named strategy finished).
-Seeds are the independent units: every strategy plays the same seeds (same initial labels, same weights).
+``curves.png`` draws the test force MAE against the seconds charged (mean over seeds, 95% band). Seeds are the
+independent units: every strategy plays the same seeds (same initial labels, same weights).
 """
 
 from __future__ import annotations
@@ -131,6 +132,35 @@ def report(runs: list[dict], target_mev: float, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(runs: list[dict], path: Path, title: str, target_mev: float) -> None:
+    """Test force MAE against seconds charged: each strategy's mean over seeds with a 95% t band (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks.stats import t_half_width
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for a in AGENTS:
+        rs = [r["rounds"] for r in runs if r["agent"] == a]
+        if not rs:
+            continue
+        n = min(len(r) for r in rs)
+        cost = np.mean([[r[i]["cost"] for i in range(n)] for r in rs], axis=0)
+        err = np.log(np.array([[1000 * r[i]["force_mae"] for i in range(n)] for r in rs]))
+        mean = err.mean(0)
+        half = t_half_width(err) if len(rs) > 1 else np.zeros(n)
+        ax.plot(cost, np.exp(mean), marker="o", ms=3, label=f"{a} ({len(rs)} seeds)")
+        ax.fill_between(cost, np.exp(mean - half), np.exp(mean + half), alpha=0.2)
+    ax.axhline(target_mev, color="grey", ls=":", lw=1)
+    ax.set(xlabel="seconds charged (declared costs)", ylabel="test force MAE, meV/Å", yscale="log", title=title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="Ethanol-MF")
@@ -180,6 +210,7 @@ def main() -> None:
     text = report(runs, args.target,
                   {**meta, "command": saved["meta"]["command"]})
     (args.out / "report.md").write_text(text)
+    plot(runs, args.out / "curves.png", f"{spec.name}: top-level error against cost", args.target)
     print(text)
 
 

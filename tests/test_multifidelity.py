@@ -198,6 +198,7 @@ def test_benchmark_plays_resumes_and_reports(alenv_cache, tmp_path, monkeypatch,
     assert "seed" not in capsys.readouterr().out.split("# Multi-fidelity")[0]
     report = (tmp_path / "report.md").read_text()
     assert "| mf-cheap-first |" in report and "seconds to 400 meV/Å" in report
+    assert (tmp_path / "curves.png").stat().st_size > 1000
     monkeypatch.setattr(sys, "argv", argv[:-2] + ["--budget", "5", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="other settings"):
         multifidelity.main()
