@@ -274,3 +274,20 @@ def test_the_runner_plays_a_multi_fidelity_task(tmp_path, alenv_cache):
     top = ase.io.read(tmp_path / "labels.extxyz", ":")
     cheap = ase.io.read(tmp_path / "labels.level0.extxyz", ":")
     assert len(top) == last["n_labels[level=1]"] and len(cheap) == last["n_labels[level=0]"] > 0
+
+
+def test_each_level_shows_its_own_committee(mf_env):
+    """Before any cheap label the cheap rows show the top committee's spreads; after, the cheap committee's."""
+    from alenv.observe import CANDIDATE_FEATURES
+
+    u = mf_env.unwrapped
+    N, spread = u.n_pool, CANDIDATE_FEATURES.index("force_std_max")
+    obs, info = mf_env.reset(seed=4)
+    np.testing.assert_array_equal(obs["candidates"][:N, :5], obs["candidates"][N:, :5])
+    action = np.zeros(len(obs["mask"]), dtype=np.int8)
+    action[:30] = 1  # half the pool at the cheap level
+    obs, *_ = mf_env.step(action)
+    _, F0 = u.potential.predict_level(u.candidates, 0, idx=np.arange(N))
+    per_atom = np.linalg.norm(F0.std(0), axis=-1).max(-1)  # largest per-atom force spread of the cheap committee
+    np.testing.assert_allclose(obs["candidates"][:N, spread], per_atom, rtol=1e-5)
+    assert not np.allclose(obs["candidates"][:N, spread], obs["candidates"][N:, spread])
