@@ -1,4 +1,4 @@
-"""The Gymnasium contract of ActiveLearningEnv (DESIGN.md section 2) on every registered pool-mode task
+"""The Gymnasium contract of ActiveLearningEnv (README, Design: Contracts) on every registered pool-mode task
 (on-the-fly tasks: tests/env/test_otf_env.py)."""
 
 from __future__ import annotations
