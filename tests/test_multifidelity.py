@@ -291,3 +291,28 @@ def test_each_level_shows_its_own_committee(mf_env):
     per_atom = np.linalg.norm(F0.std(0), axis=-1).max(-1)  # largest per-atom force spread of the cheap committee
     np.testing.assert_allclose(obs["candidates"][:N, spread], per_atom, rtol=1e-5)
     assert not np.allclose(obs["candidates"][:N, spread], obs["candidates"][N:, spread])
+
+
+def test_the_top_level_runs_md_without_an_oracle(mf_env):
+    """The summed committee is an ASE calculator: forces are minus the gradient of its energy (finite
+    differences), and a few Langevin steps run on it alone."""
+    from ase import units
+    from ase.md.langevin import Langevin
+
+    u = mf_env.unwrapped
+    obs, info = mf_env.reset(seed=0)
+    action = np.zeros(len(obs["mask"]), dtype=np.int8)
+    action[[0, 1, 2, u.n_pool]] = 1  # both levels fitted
+    mf_env.step(action)
+    atoms = u.pool_frames[5].copy()
+    atoms.calc = u.potential.as_calculator()
+    F = atoms.get_forces()
+    h, (i, c) = 1e-3, (3, 1)  # as check_potential: float32 descriptors
+    plus, minus = atoms.copy(), atoms.copy()
+    plus.positions[i, c] += h
+    minus.positions[i, c] -= h
+    plus.calc = minus.calc = u.potential.as_calculator()
+    assert F[i, c] == pytest.approx(-(plus.get_potential_energy() - minus.get_potential_energy()) / (2 * h), rel=2e-3, abs=1e-4)
+    dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01, rng=np.random.default_rng(0))
+    dyn.run(10)
+    assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(atoms.positions).all()
