@@ -84,6 +84,7 @@ OTF_ONLY = frozenset({"fixed-interval"})
 # Strategies for multi-fidelity tasks only (they choose a level as well as a frame; agents.multifidelity):
 # built by make_agent like the others, kept out of STRATEGIES, which every single-level task can play.
 MF_STRATEGIES: dict[str, Callable[..., Any]] = dict(_MF)
+_ALL: dict[str, Callable[..., Any]] = {**STRATEGIES, **MF_STRATEGIES}  # every name make_agent builds
 
 
 def _spellings(name: str) -> set[str]:
@@ -93,7 +94,7 @@ def _spellings(name: str) -> set[str]:
     return out
 
 
-ALIASES: dict[str, str] = {alias: name for name in {**STRATEGIES, **MF_STRATEGIES} for alias in _spellings(name)}
+ALIASES: dict[str, str] = {alias: name for name in _ALL for alias in _spellings(name)}
 
 
 def resolve_name(name: str) -> str:
@@ -103,10 +104,9 @@ def resolve_name(name: str) -> str:
         return key
     close = difflib.get_close_matches(str(name).lower(), list(ALIASES), n=1, cutoff=0.6)
     hint = f" (did you mean {ALIASES[close[0]]!r}?)" if close else ""
-    raise ValueError(f"unknown agent {name!r}{hint}; known agents: {', '.join(sorted({**STRATEGIES, **MF_STRATEGIES}))}")
+    raise ValueError(f"unknown agent {name!r}{hint}; known agents: {', '.join(sorted(_ALL))}")
 
 
 def make_agent(name: str, **kwargs: Any) -> Agent:
     """Build the registered strategy ``name`` with its keyword parameters (see ``STRATEGIES``)."""
-    key = resolve_name(name)
-    return (STRATEGIES[key] if key in STRATEGIES else MF_STRATEGIES[key])(**kwargs)
+    return _ALL[resolve_name(name)](**kwargs)

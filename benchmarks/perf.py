@@ -189,11 +189,10 @@ def main() -> None:
                    help="also play each pool task with the code of git revision REV, side by side (e.g. 1c99723: "
                         "the learner of fixed 60 steps per round)")
     args = p.parse_args()
-    if args.md_tasks is None:  # by default MD speed only when no pool task was named either
-        explicit = any(a.startswith("--tasks") for a in sys.argv[1:])
+    explicit = any(a.startswith("--tasks") for a in sys.argv[1:])  # defaults only when no pool task was named
+    if args.md_tasks is None:
         args.md_tasks = [] if explicit else ["Ethanol-GFN2-OTF", "AlanineDipeptide-GFN2-OTF"]
     if args.rl_tasks is None:
-        explicit = any(a.startswith("--tasks") for a in sys.argv[1:])
         args.rl_tasks = [] if explicit else ["Ethanol-GFN2-tiny", "Ethanol-GFN2", "Cu-EMT-tiny", "Cu-EMT"]
     rl_rows = [isolated(rl_rate, t, args.rl_steps, args.cache_dir) for t in args.rl_tasks]
     if rl_rows:
