@@ -316,3 +316,25 @@ def test_the_top_level_runs_md_without_an_oracle(mf_env):
     dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=300, friction=0.01, rng=np.random.default_rng(0))
     dyn.run(10)
     assert np.isfinite(atoms.get_potential_energy()) and np.isfinite(atoms.positions).all()
+
+
+def test_mf_top_refuses_a_round_where_no_top_label_fits():
+    """Rather than buy a cheap label it was not asked to, mf-top says why it cannot act."""
+    obs = {"mask": np.ones(4, dtype=np.int8), "level": np.array([0, 0, 1, 1]),
+           "cost": np.array([0.1, 0.1, 1.0, 1.0], dtype=np.float32),
+           "candidates": np.ones((4, 7), dtype=np.float32)}
+    info = {"max_cost": 0.5, "max_picks": 4, "any_subset": True}
+    with pytest.raises(ValueError, match="no top-level candidate fits"):
+        make_agent("mf-top").act(obs, info, 4, np.random.default_rng(0))
+    picks = make_agent("mf-cost-greedy").act(obs, info, 4, np.random.default_rng(0))
+    assert sorted(picks.tolist()) == [0, 1]  # the others fill what fits
+
+
+def test_report_only_with_nothing_played_says_so(tmp_path, monkeypatch):
+    import sys
+
+    from benchmarks import multifidelity
+
+    monkeypatch.setattr(sys, "argv", ["multifidelity", "--task", "Ethanol-MF-tiny", "--report-only", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="no episode to report"):
+        multifidelity.main()
