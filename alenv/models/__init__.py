@@ -15,7 +15,7 @@ from alenv.models.base import Potential
 from alenv.models.calculator import EnsembleCalculator, UncertaintyBiasedCalculator
 from alenv.models.delta import DeltaConfig, DeltaPotential
 from alenv.models.ensemble import EnsembleConfig, EnsemblePotential
-from alenv.models.mace import MACECommittee, MACEConfig
+from alenv.models.mace import MACECommittee, MACEConfig, MACEHeadsConfig
 from alenv.models.ridge import RidgeConfig, RidgeEnsemble
 
 
@@ -34,6 +34,7 @@ MODELS: dict[str, tuple[type, type]] = {
     "ridge": (RidgeEnsemble, RidgeConfig),
     "delta": (DeltaPotential, DeltaConfig),  # a baseline oracle plus any of the above learning the difference
     "mace": (MACECommittee, MACEConfig),  # equivariant committee; optional: pip install "alenv[mace]"
+    "mace-heads": (MACECommittee, MACEHeadsConfig),  # its cheap-uncertainty variant: one network, several heads
 }
 
 

@@ -79,10 +79,11 @@ class MACEConfig:
     bootstrap: bool = True  # Exp(1) frame weights per member
     dtype: str = "float64"  # float64 keeps forces equal to -dE/dx to 1e-6; float32 is about 2 x faster
     device: str = "auto"  # "auto": CUDA when present, else CPU
+    heads: int = 1  # readout heads per network: the committee is n_members x heads (see MACEHeadsConfig)
 
     def __post_init__(self) -> None:
-        if self.n_members < 1 or self.channels < 1 or self.max_L < 0 or self.num_interactions < 1:
-            raise ValueError("n_members, channels and num_interactions must be positive and max_L >= 0")
+        if self.n_members < 1 or self.channels < 1 or self.max_L < 0 or self.num_interactions < 1 or self.heads < 1:
+            raise ValueError("n_members, heads, channels and num_interactions must be positive and max_L >= 0")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -91,8 +92,26 @@ class MACEConfig:
             raise ValueError("epochs_initial, batch_size and lr must be positive, epochs_per_round >= 0")
 
 
+@dataclass(frozen=True)
+class MACEHeadsConfig(MACEConfig):
+    """The cheap-uncertainty variant (``model="mace-heads"``): one MACE backbone with ``heads`` readout heads.
+
+    Each head has its own column of the first (linear) readout and its own hidden block of the last (MLP)
+    readout, mace-torch's multi-head readouts; the interactions are shared. Heads differ by initialisation and
+    by their own Exp(1) frame weights, so their spread is a committee spread over the readouts only (a shallow
+    ensemble): it sees less than independent networks do, and costs one forward pass for every head's energy
+    and one backward pass per head for forces (``python -m benchmarks.accuracy --model mace-heads`` against
+    ``--model mace`` measures both)."""
+
+    n_members: int = 1
+    heads: int = 4
+
+
 class MACECommittee:
-    """M MACE models trained together on alenv's labels; follows ``alenv.models.base.Potential``."""
+    """M MACE models trained together on alenv's labels; follows ``alenv.models.base.Potential``.
+
+    ``n_members`` networks of ``heads`` readout heads each: the committee has ``n_members x heads`` members
+    (``MACEConfig``: independent networks; ``MACEHeadsConfig``: one network, several heads)."""
 
     def __init__(self, representation: Representation, settings: MACEConfig, seed: int = 0) -> None:
         self._modules, self._o3 = import_mace()
@@ -111,7 +130,7 @@ class MACECommittee:
 
     @property
     def n_members(self) -> int:
-        return self.config.n_members
+        return self.config.n_members * self.config.heads
 
     # ----------------------------------------------------------------------------------- graphs
     def _one_hot(self, numbers: np.ndarray) -> np.ndarray:
@@ -170,8 +189,10 @@ class MACECommittee:
                         r_max=c.r_max, num_bessel=c.num_bessel, num_polynomial_cutoff=5, max_ell=c.max_ell,
                         interaction_cls=block, interaction_cls_first=block, num_interactions=c.num_interactions,
                         num_elements=len(self.zs), hidden_irreps=hidden, MLP_irreps=o3.Irreps("16x0e"),
-                        atomic_energies=np.zeros(len(self.zs)), avg_num_neighbors=float(avg_neighbours),
-                        atomic_numbers=self.zs, correlation=c.correlation, gate=torch.nn.functional.silu,
+                        atomic_energies=np.zeros((c.heads, len(self.zs)) if c.heads > 1 else len(self.zs)),
+                        avg_num_neighbors=float(avg_neighbours), atomic_numbers=self.zs,
+                        correlation=c.correlation, gate=torch.nn.functional.silu,
+                        **({"heads": [f"head{h}" for h in range(c.heads)]} if c.heads > 1 else {}),
                     )
                 members.append(model.to(self.device))
         finally:
@@ -183,11 +204,46 @@ class MACECommittee:
 
     def _forward(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], forces: bool, training: bool
                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Energies ``(heads, frames)`` and forces ``(heads, atoms, 3)`` (``None`` unless ``forces``)."""
         data = dict(batch)
         data["positions"] = batch["positions"].clone()
         with torch.set_grad_enabled(forces or training):
-            out = model(data, training=training, compute_force=forces)
-        return out["energy"], out["forces"] if forces else None
+            if self.config.heads == 1:
+                out = model(data, training=training, compute_force=forces)
+                return out["energy"][None], out["forces"][None] if forces else None
+            return self._forward_heads(model, data, forces, training)
+
+    def _forward_heads(self, model: torch.nn.Module, data: dict[str, torch.Tensor], forces: bool, training: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every head of one network from a single pass through its interactions (mace-torch's own forward
+        gives one head per graph). The same sums as ``MACE.forward`` for models built here (no pair repulsion,
+        no joint embedding, zero atomic energies); tested against it head by head."""
+        from mace.modules.utils import prepare_graph
+
+        ctx = prepare_graph(data)
+        kwargs = ctx.interaction_kwargs
+        attrs, edge_index, n_graphs = data["node_attrs"], data["edge_index"], ctx.num_graphs
+        feats = model.node_embedding(attrs)
+        edge_attrs = model.spherical_harmonics(ctx.vectors)
+        edge_feats, cutoff = model.radial_embedding(ctx.lengths, attrs, edge_index, model.atomic_numbers)
+        per_layer = []
+        for i, (interaction, product) in enumerate(zip(model.interactions, model.products)):
+            feats, sc = interaction(node_attrs=attrs, node_feats=feats, edge_attrs=edge_attrs, edge_feats=edge_feats,
+                                    edge_index=edge_index, cutoff=cutoff, first_layer=(i == 0),
+                                    lammps_class=kwargs.lammps_class, lammps_natoms=kwargs.lammps_natoms)
+            feats = product(node_feats=feats, sc=sc, node_attrs=attrs)
+            per_layer.append(feats)
+        heads = []
+        for h in range(self.config.heads):
+            which = torch.full((len(attrs),), h, dtype=torch.long, device=attrs.device)
+            node_e = sum(readout(per_layer[i], which)[:, h] for i, readout in enumerate(model.readouts))
+            heads.append(torch.zeros(n_graphs, dtype=node_e.dtype, device=node_e.device).index_add(0, data["batch"], node_e))
+        E = torch.stack(heads)
+        if not forces:
+            return E, None
+        grads = [torch.autograd.grad(E[h].sum(), ctx.positions, create_graph=training, retain_graph=True)[0]
+                 for h in range(len(E))]
+        return E, -torch.stack(grads)
 
     # ----------------------------------------------------------------------------------- Potential
     def prepare(self, frames: Sequence[Atoms], jacobian: bool = True) -> Featurized:
@@ -222,8 +278,9 @@ class MACECommittee:
         total = max(epochs * steps_per_epoch, 1)
         losses = []
         for model in self.members:
-            weights = rng.exponential(size=n) if c.bootstrap else np.ones(n)
-            weights = weights / weights.mean()
+            shape = (c.heads, n) if c.heads > 1 else n  # one head: the draws of the committee before heads existed
+            weights = rng.exponential(size=shape) if c.bootstrap else np.ones(shape)
+            weights = np.atleast_2d(weights / weights.mean(axis=-1, keepdims=True))  # (heads, frames)
             optimiser = torch.optim.Adam(model.parameters(), lr=c.lr)
             schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total, eta_min=c.lr * c.lr_final_fraction)
             model.train()
@@ -233,13 +290,13 @@ class MACECommittee:
                     part = order[s : s + c.batch_size]
                     batch = self._batch([frames[k] for k in part], [edges[k] for k in part])
                     e_pred, f_pred = self._forward(model, batch, forces=True, training=True)
-                    w = torch.tensor(weights[part], dtype=self.dtype, device=self.device)
+                    w = torch.tensor(weights[:, part], dtype=self.dtype, device=self.device)  # (heads, batch)
                     natoms = torch.tensor([sizes[k] for k in part], dtype=self.dtype, device=self.device)
                     e_true = torch.tensor(residual[part], dtype=self.dtype, device=self.device)
                     f_true = torch.tensor(np.concatenate([per_frame[k] for k in part]), dtype=self.dtype, device=self.device)
-                    atom_w = torch.repeat_interleave(w, natoms.long())
-                    loss_e = (w * ((e_pred - e_true) / natoms) ** 2).mean()
-                    loss_f = (atom_w[:, None] * (f_pred - f_true) ** 2).mean()
+                    atom_w = torch.repeat_interleave(w, natoms.long(), dim=1)
+                    loss_e = (w * ((e_pred - e_true) / natoms) ** 2).mean()  # mean over heads: each head's own loss
+                    loss_f = (atom_w[..., None] * (f_pred - f_true) ** 2).mean()
                     loss = loss_e + c.force_weight * loss_f
                     optimiser.zero_grad()
                     loss.backward()
@@ -263,22 +320,26 @@ class MACECommittee:
         graphs = self._graphs(data)
         frames = [data.frames[i] for i in sel]
         offsets = self._counts(frames) @ self.e0 if frames else np.zeros(0)
-        E = np.zeros((len(members), len(frames)))
-        Fs: list[list[np.ndarray]] = [[] for _ in members]
+        M, H = self.n_members, self.config.heads
+        E = np.zeros((M, len(frames)))
+        Fs: list[np.ndarray] = []
         step = max(1, min(int(chunk), 64))
         for s in range(0, len(frames), step):
             batch = self._batch(frames[s : s + step], [graphs[i] for i in sel[s : s + step]])
+            parts = []
             for m, model in enumerate(members):
                 e, f = self._forward(model, batch, forces=forces, training=False)
-                E[m, s : s + step] = e.detach().cpu().numpy()
+                E[m * H : (m + 1) * H, s : s + step] = e.detach().cpu().numpy()
                 if forces:
-                    Fs[m].append(f.detach().cpu().numpy())
+                    parts.append(f.detach().cpu().numpy())
+            if forces:
+                Fs.append(np.concatenate(parts))  # (M, atoms of the chunk, 3)
         E += offsets[None]
         if not forces:
             return E, None
-        F = np.stack([np.concatenate(parts) if parts else np.zeros((0, 3)) for parts in Fs])  # (M, A, 3)
+        F = np.concatenate(Fs, axis=1) if Fs else np.zeros((M, 0, 3))  # (M, A, 3)
         if data.layout != "flat":
-            F = F.reshape(len(members), len(frames), -1, 3)
+            F = F.reshape(M, len(frames), -1, 3)
         return E, F
 
     def evaluate_atoms(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray]:
@@ -286,8 +347,8 @@ class MACECommittee:
         batch = self._batch([atoms], [self._edges(atoms)])
         offset = float(self._counts([atoms])[0] @ self.e0)
         out = [self._forward(model, batch, forces=True, training=False) for model in members]
-        E = np.array([float(e.detach().cpu()[0]) for e, _ in out]) + offset
-        F = np.stack([f.detach().cpu().numpy() for _, f in out])
+        E = np.concatenate([e.detach().cpu().numpy()[:, 0] for e, _ in out]) + offset
+        F = np.concatenate([f.detach().cpu().numpy() for _, f in out])
         return E, F
 
     def as_calculator(self) -> Any:

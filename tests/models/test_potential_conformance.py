@@ -20,10 +20,11 @@ FAST = {
     "delta": {"baseline": "lj", "baseline_kwargs": {"sigma": 1.2, "epsilon": 0.05}, "model": "ridge",
               "model_kwargs": {"n_members": 3}},
     "mace": {"n_members": 3, "channels": 8, "num_interactions": 1, "epochs_initial": 3},
+    "mace-heads": {"heads": 3, "channels": 8, "num_interactions": 1, "epochs_initial": 3},
 }
 # Optional models: checked where their package is installed (pip install -e ".[mace]" in an environment of its
 # own: see pyproject.toml), slow (10-20 s each)
-OPTIONAL = {"mace": "mace"}
+OPTIONAL = {"mace": "mace", "mace-heads": "mace"}
 
 
 def _models() -> list:
