@@ -17,8 +17,9 @@ SMALL = {
     "delta": {"baseline": "lj", "baseline_kwargs": {"sigma": 0.7, "epsilon": 0.05}, "model": "ridge",
               "model_kwargs": {"n_members": 3}},
     "mace": {"n_members": 2, "channels": 8, "num_interactions": 1, "epochs_initial": 5, "epochs_per_round": 2},
+    "mace-heads": {"heads": 2, "channels": 8, "num_interactions": 1, "epochs_initial": 5, "epochs_per_round": 2},
 }
-OPTIONAL = {"mace": "mace"}  # checked where installed (an environment of its own: pyproject.toml), slow
+OPTIONAL = {"mace": "mace", "mace-heads": "mace"}  # checked where installed (an environment of its own: pyproject.toml), slow
 
 
 def _models() -> list:
@@ -26,7 +27,9 @@ def _models() -> list:
 
 
 def _members(name: str) -> int:
-    return SMALL[name].get("n_members") or SMALL[name]["model_kwargs"]["n_members"]
+    """Committee size: members (of the correction, for delta) times readout heads (mace-heads: one network)."""
+    kwargs = SMALL[name].get("model_kwargs", SMALL[name])
+    return kwargs.get("n_members", 1) * kwargs.get("heads", 1)
 
 
 @pytest.mark.parametrize("name", _models())
