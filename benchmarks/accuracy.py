@@ -29,6 +29,7 @@ def main() -> None:
     from alenv.descriptors.representation import Representation
     from alenv.models import make_potential
     from alenv.tasks import get_task
+    from benchmarks.learner import parse_settings
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(RMD17_DIR), help="folder of <molecule>_{train,test}_01.extxyz")
@@ -57,7 +58,7 @@ def main() -> None:
     settings = dict(task.model_kwargs) if model == task.model else {}
     if args.epochs is not None:
         settings["epochs_initial"] = args.epochs
-    settings.update(parse_settings(args.set))
+    settings.update(parse_settings(args.set))  # YAML values, as benchmarks.learner --model
     rep = Representation.for_frames(frames + test, task.descriptor, task.embedding_dim)
     if args.delta:
         settings = {"baseline": args.delta, "model": model, "model_kwargs": settings}
@@ -86,19 +87,6 @@ def main() -> None:
     print(f"ensemble mean: force MAE {f_mae:.1f} meV/A, energy MAE {e_mae:.2f} meV")
     print(f"members: force MAE {', '.join(f'{m:.1f}' for m in members)} meV/A")
     print(f"correlation of ensemble force spread with true force error (per frame): {corr:.2f}")
-
-
-def parse_settings(pairs: list[str]) -> dict:
-    """``["dtype=float32", "heads=4"]`` -> ``{"dtype": "float32", "heads": 4}`` (values read as YAML)."""
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set takes KEY=VALUE, got {pair!r}")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 def torch_threads() -> int:

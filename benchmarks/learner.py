@@ -178,7 +178,7 @@ def table(results: dict) -> str:
     )
 
 
-def _settings(pairs: list[str]) -> dict:
+def parse_settings(pairs: list[str]) -> dict:
     """``["scratch_growth=1.5", "hidden=[64,64]"]`` -> model settings (values parsed as YAML)."""
     import yaml
 
@@ -186,7 +186,7 @@ def _settings(pairs: list[str]) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--model takes KEY=VALUE pairs, got {pair!r}")
+            raise ValueError(f"model settings are KEY=VALUE pairs, got {pair!r}")
         value = yaml.safe_load(value)
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
@@ -212,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.every < 1 or args.refits < 1:
         p.error("--every and --refits must be at least 1")
     try:
-        model = _settings(args.model)
+        model = parse_settings(args.model)
     except ValueError as err:
         p.error(str(err))
     out = Path(args.out) if args.out else None

@@ -85,7 +85,7 @@ def replay(task: str, path: Path, settings: dict, checkpoints: list[int], batch:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks.learner import _settings
+    from benchmarks.learner import parse_settings
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="AlanineDipeptide-GFN2-OTF")
@@ -105,10 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.batch < 1 or bad:
         p.error(f"checkpoints must lie on the replayed rounds ({n0} initial labels, then --batch {args.batch} "
                 f"more per round, up to --labels {args.labels}); not on them: {bad}")
-    settings = _settings(args.model)
+    settings = parse_settings(args.model)
     labels = args.out / "labels.extxyz"
     if not labels.exists():
-        capture(args.task, args.labels, args.seed, labels, _settings(args.capture_model))
+        capture(args.task, args.labels, args.seed, labels, parse_settings(args.capture_model))
     rows = replay(args.task, labels, settings, args.checkpoints, args.batch, args.seed)
     name = "-".join(f"{k}={v}" for k, v in settings.items()) or "task-settings"
     (args.out / f"{name}.json").write_text(json.dumps({"task": args.task, "settings": settings, "rows": rows}, indent=1))

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from benchmarks.learner import UNCOVERED_DEGREES, _refit_cell, _settings, _subset_gaps, _uncovered
+from benchmarks.learner import UNCOVERED_DEGREES, _refit_cell, parse_settings, _subset_gaps, _uncovered
 
 
 def _rotated(psi: float, temperature: float):
@@ -40,12 +40,12 @@ def test_subset_gaps_name_each_subset_with_its_uncovered_share():
 
 
 def test_model_settings_to_try_are_parsed_and_bad_pairs_refused():
-    assert _settings(["scratch_growth=1.5", "hidden=[64, 64]", "bootstrap=false"]) == {
+    assert parse_settings(["scratch_growth=1.5", "hidden=[64, 64]", "bootstrap=false"]) == {
         "scratch_growth": 1.5, "hidden": (64, 64), "bootstrap": False}
-    assert _settings(["warm_lr=1e-3", "model=bp"]) == {"warm_lr": 1e-3, "model": "bp"}  # YAML 1.1 reads 1e-3 as text
+    assert parse_settings(["warm_lr=1e-3", "model=bp"]) == {"warm_lr": 1e-3, "model": "bp"}  # YAML 1.1 reads 1e-3 as text
     for bad in (["scratch_growth"], ["=3"]):
         with pytest.raises(ValueError, match="KEY=VALUE"):
-            _settings(bad)
+            parse_settings(bad)
 
 
 def test_several_refits_show_their_range():

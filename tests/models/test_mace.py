@@ -54,10 +54,11 @@ def test_without_mace_the_model_says_how_to_install_it() -> None:
         make_potential("mace", Representation.for_frames(frames), 0)
 
 
-@pytest.mark.slow  # about 30 s on one core
+@pytest.mark.slow  # about 30 s each on one core
 @pytest.mark.skipif(not _has_mace(), reason="mace-torch is not installed (pip install 'alenv[mace]')")
-def test_an_episode_with_the_mace_committee_learns(make_env) -> None:
-    env = make_env("alenv/Ethanol-GFN2-tiny-v3", model="mace", model_kwargs=SMALL)
+@pytest.mark.parametrize("model, settings", [("mace", SMALL), ("mace-heads", {**SMALL, "n_members": 1, "heads": 3})])
+def test_an_episode_with_the_mace_committee_learns(make_env, model: str, settings: dict) -> None:
+    env = make_env("alenv/Ethanol-GFN2-tiny-v3", model=model, model_kwargs=settings)
     obs, info = env.reset(seed=0)
     first = info["metrics"]["force_mae"]
     rng = np.random.default_rng(0)
@@ -99,20 +100,6 @@ def test_every_head_from_one_pass_equals_mace_torch_own_forward_for_that_head() 
     E1, F1 = pot.evaluate_atoms(frames[2])
     np.testing.assert_allclose(E1, E[:, 2], atol=1e-9)
     np.testing.assert_allclose(F1, F[:, 2], atol=1e-9)
-
-
-@pytest.mark.slow  # about 30 s on one core
-@pytest.mark.skipif(not _has_mace(), reason="mace-torch is not installed (pip install 'alenv[mace]')")
-def test_an_episode_with_the_mace_heads_variant_learns(make_env) -> None:
-    env = make_env("alenv/Ethanol-GFN2-tiny-v3", model="mace-heads",
-                   model_kwargs={"heads": 3, "channels": 8, "num_interactions": 1, "epochs_initial": 5, "epochs_per_round": 2})
-    obs, info = env.reset(seed=0)
-    first = info["metrics"]["force_mae"]
-    rng = np.random.default_rng(0)
-    k, done = env.unwrapped.task.batch_size, False
-    while not done:
-        obs, _, done, _, info = env.step(rng.choice(np.flatnonzero(obs["mask"]), size=k, replace=False))
-    assert info["metrics"]["force_mae"] < first, (first, info["metrics"]["force_mae"])
 
 
 def test_the_heads_variant_is_one_network_with_several_heads() -> None:
