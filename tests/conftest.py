@@ -19,7 +19,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# The README's test command runs one worker per core (pytest-xdist): each worker then keeps to one thread.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 # rMD17 reference data ships with the package (alenv/datasets/rmd17, CC0).
 RMD17 = RMD17_DIR
@@ -58,6 +59,22 @@ def ethanol_tiny_env(alenv_cache):
 def cu_tiny_env(alenv_cache):
     """Cu-EMT-tiny (periodic, EMT) built once per session. Reset it before use."""
     return _make("alenv/Cu-EMT-tiny-v3", alenv_cache)
+
+
+@pytest.fixture(scope="session")
+def built_cache(alenv_cache):
+    """``built_cache(name, dest)``: the cache folder ``dest`` holding a copy of task ``name``'s data, built
+    once per session in the session cache (a copy, so that a test may damage it)."""
+    import shutil
+
+    from alenv.tasks import get_task, load_task_data
+
+    def copy(name: str, dest: Path) -> Path:
+        data = load_task_data(get_task(name), alenv_cache, progress=False)
+        shutil.copytree(data.directory, Path(dest) / "tasks" / data.directory.name)
+        return Path(dest)
+
+    return copy
 
 
 @pytest.fixture(scope="session")

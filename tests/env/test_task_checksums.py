@@ -16,9 +16,9 @@ def _edit(path, old: str, new: str) -> None:
 
 
 @pytest.mark.parametrize("part", ["test", "pool"])
-def test_edited_task_file_is_refused(tmp_path, part):
+def test_edited_task_file_is_refused(tmp_path, part, built_cache):
     spec = get_task("Cu-EMT-tiny")
-    data = load_task_data(spec, tmp_path, progress=False)
+    data = load_task_data(spec, built_cache("Cu-EMT-tiny", tmp_path), progress=False)
     path = data.directory / f"{part}.extxyz"
     line = path.read_text().splitlines()[2]  # the first atom of the first frame: species, position, forces
     fields = line.split()
@@ -29,9 +29,9 @@ def test_edited_task_file_is_refused(tmp_path, part):
         load_task_data(spec, tmp_path, progress=False)
 
 
-def test_cache_made_before_checksums_gets_them(tmp_path):
+def test_cache_made_before_checksums_gets_them(tmp_path, built_cache):
     spec = get_task("Cu-EMT-tiny")
-    data = load_task_data(spec, tmp_path, progress=False)
+    data = load_task_data(spec, built_cache("Cu-EMT-tiny", tmp_path), progress=False)
     meta_path = data.directory / "meta.json"
     meta = json.loads(meta_path.read_text())
     assert set(meta["sha256"]) == {"pool", "reserve", "test", "validation"}
