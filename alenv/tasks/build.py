@@ -5,6 +5,10 @@ of trajectories, the test and validation sets from independent ones (other rando
 is seeded with the task's ``data_seed``, so another data seed gives other trajectories, cached under their
 own key. The Dataset task reads the user's labelled extxyz files. Building is guarded by a file lock, so parallel jobs of a sweep build a
 task once and the others wait and read it.
+
+Some task data is expensive to make (liquid water: hours of GFN2-xTB labels), so it ships with the package
+under ``alenv/datasets/tasks/<data key>/`` (made by ``python -m alenv.tasks.ship``): a task whose data key is
+shipped unpacks it into the cache instead of building, with the same checksums verified.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import lzma
 import math
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -217,6 +223,32 @@ def _md_data(spec: TaskSpec, progress: bool, directory: Path | None = None) -> T
     return TaskData(out["pool"], out["reserve"], out["test"], out["validation"])
 
 
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "datasets" / "tasks"
+PARTS = ("pool", "reserve", "test", "validation")
+
+
+def shipped_data(spec: TaskSpec) -> Path | None:
+    """The folder of this task's shipped data (``alenv/datasets/tasks/<data key>``), or None if none ships."""
+    folder = SHIPPED_DIR / spec.data_key()
+    return folder if (folder / "meta.json").is_file() else None
+
+
+def _unpack(folder: Path, files: dict[str, Path], meta_path: Path) -> None:
+    """Decompress shipped parts (``<part>.extxyz.xz``) into the cache, then its ``meta.json`` (last: it marks
+    the data complete); ``_verify`` then checks them against the checksums made when they were packed."""
+    for part, path in files.items():
+        packed = folder / f"{part}.extxyz.xz"
+        if packed.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".unpacking")
+            try:
+                tmp.write_bytes(lzma.decompress(packed.read_bytes()))
+            except lzma.LZMAError as exc:
+                raise ValueError(f"shipped task data {packed} is damaged ({exc}); reinstall alenv") from exc
+            tmp.replace(path)
+    shutil.copyfile(folder / "meta.json", meta_path)
+
+
 def _sha256(path: Path) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else None
 
@@ -266,11 +298,15 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
     if spec.system not in SYSTEMS and spec.system not in BUILDERS:
         raise ValueError(f"unknown system {spec.system!r}; known: {sorted([*SYSTEMS, *BUILDERS])}")
     directory = Path(cache_dir) / "tasks" / spec.data_key()
-    files = {p: directory / f"{p}.extxyz" for p in ("pool", "reserve", "test", "validation")}
+    files = {p: directory / f"{p}.extxyz" for p in PARTS}
     meta_path = directory / "meta.json"
     with _locked(directory.with_suffix(".lock")):
         if not meta_path.exists():
-            _build(spec, files, meta_path, progress)
+            folder = shipped_data(spec)
+            if folder is not None:
+                _unpack(folder, files, meta_path)
+            else:
+                _build(spec, files, meta_path, progress)
         _verify(files, meta_path, directory)
     pool_labelled = json.loads(meta_path.read_text()).get("pool_labelled", True)
     parts = {}

@@ -80,8 +80,8 @@ def test_tasks_registered_with_the_tblite_oracle():
     full, tiny = TASKS["Water-GFN2"], TASKS["Water-GFN2-tiny"]
     assert full.oracle == tiny.oracle == "tblite"
     assert full.system == "water_32" and tiny.system == "water_8"
-    assert full.pool_size == 2000 and tiny.pool_size == 60
-    assert get_task("alenv/Water-GFN2-v0") is full
+    assert full.pool_size == 1000 and tiny.pool_size == 60
+    assert get_task("alenv/Water-GFN2-v1") is full
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_an_episode_labels_its_picks_and_refuses_true_labels(built):
     import gymnasium as gym
 
     spec, cache, _ = built
-    env = gym.make("alenv/Water-GFN2-tiny-v0", cache_dir=str(cache), progress=False, **SMALL)
+    env = gym.make("alenv/Water-GFN2-tiny-v1", cache_dir=str(cache), progress=False, **SMALL)
     obs, info = env.reset(seed=0)
     u = env.unwrapped
     assert not u.pool_labelled and u.n_pool == 6
@@ -141,6 +141,53 @@ def test_an_episode_labels_its_picks_and_refuses_true_labels(built):
     assert "force_mae[T=300K]" in u.test_metrics()
     with pytest.raises(ValueError, match="unlabelled"):
         u.true_labels()
+
+
+def test_shipped_data_has_a_labelled_pool_and_is_unpacked_instead_of_built(built, tmp_path, monkeypatch):
+    import lzma
+
+    import alenv.tasks.build as build
+    from alenv.tasks.ship import ship
+
+    spec, cache, data = built
+    folder = ship(spec, cache, out_dir=tmp_path / "shipped", progress=False)  # labels the 6 pool frames
+    meta = json.loads((folder / "meta.json").read_text())
+    assert folder.name == spec.data_key() and meta["pool_labelled"] is True
+    assert meta["counts"] == {"pool": 6, "reserve": 3, "test": 2, "validation": 2}
+    monkeypatch.setattr(build, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.setattr(build, "_build", lambda *a: pytest.fail("shipped data was built again"))
+    fresh = load_task_data(spec, tmp_path / "cache", progress=False)
+    assert fresh.pool_labelled and len(fresh.pool) == 6
+    assert [a.get_positions().tolist() for a in fresh.pool] == [a.get_positions().tolist() for a in data.pool]
+    assert [a.get_potential_energy() for a in fresh.test] == [a.get_potential_energy() for a in data.test]
+    # the pool's labels are GFN2-xTB's: recomputed, one frame agrees
+    from alenv.oracles import make_oracle
+
+    (label,) = make_oracle("tblite").label([fresh.pool[3]])
+    assert label.energy == pytest.approx(fresh.pool[3].get_potential_energy(), abs=1e-6)
+    assert np.allclose(label.forces, fresh.pool[3].get_forces(), atol=1e-6)
+    # a damaged shipped file is refused with a clear message, never used
+    packed = folder / "test.extxyz.xz"
+    raw = lzma.decompress(packed.read_bytes()).replace(b"O ", b"N ", 1)
+    packed.write_bytes(lzma.compress(raw))
+    with pytest.raises(ValueError, match="test.extxyz: checksum mismatch"):
+        load_task_data(spec, tmp_path / "other-cache", progress=False)
+    packed.write_bytes(b"not xz")
+    with pytest.raises(ValueError, match="shipped task data .*test.extxyz.xz is damaged"):
+        load_task_data(spec, tmp_path / "third-cache", progress=False)
+
+
+def test_the_standard_task_ships_its_labelled_pool():
+    from alenv.tasks.build import shipped_data
+
+    spec = TASKS["Water-GFN2"]
+    folder = shipped_data(spec)
+    assert folder is not None, f"no shipped data for {spec.data_key()}: python -m alenv.tasks.ship Water-GFN2"
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["pool_labelled"] is True and meta["counts"] == {
+        "pool": spec.pool_size, "reserve": spec.reserve_size, "test": spec.test_size, "validation": spec.validation_size,
+    }
+    assert shipped_data(spec.with_overrides(data_seed=1)) is None  # other data seeds are built
 
 
 def test_a_failed_build_label_says_so_and_builds_nothing(tmp_path, monkeypatch):
