@@ -141,6 +141,7 @@ def test_multirun_through_ray_local(tmp_path: Path, alenv_cache: Path) -> None:
     ray_link((tmp_path / ".ray").resolve()).unlink(missing_ok=True)  # the short link to it, if one was made
 
 
+@pytest.mark.slow  # 37 s: one episode through the runner (test_one_episode_writes_results) and the report's aggregation (tests/benchmarks/test_report_aggregate.py) run by default
 def test_tiny_multirun_through_the_report(tmp_path: Path, alenv_cache: Path) -> None:
     """``python -m benchmarks.run --multirun``: 2 strategies x 2 seeds, swept from the command line through the
     joblib launcher, then aggregated by ``python -m benchmarks.report``."""

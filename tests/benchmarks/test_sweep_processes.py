@@ -94,7 +94,8 @@ def test_sweep_workers_end_when_the_sweep_process_is_killed(tmp_path: Path, alen
                 os.kill(w, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("sweep", [False, True], ids=["run", "multirun"])
+# The sweep's Ctrl-C (22 s) is slow; a single run's (10 s) checks the same one-line ending by default.
+@pytest.mark.parametrize("sweep", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["run", "multirun"])
 def test_ctrl_c_ends_with_one_line(tmp_path: Path, alenv_cache: Path, sweep: bool) -> None:
     """SIGINT to the command's process group, as Ctrl-C sends it: exit 130, one line, no traceback; the
     run's failed.json says it was interrupted, and progress bars stayed off (output captured)."""

@@ -40,10 +40,11 @@ def _kwargs_for(name: str, rmd17_ethanol) -> dict:
 # the same code by default, except where the task's own test file already builds and plays the -tiny task
 # (Organics, the malonaldehyde pair: tests/tasks/) and Water, whose labels take seconds each.
 # Tasks whose check here would build data nothing else in the default run needs (full-size Cu-EMT and
-# Cu-EMT-Shift-tiny among them: their systems are checked at the other size).
+# the -Shift-tiny tasks among them: their systems and environment class are checked in the controls; the
+# target shift's data in tests/tasks/test_target_shift.py).
 SLOW_TASKS = {
     "Ethanol-GFN2-Shift", "Cu-EMT-Shift", "Organics-GFN2", "Malonaldehyde-GFN2", "Malonaldehyde-GFN2-Transfer",
-    "Cu-EMT", "Cu-EMT-Shift-tiny",
+    "Cu-EMT", "Cu-EMT-Shift-tiny", "Ethanol-GFN2-Shift-tiny",
     "Water-GFN2", "Water-GFN2-tiny", "Organics-GFN2-tiny", "Malonaldehyde-GFN2-tiny", "Malonaldehyde-GFN2-Transfer-tiny",
 }
 
