@@ -305,6 +305,11 @@ def load_task_data(spec: TaskSpec, cache_dir: Path, progress: bool = True) -> Ta
             folder = shipped_data(spec)
             if folder is not None:
                 _unpack(folder, files, meta_path)
+                try:
+                    _verify(files, meta_path, directory)
+                except ValueError as exc:  # nothing damaged stays in the cache; rebuilding would not mend it
+                    shutil.rmtree(directory)
+                    raise ValueError(f"shipped task data {folder} is damaged ({exc}); reinstall alenv") from exc
             else:
                 _build(spec, files, meta_path, progress)
         _verify(files, meta_path, directory)

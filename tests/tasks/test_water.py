@@ -170,11 +170,37 @@ def test_shipped_data_has_a_labelled_pool_and_is_unpacked_instead_of_built(built
     packed = folder / "test.extxyz.xz"
     raw = lzma.decompress(packed.read_bytes()).replace(b"O ", b"N ", 1)
     packed.write_bytes(lzma.compress(raw))
-    with pytest.raises(ValueError, match="test.extxyz: checksum mismatch"):
+    with pytest.raises(ValueError, match="shipped task data .* is damaged .*test.extxyz: checksum mismatch"):
         load_task_data(spec, tmp_path / "other-cache", progress=False)
+    assert not (tmp_path / "other-cache" / "tasks" / spec.data_key()).exists()  # nothing damaged left cached
     packed.write_bytes(b"not xz")
     with pytest.raises(ValueError, match="shipped task data .*test.extxyz.xz is damaged"):
         load_task_data(spec, tmp_path / "third-cache", progress=False)
+
+
+def test_a_failed_pool_label_stops_shipping_and_keeps_the_label_made(built, tmp_path, monkeypatch):
+    from alenv.oracles.tblite import TBLiteOracle
+    from alenv.tasks.ship import label_pool
+    from alenv.types import Label
+
+    spec, _, data = built
+    calls = []
+
+    def flaky(self, structures):  # the first pool frame labels, the second fails
+        calls.append(len(structures))
+        if len(calls) == 2:
+            return [Label.failure(len(a), 0.1, "SCC did not converge") for a in structures]
+        return original(self, structures)
+
+    original = TBLiteOracle.label
+    monkeypatch.setattr(TBLiteOracle, "label", flaky)
+    with pytest.raises(RuntimeError, match="failed on pool frame 1 .*SCC did not converge.*rerun to resume"):
+        label_pool(spec, data, tmp_path, progress=False)
+    # the label paid before the failure is kept: frame 0 comes from the label cache, with no oracle call
+    from alenv.tasks.build import task_oracle
+
+    oracle = task_oracle(spec, data, tmp_path)
+    assert oracle.keys([data.pool[0]])[0] in oracle.cache
 
 
 def test_the_standard_task_ships_its_labelled_pool():
